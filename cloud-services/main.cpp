@@ -1,0 +1,181 @@
+// strata-cloud: the cloud side of Strata in one binary. --services picks which gRPC services
+// this process runs (all of them by default); the REST gateway transcodes to the services
+// that run here over an in-process channel.
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <set>
+#include <thread>
+
+#include <absl/strings/str_split.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include <strata/clock.h>
+#include <strata/config.h>
+#include <strata/logging.h>
+#include <strata/metrics.h>
+
+#include "gateway/rest_gateway.h"
+#include "services/edge_hub.h"
+#include "services/registry_service.h"
+#include "services/telemetry_service.h"
+#include "storage/store.h"
+
+namespace {
+
+struct Flags {
+  std::string services = "all";
+  std::string database;
+  std::string data_dir = "strata-data";
+  std::string grpc_listen = "127.0.0.1:7000";
+  std::string http_listen = "127.0.0.1:8080";
+  int db_pool_size = 8;
+  int http_threads = 2;
+  std::string log_level = "info";
+  std::string log_format = "text";
+  std::uint64_t crash_after_commits = 0;
+};
+
+const std::set<std::string> kServiceNames = {"registry", "telemetry", "edgehub"};
+
+std::set<std::string> ParseServices(const std::string& s) {
+  if (s == "all") return kServiceNames;
+  std::set<std::string> out;
+  for (std::string_view name : absl::StrSplit(s, ',', absl::SkipEmpty())) {
+    if (!kServiceNames.count(std::string(name))) {
+      throw CLI::ValidationError("--services", "unknown service '" + std::string(name) +
+                                                   "' (all, or a list of registry, telemetry, edgehub)");
+    }
+    out.insert(std::string(name));
+  }
+  if (out.empty()) throw CLI::ValidationError("--services", "no service selected");
+  return out;
+}
+
+template <typename T>
+CLI::Option* AddFlag(CLI::App& app, const std::string& name, T& value, const std::string& help) {
+  return app.add_option("--" + name, value, help)->envname(strata::EnvName(name))->capture_default_str();
+}
+
+// Blocks SIGINT and SIGTERM in every thread (call before starting any), so that main can wait
+// for them with sigwait and shut down in order.
+sigset_t BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int Run(const Flags& flags) {
+  const auto services = ParseServices(flags.services);
+  const sigset_t signals = BlockShutdownSignals();
+
+  std::string url = flags.database;
+  if (url.empty()) {
+    std::filesystem::create_directories(flags.data_dir);
+    url = "sqlite://" + (std::filesystem::path(flags.data_dir) / "strata.db").string();
+  }
+  auto db = strata::storage::OpenDatabase({url, flags.db_pool_size});
+  if (!db.ok()) {
+    spdlog::error("cannot open database: {}", db.status().ToString());
+    return 2;
+  }
+  spdlog::info("database: {} ({})", (*db)->Backend(), (*db)->Backend() == "sqlite" ? url : "postgresql");
+
+  strata::MetricsRegistry metrics;
+  strata::Clock clock = strata::NowMs;
+  strata::services::RegistryService registry(**db);
+  strata::services::TelemetryService telemetry(**db, metrics, clock);
+  strata::services::EdgeHub hub(**db, metrics, clock, {flags.crash_after_commits});
+
+  grpc::EnableDefaultHealthCheckService(true);
+  // Reflection lets grpcurl and grpc_cli call the API without the .proto files.
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(flags.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
+  std::vector<std::string> rest_services;
+  if (services.count("registry")) {
+    builder.RegisterService(&registry);
+    rest_services.push_back("strata.v1.DeviceRegistry");
+  }
+  if (services.count("telemetry")) {
+    builder.RegisterService(&telemetry);
+    rest_services.push_back("strata.v1.Telemetry");
+  }
+  if (services.count("edgehub")) {
+    builder.RegisterService(&hub);
+    rest_services.push_back("strata.v1.EdgeSync");
+  }
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || grpc_port == 0) {
+    spdlog::error("cannot listen for gRPC on {}", flags.grpc_listen);
+    return 2;
+  }
+
+  const auto http = strata::ParseHostPort(flags.http_listen);
+  strata::gateway::RestGatewayOptions gw_options;
+  gw_options.host = http.host;
+  gw_options.port = http.port;
+  gw_options.threads = flags.http_threads;
+  auto& database = **db;
+  strata::gateway::HttpHooks hooks{[&metrics] { return metrics.Render(); },
+                                   [&database] { return database.Ping().ok(); }};
+  auto gateway = strata::gateway::RestGateway::Create(gw_options, server->InProcessChannel(grpc::ChannelArguments()),
+                                                      rest_services, hooks);
+  if (!gateway.ok()) {
+    spdlog::error("cannot start the REST gateway: {}", gateway.status().ToString());
+    server->Shutdown();
+    return 2;
+  }
+  const std::string grpc_host = flags.grpc_listen.substr(0, flags.grpc_listen.rfind(':'));
+  spdlog::info("strata-cloud ready: services={} gRPC={}:{} REST=http://{}:{}", flags.services, grpc_host, grpc_port,
+               http.host, (*gateway)->Port());
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  // Stop taking REST requests first (they call into gRPC), then let gRPC finish in-flight
+  // calls for up to five seconds; stores are closed last, when `db` goes out of scope.
+  (*gateway)->Shutdown();
+  server->GetHealthCheckService()->Shutdown();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  spdlog::info("strata-cloud stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"strata-cloud: Strata's cloud services (device registry, telemetry, edge hub) and REST gateway"};
+  Flags flags;
+  strata::UseYamlConfig(app);
+  AddFlag(app, "services", flags.services, "Services to run: all, or a comma-separated subset of registry,telemetry,edgehub");
+  AddFlag(app, "database", flags.database,
+          "Database URL: sqlite://PATH or postgresql://USER@HOST:PORT/DB (default: sqlite under --data-dir)");
+  AddFlag(app, "data-dir", flags.data_dir, "Directory for the embedded database");
+  AddFlag(app, "grpc-listen", flags.grpc_listen, "gRPC listen address HOST:PORT (port 0 picks one)");
+  AddFlag(app, "http-listen", flags.http_listen, "REST/metrics listen address HOST:PORT (port 0 picks one)");
+  AddFlag(app, "db-pool-size", flags.db_pool_size, "PostgreSQL connection pool size")->check(CLI::Range(1, 256));
+  AddFlag(app, "http-threads", flags.http_threads, "Threads serving REST")->check(CLI::Range(1, 64));
+  AddFlag(app, "log-level", flags.log_level, "trace, debug, info, warn or error");
+  AddFlag(app, "log-format", flags.log_format, "text or json");
+  AddFlag(app, "fault-crash-after-commits", flags.crash_after_commits,
+          "Testing only: exit abruptly after committing this many edge batches, before acking")
+      ->group("Testing");
+  try {
+    app.parse(argc, argv);
+    strata::ConfigureLogging(flags.log_level, flags.log_format);
+    return Run(flags);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "strata-cloud: " << e.what() << "\n";
+    return 2;
+  }
+}

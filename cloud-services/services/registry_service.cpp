@@ -1,0 +1,158 @@
+#include "services/registry_service.h"
+
+#include <absl/strings/str_split.h>
+#include <absl/strings/strip.h>
+
+#include "services/grpc_status.h"
+#include "services/page_token.h"
+#include "services/request_limits.h"
+#include "strata/ids.h"
+
+namespace strata::services {
+namespace {
+
+using storage::kDefaultTenant;
+
+absl::Status ValidateDeviceFields(const v1::Device& d) {
+  if (auto s = CheckLength("name", d.name(), kMaxNameBytes); !s.ok()) return s;
+  if (auto s = CheckLength("type", d.type(), kMaxNameBytes); !s.ok()) return s;
+  if (auto s = CheckStringMap("labels", d.labels(), kMaxLabelBytes); !s.ok()) return s;
+  return CheckStringMap("attributes", d.attributes(), kMaxAttributeBytes);
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseLabelFilter(std::string_view filter) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (filter.empty()) return out;
+  for (std::string_view term : absl::StrSplit(filter, ',')) {
+    auto eq = term.find('=');
+    if (eq == std::string_view::npos || eq == 0) {
+      return absl::InvalidArgumentError("label_filter must be a comma-separated list of key=value, got '" +
+                                        std::string(term) + "'");
+    }
+    out.emplace_back(std::string(term.substr(0, eq)), std::string(term.substr(eq + 1)));
+  }
+  return out;
+}
+
+// Cuts a list read with one extra row down to the page and sets the next-page token.
+template <typename T, typename IdFn>
+std::string TrimPage(std::vector<T>& rows, int page_size, IdFn id) {
+  if (static_cast<int>(rows.size()) <= page_size) return {};
+  rows.resize(page_size);
+  return EncodeIdToken(id(rows.back()));
+}
+
+}  // namespace
+
+grpc::Status RegistryService::CreateDevice(grpc::ServerContext*, const v1::CreateDeviceRequest* req, v1::Device* out) {
+  if (auto s = ValidateId("device_id", req->device().device_id()); !s.ok()) return ToGrpc(s);
+  if (auto s = ValidateDeviceFields(req->device()); !s.ok()) return ToGrpc(s);
+  auto created = db_.Devices().CreateDevice(kDefaultTenant, req->device());
+  if (!created.ok()) return ToGrpc(created.status());
+  *out = *std::move(created);
+  return grpc::Status::OK;
+}
+
+grpc::Status RegistryService::GetDevice(grpc::ServerContext*, const v1::GetDeviceRequest* req, v1::Device* out) {
+  if (auto s = ValidateId("device_id", req->device_id()); !s.ok()) return ToGrpc(s);
+  auto device = db_.Devices().GetDevice(kDefaultTenant, req->device_id());
+  if (!device.ok()) return ToGrpc(device.status());
+  *out = *std::move(device);
+  return grpc::Status::OK;
+}
+
+grpc::Status RegistryService::ListDevices(grpc::ServerContext*, const v1::ListDevicesRequest* req,
+                                          v1::ListDevicesResponse* out) {
+  if (auto s = CheckPageSize(req->page_size()); !s.ok()) return ToGrpc(s);
+  storage::DeviceListQuery query;
+  query.page_size = req->page_size() == 0 ? kDefaultPageSize : req->page_size();
+  if (!req->page_token().empty()) {
+    auto after = DecodeIdToken(req->page_token());
+    if (!after.ok()) return ToGrpc(after.status());
+    query.after_device_id = *std::move(after);
+  }
+  auto labels = ParseLabelFilter(req->label_filter());
+  if (!labels.ok()) return ToGrpc(labels.status());
+  query.labels = *std::move(labels);
+  auto rows = db_.Devices().ListDevices(kDefaultTenant, query);
+  if (!rows.ok()) return ToGrpc(rows.status());
+  out->set_next_page_token(TrimPage(*rows, query.page_size, [](const v1::Device& d) { return d.device_id(); }));
+  for (auto& d : *rows) *out->add_devices() = std::move(d);
+  return grpc::Status::OK;
+}
+
+grpc::Status RegistryService::UpdateDevice(grpc::ServerContext*, const v1::UpdateDeviceRequest* req, v1::Device* out) {
+  const v1::Device& d = req->device();
+  if (auto s = ValidateId("device.device_id", d.device_id()); !s.ok()) return ToGrpc(s);
+  if (auto s = ValidateDeviceFields(d); !s.ok()) return ToGrpc(s);
+  storage::DeviceUpdate fields;
+  if (req->has_update_mask() && req->update_mask().paths_size() > 0) {
+    for (const auto& path : req->update_mask().paths()) {
+      if (path == "name") {
+        fields.name = true;
+      } else if (path == "type") {
+        fields.type = true;
+      } else if (path == "labels") {
+        fields.labels = true;
+      } else if (path == "attributes") {
+        fields.attributes = true;
+      } else {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "update_mask: '" + path + "' is not one of name, type, labels, attributes");
+      }
+    }
+  } else {
+    fields.name = !d.name().empty();
+    fields.type = !d.type().empty();
+    fields.labels = !d.labels().empty();
+    fields.attributes = !d.attributes().empty();
+  }
+  auto updated = db_.Devices().UpdateDevice(kDefaultTenant, d, fields);
+  if (!updated.ok()) return ToGrpc(updated.status());
+  *out = *std::move(updated);
+  return grpc::Status::OK;
+}
+
+grpc::Status RegistryService::DeleteDevice(grpc::ServerContext*, const v1::DeleteDeviceRequest* req,
+                                           v1::DeleteDeviceResponse*) {
+  if (auto s = ValidateId("device_id", req->device_id()); !s.ok()) return ToGrpc(s);
+  return ToGrpc(db_.Devices().DeleteDevice(kDefaultTenant, req->device_id()));
+}
+
+grpc::Status RegistryService::CreateEdge(grpc::ServerContext*, const v1::CreateEdgeRequest* req, v1::Edge* out) {
+  const v1::Edge& e = req->edge();
+  if (auto s = ValidateId("edge_id", e.edge_id()); !s.ok()) return ToGrpc(s);
+  if (auto s = CheckLength("name", e.name(), kMaxNameBytes); !s.ok()) return ToGrpc(s);
+  if (auto s = CheckStringMap("labels", e.labels(), kMaxLabelBytes); !s.ok()) return ToGrpc(s);
+  auto created = db_.Edges().CreateEdge(kDefaultTenant, e);
+  if (!created.ok()) return ToGrpc(created.status());
+  *out = *std::move(created);
+  return grpc::Status::OK;
+}
+
+grpc::Status RegistryService::GetEdge(grpc::ServerContext*, const v1::GetEdgeRequest* req, v1::Edge* out) {
+  if (auto s = ValidateId("edge_id", req->edge_id()); !s.ok()) return ToGrpc(s);
+  auto edge = db_.Edges().GetEdge(kDefaultTenant, req->edge_id());
+  if (!edge.ok()) return ToGrpc(edge.status());
+  *out = *std::move(edge);
+  return grpc::Status::OK;
+}
+
+grpc::Status RegistryService::ListEdges(grpc::ServerContext*, const v1::ListEdgesRequest* req,
+                                        v1::ListEdgesResponse* out) {
+  if (auto s = CheckPageSize(req->page_size()); !s.ok()) return ToGrpc(s);
+  const int page_size = req->page_size() == 0 ? kDefaultPageSize : req->page_size();
+  std::string after;
+  if (!req->page_token().empty()) {
+    auto decoded = DecodeIdToken(req->page_token());
+    if (!decoded.ok()) return ToGrpc(decoded.status());
+    after = *std::move(decoded);
+  }
+  auto rows = db_.Edges().ListEdges(kDefaultTenant, page_size, after);
+  if (!rows.ok()) return ToGrpc(rows.status());
+  out->set_next_page_token(TrimPage(*rows, page_size, [](const v1::Edge& e) { return e.edge_id(); }));
+  for (auto& e : *rows) *out->add_edges() = std::move(e);
+  return grpc::Status::OK;
+}
+
+}  // namespace strata::services

@@ -1,0 +1,183 @@
+#include "services/telemetry_service.h"
+
+#include <cmath>
+
+#include "services/grpc_status.h"
+#include "services/page_token.h"
+#include "strata/ids.h"
+
+namespace strata::services {
+namespace {
+
+using storage::kDefaultTenant;
+
+constexpr double kMaxExactInteger = 9007199254740992.0;  // 2^53
+
+absl::Status ValidateKeys(const google::protobuf::RepeatedPtrField<std::string>& keys, bool required) {
+  if (required && keys.empty()) return absl::InvalidArgumentError("keys: at least one key is required");
+  if (keys.size() > kMaxKeysPerRequest) {
+    return absl::InvalidArgumentError("keys: at most " + std::to_string(kMaxKeysPerRequest) + " keys per request");
+  }
+  for (const auto& k : keys) {
+    if (auto s = ValidateKey(k); !s.ok()) return absl::InvalidArgumentError("keys: " + std::string(s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRange(std::int64_t start, std::int64_t end, bool end_required) {
+  if (start < 0) return absl::InvalidArgumentError("start must not be negative");
+  if (end < 0) return absl::InvalidArgumentError("end must not be negative");
+  if (end_required && end == 0) return absl::InvalidArgumentError("end is required");
+  if (end != 0 && end <= start) return absl::InvalidArgumentError("start must be before end");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Value> FromJsonValue(const google::protobuf::Value& v, const std::string& field) {
+  v1::Value out;
+  switch (v.kind_case()) {
+    case google::protobuf::Value::kNumberValue: {
+      const double d = v.number_value();
+      if (!std::isfinite(d)) return absl::InvalidArgumentError(field + ": number is not finite");
+      if (d == std::trunc(d) && std::fabs(d) < kMaxExactInteger) {
+        out.set_int_value(static_cast<std::int64_t>(d));
+      } else {
+        out.set_double_value(d);
+      }
+      return out;
+    }
+    case google::protobuf::Value::kBoolValue:
+      out.set_bool_value(v.bool_value());
+      return out;
+    case google::protobuf::Value::kStringValue:
+      out.set_string_value(v.string_value());
+      return out;
+    case google::protobuf::Value::kNullValue:
+      return absl::InvalidArgumentError(field + ": null is not a telemetry value");
+    case google::protobuf::Value::kListValue:
+    case google::protobuf::Value::kStructValue:
+      return absl::InvalidArgumentError(field + ": nested lists and objects are not telemetry values");
+    default:
+      return absl::InvalidArgumentError(field + ": value is missing");
+  }
+}
+
+TelemetryService::TelemetryService(storage::Database& db, MetricsRegistry& metrics, Clock clock)
+    : db_(db),
+      clock_(std::move(clock)),
+      points_written_(metrics.GetCounter("strata_cloud_api_points_written_total",
+                                         "Telemetry values stored through the Telemetry.Write API")),
+      writes_rejected_(metrics.GetCounter("strata_cloud_api_writes_rejected_total",
+                                          "Telemetry.Write requests rejected as invalid")) {}
+
+absl::Status TelemetryService::CheckDevice(const std::string& device_id) {
+  if (auto s = ValidateId("device_id", device_id); !s.ok()) return s;
+  return db_.Devices().GetDevice(kDefaultTenant, device_id).status();
+}
+
+grpc::Status TelemetryService::Write(grpc::ServerContext*, const v1::WriteTelemetryRequest* req,
+                                     v1::WriteTelemetryResponse* out) {
+  auto reject = [&](absl::Status s) {
+    writes_rejected_.Inc();
+    return ToGrpc(s);
+  };
+  if (auto s = ValidateId("device_id", req->device_id()); !s.ok()) return reject(s);
+  if (req->points().empty()) return reject(absl::InvalidArgumentError("points: at least one point is required"));
+  if (req->points_size() > kMaxPointsPerWrite) {
+    return reject(absl::InvalidArgumentError("points: at most " + std::to_string(kMaxPointsPerWrite) +
+                                             " points per request"));
+  }
+  const std::int64_t now = clock_();
+  std::vector<storage::Point> points;
+  for (int i = 0; i < req->points_size(); ++i) {
+    const auto& p = req->points(i);
+    const std::string where = "points[" + std::to_string(i) + "]";
+    if (p.ts() < 0) return reject(absl::InvalidArgumentError(where + ".ts must not be negative"));
+    if (p.values().empty()) return reject(absl::InvalidArgumentError(where + ".values must not be empty"));
+    for (const auto& [key, value] : p.values()) {
+      if (auto s = ValidateKey(key); !s.ok()) {
+        return reject(absl::InvalidArgumentError(where + ".values: " + std::string(s.message())));
+      }
+      auto typed = FromJsonValue(value, where + ".values." + key);
+      if (!typed.ok()) return reject(typed.status());
+      points.push_back(storage::Point{key, p.ts() == 0 ? now : p.ts(), *std::move(typed)});
+    }
+  }
+  if (auto s = db_.Telemetry().Write(kDefaultTenant, req->device_id(), points); !s.ok()) return ToGrpc(s);
+  points_written_.Inc(points.size());
+  out->set_written(static_cast<std::int64_t>(points.size()));
+  return grpc::Status::OK;
+}
+
+grpc::Status TelemetryService::Query(grpc::ServerContext*, const v1::QueryTelemetryRequest* req,
+                                     v1::QueryTelemetryResponse* out) {
+  if (auto s = ValidateKeys(req->keys(), false); !s.ok()) return ToGrpc(s);
+  if (auto s = ValidateRange(req->start(), req->end(), false); !s.ok()) return ToGrpc(s);
+  if (req->limit() < 0 || req->limit() > kMaxQueryLimit) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "limit must be between 1 and " + std::to_string(kMaxQueryLimit) + " (0 for the default of " +
+                            std::to_string(kDefaultQueryLimit) + ")");
+  }
+  if (!v1::SortOrder_IsValid(req->order())) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "order must be ASC or DESC");
+  }
+  storage::TelemetryQuery q;
+  q.device_id = req->device_id();
+  q.keys.assign(req->keys().begin(), req->keys().end());
+  q.start = req->start();
+  q.end = req->end();
+  q.limit = req->limit() == 0 ? kDefaultQueryLimit : req->limit();
+  q.descending = req->order() == v1::DESC;
+  if (!req->page_token().empty()) {
+    auto cursor = DecodeTelemetryToken(req->page_token());
+    if (!cursor.ok()) return ToGrpc(cursor.status());
+    q.after = *std::move(cursor);
+  }
+  if (auto s = CheckDevice(req->device_id()); !s.ok()) return ToGrpc(s);
+  auto rows = db_.Telemetry().Query(kDefaultTenant, q);
+  if (!rows.ok()) return ToGrpc(rows.status());
+  if (static_cast<int>(rows->size()) > q.limit) {
+    rows->resize(q.limit);
+    out->set_next_page_token(EncodeTelemetryToken({rows->back().ts(), rows->back().key()}));
+  }
+  for (auto& r : *rows) *out->add_readings() = std::move(r);
+  return grpc::Status::OK;
+}
+
+grpc::Status TelemetryService::Latest(grpc::ServerContext*, const v1::LatestTelemetryRequest* req,
+                                      v1::LatestTelemetryResponse* out) {
+  if (auto s = ValidateKeys(req->keys(), false); !s.ok()) return ToGrpc(s);
+  if (auto s = CheckDevice(req->device_id()); !s.ok()) return ToGrpc(s);
+  auto rows = db_.Telemetry().Latest(kDefaultTenant, req->device_id(),
+                                     std::vector<std::string>(req->keys().begin(), req->keys().end()));
+  if (!rows.ok()) return ToGrpc(rows.status());
+  for (auto& r : *rows) *out->add_readings() = std::move(r);
+  return grpc::Status::OK;
+}
+
+grpc::Status TelemetryService::Aggregate(grpc::ServerContext*, const v1::AggregateTelemetryRequest* req,
+                                         v1::AggregateTelemetryResponse* out) {
+  if (auto s = ValidateKeys(req->keys(), true); !s.ok()) return ToGrpc(s);
+  if (auto s = ValidateRange(req->start(), req->end(), true); !s.ok()) return ToGrpc(s);
+  if (req->interval() <= 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "interval must be a positive number of milliseconds");
+  }
+  if (req->function() == v1::AGGREGATION_FUNCTION_UNSPECIFIED || !v1::AggregationFunction_IsValid(req->function())) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "function must be one of AVG, MIN, MAX, SUM, COUNT");
+  }
+  if (auto s = CheckDevice(req->device_id()); !s.ok()) return ToGrpc(s);
+  storage::AggregateQuery q;
+  q.device_id = req->device_id();
+  q.keys.assign(req->keys().begin(), req->keys().end());
+  q.start = req->start();
+  q.end = req->end();
+  q.interval = req->interval();
+  q.function = req->function();
+  auto series = db_.Telemetry().Aggregate(kDefaultTenant, q);
+  if (!series.ok()) return ToGrpc(series.status());
+  for (auto& s : *series) *out->add_series() = std::move(s);
+  return grpc::Status::OK;
+}
+
+}  // namespace strata::services

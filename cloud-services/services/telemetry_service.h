@@ -1,0 +1,42 @@
+// strata.v1.Telemetry: validates requests, converts REST-friendly points into typed values and
+// maps the calls onto the telemetry store.
+#pragma once
+
+#include <strata/clock.h>
+#include <strata/metrics.h>
+
+#include "storage/store.h"
+#include "strata/v1/telemetry.grpc.pb.h"
+
+namespace strata::services {
+
+inline constexpr int kMaxPointsPerWrite = 10000;
+inline constexpr int kDefaultQueryLimit = 1000;
+inline constexpr int kMaxQueryLimit = 10000;
+inline constexpr int kMaxKeysPerRequest = 100;
+
+class TelemetryService final : public v1::Telemetry::Service {
+ public:
+  TelemetryService(storage::Database& db, MetricsRegistry& metrics, Clock clock);
+
+  grpc::Status Write(grpc::ServerContext*, const v1::WriteTelemetryRequest*, v1::WriteTelemetryResponse*) override;
+  grpc::Status Query(grpc::ServerContext*, const v1::QueryTelemetryRequest*, v1::QueryTelemetryResponse*) override;
+  grpc::Status Latest(grpc::ServerContext*, const v1::LatestTelemetryRequest*, v1::LatestTelemetryResponse*) override;
+  grpc::Status Aggregate(grpc::ServerContext*, const v1::AggregateTelemetryRequest*,
+                         v1::AggregateTelemetryResponse*) override;
+
+ private:
+  // NOT_FOUND unless the device exists (reads fail the same way writes do).
+  absl::Status CheckDevice(const std::string& device_id);
+
+  storage::Database& db_;
+  Clock clock_;
+  Counter& points_written_;
+  Counter& writes_rejected_;
+};
+
+// Converts a JSON-friendly value into a typed one: integral numbers below 2^53 become
+// int_value, other numbers double_value. `field` names the value in the error.
+absl::StatusOr<v1::Value> FromJsonValue(const google::protobuf::Value& v, const std::string& field);
+
+}  // namespace strata::services

@@ -1,0 +1,181 @@
+// Storage interfaces of the cloud services: one interface per aggregate (devices, edges,
+// telemetry), with a PostgreSQL backend (production) and a SQLite backend (the embedded
+// default). Services depend only on these interfaces; OpenDatabase() picks the backend from
+// the database URL.
+//
+// All methods are safe to call from many threads at once. Expected failures come back as
+// absl::Status values with the codes the APIs return: NOT_FOUND for an unknown device or edge,
+// ALREADY_EXISTS for a duplicate id, INVALID_ARGUMENT for input the backend cannot take,
+// UNAVAILABLE when the database cannot be reached. Every string is passed to the database as
+// a bound parameter or COPY data, never spliced into SQL.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <absl/status/status.h>
+#include <absl/status/statusor.h>
+
+#include "strata/v1/common.pb.h"
+#include "strata/v1/edgesync.pb.h"
+#include "strata/v1/registry.pb.h"
+#include "strata/v1/telemetry.pb.h"
+
+namespace strata::storage {
+
+inline constexpr std::string_view kDefaultTenant = "default";
+
+// ---------------------------------------------------------------------------------------
+// Devices
+
+struct DeviceListQuery {
+  int page_size = 100;
+  // Return devices whose id sorts after this one (keyset paging); empty for the first page.
+  std::string after_device_id;
+  // Every (label, value) pair must be present on the device.
+  std::vector<std::pair<std::string, std::string>> labels;
+};
+
+struct DeviceUpdate {
+  bool name = false;
+  bool type = false;
+  bool labels = false;
+  bool attributes = false;
+};
+
+class DeviceStore {
+ public:
+  virtual ~DeviceStore() = default;
+  // Sets tenant_id, created_at = updated_at = now; ALREADY_EXISTS if the id is taken.
+  virtual absl::StatusOr<v1::Device> CreateDevice(std::string_view tenant, const v1::Device& device) = 0;
+  virtual absl::StatusOr<v1::Device> GetDevice(std::string_view tenant, std::string_view device_id) = 0;
+  // Ordered by device_id; at most page_size + 1 rows are read so the caller can tell whether
+  // there is a next page: the result holds up to page_size + 1 devices.
+  virtual absl::StatusOr<std::vector<v1::Device>> ListDevices(std::string_view tenant,
+                                                              const DeviceListQuery& query) = 0;
+  // Replaces the fields chosen in `fields` with those of `device` and sets updated_at.
+  virtual absl::StatusOr<v1::Device> UpdateDevice(std::string_view tenant, const v1::Device& device,
+                                                  const DeviceUpdate& fields) = 0;
+  // Deletes the device, its telemetry and its latest values.
+  virtual absl::Status DeleteDevice(std::string_view tenant, std::string_view device_id) = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// Edges
+
+class EdgeStore {
+ public:
+  virtual ~EdgeStore() = default;
+  virtual absl::StatusOr<v1::Edge> CreateEdge(std::string_view tenant, const v1::Edge& edge) = 0;
+  virtual absl::StatusOr<v1::Edge> GetEdge(std::string_view tenant, std::string_view edge_id) = 0;
+  // Ordered by edge_id, up to page_size + 1 rows after `after_edge_id`.
+  virtual absl::StatusOr<std::vector<v1::Edge>> ListEdges(std::string_view tenant, int page_size,
+                                                          std::string_view after_edge_id) = 0;
+  // Called when an edge says Hello: creates the edge if it is new (enrolment is automatic
+  // until authentication lands), sets last_seen_at, and returns its high-water mark.
+  virtual absl::StatusOr<std::uint64_t> TouchEdge(std::string_view tenant, std::string_view edge_id,
+                                                  std::int64_t now_ms) = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// Telemetry
+
+// One value to store. The device must exist (the Telemetry service checks).
+struct Point {
+  std::string key;
+  std::int64_t ts = 0;
+  v1::Value value;
+};
+
+struct TelemetryCursor {
+  std::int64_t ts = 0;
+  std::string key;
+};
+
+struct TelemetryQuery {
+  std::string device_id;
+  std::vector<std::string> keys;  // empty: every key
+  std::int64_t start = 0;         // inclusive
+  std::int64_t end = 0;           // exclusive; 0: no upper bound
+  int limit = 1000;               // the backend returns up to limit + 1 readings
+  bool descending = false;
+  // Resume strictly after (ascending) or before (descending) this (ts, key).
+  std::optional<TelemetryCursor> after;
+};
+
+struct AggregateQuery {
+  std::string device_id;
+  std::vector<std::string> keys;  // at least one
+  std::int64_t start = 0;         // inclusive
+  std::int64_t end = 0;           // exclusive, > start
+  std::int64_t interval = 0;      // > 0
+  v1::AggregationFunction function = v1::AVG;
+};
+
+struct EdgeBatchResult {
+  std::uint64_t high_water_mark = 0;
+  std::uint32_t written = 0;  // readings stored; 0 when the whole batch was at or below the mark
+};
+
+class TelemetryStore {
+ public:
+  virtual ~TelemetryStore() = default;
+
+  // Upserts the points (one value per device, key, ts: the last write wins), updates the
+  // latest values (a point replaces a latest value only if its ts is not older) and the
+  // device's last_seen_at, in one transaction. NOT_FOUND if the device does not exist.
+  virtual absl::Status Write(std::string_view tenant, std::string_view device_id,
+                             const std::vector<Point>& points) = 0;
+
+  // Readings ordered by (ts, key), ascending or descending; up to limit + 1 of them.
+  virtual absl::StatusOr<std::vector<v1::Reading>> Query(std::string_view tenant, const TelemetryQuery& query) = 0;
+
+  // The newest reading of each key of the device (of `keys` if not empty), ordered by key.
+  virtual absl::StatusOr<std::vector<v1::Reading>> Latest(std::string_view tenant, std::string_view device_id,
+                                                          const std::vector<std::string>& keys) = 0;
+
+  // One series per requested key (in request order), each with the non-empty buckets in time
+  // order. Integer and double values are folded together; bool and string values are
+  // ignored. One SQL statement, whatever the number of buckets.
+  virtual absl::StatusOr<std::vector<v1::AggregateSeries>> Aggregate(std::string_view tenant,
+                                                                     const AggregateQuery& query) = 0;
+
+  // The edge hub's write. In one transaction: reads the edge's high-water mark (creating the
+  // edge if needed), upserts the readings whose seq is above it (creating unknown devices
+  // with edge_id set, and updating latest values and last_seen_at as Write does), and sets
+  // the mark to max(mark, batch.last_seq). A batch wholly at or below the mark writes nothing.
+  virtual absl::StatusOr<EdgeBatchResult> ApplyEdgeBatch(std::string_view tenant, std::string_view edge_id,
+                                                         const v1::TelemetryBatch& batch, std::int64_t now_ms) = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+
+class Database {
+ public:
+  virtual ~Database() = default;
+  virtual DeviceStore& Devices() = 0;
+  virtual EdgeStore& Edges() = 0;
+  virtual TelemetryStore& Telemetry() = 0;
+  // OK when the database answers a trivial query (readiness).
+  virtual absl::Status Ping() = 0;
+  // "sqlite" or "postgresql".
+  virtual std::string_view Backend() const = 0;
+};
+
+struct DatabaseOptions {
+  // sqlite://PATH (relative paths are taken as they are) or postgresql://... / postgres://...
+  std::string url;
+  // Size of the PostgreSQL connection pool.
+  int pool_size = 8;
+};
+
+// Opens the database, applies pending migrations, and returns it. INVALID_ARGUMENT for an
+// unknown URL scheme, UNAVAILABLE if the database cannot be reached.
+absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(const DatabaseOptions& options);
+
+}  // namespace strata::storage

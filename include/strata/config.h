@@ -1,0 +1,28 @@
+// Command-line, YAML file and environment configuration for Strata's binaries.
+//
+// Each binary declares its flags with CLI11 and calls UseYamlConfig(app): `--config FILE`
+// then reads a YAML mapping whose keys are the long flag names (`grpc-listen: 0.0.0.0:7000`),
+// and every flag can also come from the environment variable named in its --help.
+// Precedence: command line, then environment, then file, then default.
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace strata {
+
+// Installs the YAML reader and the `--config` option on `app`.
+void UseYamlConfig(CLI::App& app);
+
+// "grpc-listen" -> "STRATA_GRPC_LISTEN": the environment variable of a flag.
+std::string EnvName(const std::string& flag);
+
+// Splits "host:port" (or "[v6]:port"); throws CLI::ValidationError on a malformed address.
+struct HostPort {
+  std::string host;
+  unsigned short port = 0;
+};
+HostPort ParseHostPort(const std::string& s);
+
+}  // namespace strata

@@ -1,0 +1,22 @@
+// Validation of the identifiers that travel through every layer: device ids and edge ids
+// appear in MQTT topics, URL paths and SQL parameters, so they are checked once, the same way,
+// wherever they enter.
+#pragma once
+
+#include <string_view>
+
+#include <absl/status/status.h>
+
+namespace strata {
+
+inline constexpr std::size_t kMaxIdBytes = 128;
+inline constexpr std::size_t kMaxKeyBytes = 256;
+
+// OK when `id` is 1..128 bytes with no '/', '+', '#' or control characters. `what` names the
+// field in the error ("device_id").
+[[nodiscard]] absl::Status ValidateId(std::string_view what, std::string_view id);
+
+// OK when a telemetry key is 1..256 bytes without control characters.
+[[nodiscard]] absl::Status ValidateKey(std::string_view key);
+
+}  // namespace strata

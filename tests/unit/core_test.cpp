@@ -1,0 +1,103 @@
+// Unit tests of strata::core: identifiers, metrics rendering, configuration.
+#include <cstdlib>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include <strata/config.h>
+#include <strata/ids.h>
+#include <strata/metrics.h>
+
+#include "support/process.h"
+
+namespace strata {
+namespace {
+
+TEST(IdsTest, AcceptsOrdinaryAndQuotedIds) {
+  EXPECT_TRUE(ValidateId("device_id", "pump-7").ok());
+  EXPECT_TRUE(ValidateId("device_id", "it's \"quoted\"; DROP TABLE devices; --").ok());
+  EXPECT_TRUE(ValidateId("device_id", std::string(kMaxIdBytes, 'a')).ok());
+}
+
+TEST(IdsTest, RejectsEmptyOverlongAndTopicCharacters) {
+  auto empty = ValidateId("device_id", "");
+  EXPECT_EQ(empty.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(empty.message().find("device_id"), std::string_view::npos);
+  EXPECT_EQ(ValidateId("device_id", std::string(kMaxIdBytes + 1, 'a')).code(), absl::StatusCode::kInvalidArgument);
+  for (const char* bad : {"a/b", "a+b", "a#b", "a\nb"}) {
+    EXPECT_EQ(ValidateId("device_id", bad).code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_FALSE(ValidateKey("").ok());
+  EXPECT_TRUE(ValidateKey("temperature").ok());
+}
+
+TEST(MetricsTest, RendersCountersGaugesAndEscapedLabels) {
+  MetricsRegistry m;
+  m.GetCounter("strata_x_total", "X things", {{"reason", "bad \"json\""}}).Inc(3);
+  m.GetCounter("strata_x_total", "X things", {{"reason", "bad \"json\""}}).Inc();
+  m.GetGauge("strata_depth", "Depth").Set(2.5);
+  m.AddCallbackGauge("strata_age_seconds", "Age", [] { return 7.0; });
+  const std::string text = m.Render();
+  EXPECT_NE(text.find("# TYPE strata_x_total counter\n"), std::string::npos);
+  EXPECT_NE(text.find("strata_x_total{reason=\"bad \\\"json\\\"\"} 4\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("strata_depth 2.5\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("strata_age_seconds 7\n"), std::string::npos) << text;
+}
+
+TEST(MetricsTest, OneNameCannotBeTwoTypes) {
+  MetricsRegistry m;
+  m.GetCounter("strata_a", "a");
+  EXPECT_THROW(m.GetGauge("strata_a", "a"), std::logic_error);
+}
+
+TEST(ConfigTest, ParsesHostPort) {
+  auto hp = ParseHostPort("127.0.0.1:7000");
+  EXPECT_EQ(hp.host, "127.0.0.1");
+  EXPECT_EQ(hp.port, 7000);
+  EXPECT_EQ(ParseHostPort("[::1]:80").host, "::1");
+  EXPECT_THROW(ParseHostPort("nohost"), CLI::ValidationError);
+  EXPECT_THROW(ParseHostPort("h:99999"), CLI::ValidationError);
+}
+
+TEST(ConfigTest, YamlFileEnvironmentAndCommandLinePrecedence) {
+  testing::TempDir dir;
+  const std::string file = dir.path() + "/c.yaml";
+  std::ofstream(file) << "grpc-listen: 0.0.0.0:9000\nlog-level: debug\nkeys: [a, b]\n";
+  auto parse = [&](std::vector<std::string> args) {
+    CLI::App app;
+    UseYamlConfig(app);
+    std::string listen = "default", level = "info";
+    std::vector<std::string> keys;
+    app.add_option("--grpc-listen", listen)->envname(EnvName("grpc-listen"));
+    app.add_option("--log-level", level)->envname(EnvName("log-level"));
+    app.add_option("--keys", keys);
+    args.insert(args.begin(), "prog");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    app.parse(static_cast<int>(argv.size()), argv.data());
+    return std::make_tuple(listen, level, keys);
+  };
+  auto [listen, level, keys] = parse({"--config", file});
+  EXPECT_EQ(listen, "0.0.0.0:9000");
+  EXPECT_EQ(level, "debug");
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "b"}));
+
+  ::setenv("STRATA_GRPC_LISTEN", "1.2.3.4:1", 1);
+  EXPECT_EQ(std::get<0>(parse({"--config", file})), "1.2.3.4:1");
+  EXPECT_EQ(std::get<0>(parse({"--config", file, "--grpc-listen", "5.6.7.8:2"})), "5.6.7.8:2");
+  ::unsetenv("STRATA_GRPC_LISTEN");
+}
+
+TEST(ConfigTest, MalformedYamlIsAClearError) {
+  testing::TempDir dir;
+  const std::string file = dir.path() + "/bad.yaml";
+  std::ofstream(file) << "a: [unclosed\n";
+  CLI::App app;
+  UseYamlConfig(app);
+  std::string args[] = {"prog", "--config", file};
+  char* argv[] = {args[0].data(), args[1].data(), args[2].data()};
+  EXPECT_THROW(app.parse(3, argv), CLI::ParseError);
+}
+
+}  // namespace
+}  // namespace strata

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every Debian package that building, testing and running Strata locally needs.
+# Idempotent: when everything is present it only checks and exits.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libgrpc-dev libabsl-dev
+  golang-github-gogo-googleapis-dev
+  libboost-dev libboost-system-dev
+  libpqxx-dev libpq-dev libsqlite3-dev
+  libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
+  libpaho-mqttpp-dev libpaho-mqtt-dev
+  libgtest-dev libgmock-dev
+  mosquitto mosquitto-clients
+  postgresql-15 postgresql-client-15
+  curl sqlite3 util-linux
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The Debian packages enable and start system-wide mosquitto/PostgreSQL services where an
+# init system runs; Strata starts its own instances on free ports and never uses those.
