@@ -44,7 +44,7 @@ const std::set<std::string> kServiceNames = {"registry", "telemetry", "edgehub"}
 std::set<std::string> ParseServices(const std::string& s) {
   if (s == "all") return kServiceNames;
   std::set<std::string> out;
-  for (std::string_view name : absl::StrSplit(s, ',', absl::SkipEmpty())) {
+  for (absl::string_view name : absl::StrSplit(s, ',', absl::SkipEmpty())) {
     if (!kServiceNames.count(std::string(name))) {
       throw CLI::ValidationError("--services", "unknown service '" + std::string(name) +
                                                    "' (all, or a list of registry, telemetry, edgehub)");

@@ -85,7 +85,7 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
       batches_received_.Inc();
       if (auto s = ValidateBatch(batch); !s.ok()) {
         batches_rejected_.Inc();
-        spdlog::warn("edge {}: rejected batch {}..{}: {}", edge_id, batch.first_seq(), batch.last_seq(), s.message());
+        spdlog::warn("edge {}: rejected batch {}..{}: {}", edge_id, batch.first_seq(), batch.last_seq(), s.ToString());
         return ToGrpc(s);
       }
       auto result = db_.Telemetry().ApplyEdgeBatch(kDefaultTenant, edge_id, batch, clock_());

@@ -20,7 +20,7 @@ std::string EncodeIdToken(std::string_view last_id) {
 
 absl::StatusOr<std::string> DecodeIdToken(std::string_view token) {
   std::string raw;
-  if (!absl::WebSafeBase64Unescape(token, &raw) || raw.rfind(kIdPrefix, 0) != 0) return BadToken();
+  if (!absl::WebSafeBase64Unescape(absl::string_view(token.data(), token.size()), &raw) || raw.rfind(kIdPrefix, 0) != 0) return BadToken();
   return raw.substr(kIdPrefix.size());
 }
 
@@ -30,7 +30,7 @@ std::string EncodeTelemetryToken(const storage::TelemetryCursor& cursor) {
 
 absl::StatusOr<storage::TelemetryCursor> DecodeTelemetryToken(std::string_view token) {
   std::string raw;
-  if (!absl::WebSafeBase64Unescape(token, &raw) || raw.rfind(kTelemetryPrefix, 0) != 0) return BadToken();
+  if (!absl::WebSafeBase64Unescape(absl::string_view(token.data(), token.size()), &raw) || raw.rfind(kTelemetryPrefix, 0) != 0) return BadToken();
   std::string_view rest(raw);
   rest.remove_prefix(kTelemetryPrefix.size());
   auto colon = rest.find(':');

@@ -23,7 +23,8 @@ absl::Status ValidateDeviceFields(const v1::Device& d) {
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseLabelFilter(std::string_view filter) {
   std::vector<std::pair<std::string, std::string>> out;
   if (filter.empty()) return out;
-  for (std::string_view term : absl::StrSplit(filter, ',')) {
+  for (absl::string_view t : absl::StrSplit(absl::string_view(filter.data(), filter.size()), ',')) {
+    const std::string_view term(t.data(), t.size());
     auto eq = term.find('=');
     if (eq == std::string_view::npos || eq == 0) {
       return absl::InvalidArgumentError("label_filter must be a comma-separated list of key=value, got '" +

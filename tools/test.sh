@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds, and runs the whole suite —
+# unit, PostgreSQL (a real server the harness starts), and end-to-end tests of the real
+# binaries — first in an optimised build, then again under AddressSanitizer and
+# UndefinedBehaviorSanitizer. Set STRATA_SKIP_SANITIZERS=1 to run only the first pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tools/install-deps.sh
+
+jobs=$(nproc)
+run_suite() {
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 900)
+}
+
+echo "== build and test (RelWithDebInfo)"
+run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+if [ "${STRATA_SKIP_SANITIZERS:-0}" != 1 ]; then
+  echo "== build and test under AddressSanitizer + UndefinedBehaviorSanitizer"
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
+  run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DSTRATA_SANITIZE=ON
+fi
