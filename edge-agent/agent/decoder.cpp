@@ -1,0 +1,178 @@
+#include "agent/decoder.h"
+
+#include <limits>
+
+#include <nlohmann/json.hpp>
+
+#include "strata/ids.h"
+
+namespace strata::edge {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kTelemetrySuffix = "/telemetry";
+
+void Reject(DecodeResult& out, RejectReason reason, std::string detail) {
+  out.ok = false;
+  out.reason = reason;
+  out.detail = std::move(detail);
+  out.items.clear();
+}
+
+// Appends one key's value; false (with `out` set to the rejection) if it is not acceptable.
+bool AddValue(const std::string& device, const std::string& key, const json& v, std::int64_t ts,
+              const DecodeLimits& limits, DecodeResult& out) {
+  if (auto s = ValidateKey(key); !s.ok()) {
+    Reject(out, RejectReason::kInvalidKey, std::string(s.message()));
+    return false;
+  }
+  if (out.items.size() >= limits.max_keys) {
+    Reject(out, RejectReason::kTooManyKeys, "more than " + std::to_string(limits.max_keys) + " values");
+    return false;
+  }
+  EdgeItem item;
+  item.device_id = device;
+  item.key = key;
+  item.ts = ts;
+  switch (v.type()) {
+    case json::value_t::boolean:
+      item.value.set_bool_value(v.get<bool>());
+      break;
+    case json::value_t::number_integer:
+      item.value.set_int_value(v.get<std::int64_t>());
+      break;
+    case json::value_t::number_unsigned: {
+      auto u = v.get<std::uint64_t>();
+      if (u <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+        item.value.set_int_value(static_cast<std::int64_t>(u));
+      } else {
+        item.value.set_double_value(static_cast<double>(u));
+      }
+      break;
+    }
+    case json::value_t::number_float:
+      item.value.set_double_value(v.get<double>());
+      break;
+    case json::value_t::string: {
+      const auto& s = v.get_ref<const std::string&>();
+      if (s.size() > limits.max_string_bytes) {
+        Reject(out, RejectReason::kOversized, "string value of '" + key + "' is longer than " +
+                                                  std::to_string(limits.max_string_bytes) + " bytes");
+        return false;
+      }
+      item.value.set_string_value(s);
+      break;
+    }
+    case json::value_t::object:
+      Reject(out, RejectReason::kNestedObject, "value of '" + key + "' is an object");
+      return false;
+    default:
+      Reject(out, RejectReason::kWrongType, "value of '" + key + "' is " + std::string(v.type_name()) +
+                                                "; expected a number, boolean or string");
+      return false;
+  }
+  out.items.push_back(std::move(item));
+  return true;
+}
+
+bool AddPoint(const std::string& device, const json& point, std::int64_t receive_ts, const DecodeLimits& limits,
+              DecodeResult& out) {
+  if (!point.is_object()) {
+    Reject(out, RejectReason::kWrongType, std::string("expected an object, got ") + point.type_name());
+    return false;
+  }
+  auto values = point.find("values");
+  if (values != point.end() && values->is_object()) {
+    // {"ts":..,"values":{..}}: nothing else may sit beside them.
+    std::int64_t ts = receive_ts;
+    for (const auto& [k, v] : point.items()) {
+      if (k == "values") continue;
+      if (k != "ts") {
+        Reject(out, RejectReason::kWrongType, "unexpected member '" + k + "' beside \"values\"");
+        return false;
+      }
+      if (v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0)) {
+        ts = v.get<std::int64_t>();
+      } else {
+        Reject(out, RejectReason::kWrongType, "ts must be a non-negative integer of milliseconds");
+        return false;
+      }
+    }
+    if (values->empty()) {
+      Reject(out, RejectReason::kWrongType, "\"values\" is empty");
+      return false;
+    }
+    for (const auto& [k, v] : values->items()) {
+      if (!AddValue(device, k, v, ts, limits, out)) return false;
+    }
+    return true;
+  }
+  if (point.empty()) {
+    Reject(out, RejectReason::kWrongType, "empty object");
+    return false;
+  }
+  for (const auto& [k, v] : point.items()) {
+    if (!AddValue(device, k, v, receive_ts, limits, out)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+const char* ReasonLabel(RejectReason reason) {
+  switch (reason) {
+    case RejectReason::kInvalidTopic: return "invalid_topic";
+    case RejectReason::kInvalidDeviceId: return "invalid_device_id";
+    case RejectReason::kOversized: return "oversized";
+    case RejectReason::kInvalidJson: return "invalid_json";
+    case RejectReason::kWrongType: return "wrong_type";
+    case RejectReason::kNestedObject: return "nested_object";
+    case RejectReason::kInvalidKey: return "invalid_key";
+    case RejectReason::kTooManyKeys: return "too_many_keys";
+    case RejectReason::kUnknownDevice: return "unknown_device";
+  }
+  return "unknown";
+}
+
+Decoder::Decoder(std::string topic_prefix, DecodeLimits limits) : prefix_(std::move(topic_prefix)), limits_(limits) {
+  while (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
+  prefix_ += '/';
+}
+
+std::string_view Decoder::DeviceOf(std::string_view topic) const {
+  if (topic.size() <= prefix_.size() + kTelemetrySuffix.size() || topic.substr(0, prefix_.size()) != prefix_ ||
+      topic.substr(topic.size() - kTelemetrySuffix.size()) != kTelemetrySuffix) {
+    return {};
+  }
+  return topic.substr(prefix_.size(), topic.size() - prefix_.size() - kTelemetrySuffix.size());
+}
+
+void Decoder::Decode(std::string_view topic, std::string_view payload, std::int64_t receive_ts,
+                     DecodeResult& out) const {
+  out.items.clear();
+  out.detail.clear();
+  const std::string_view device = DeviceOf(topic);
+  if (device.empty()) return Reject(out, RejectReason::kInvalidTopic, "not a telemetry topic: " + std::string(topic));
+  if (auto s = ValidateId("device_id", device); !s.ok()) {
+    return Reject(out, RejectReason::kInvalidDeviceId, std::string(s.message()));
+  }
+  if (payload.size() > limits_.max_payload_bytes) {
+    return Reject(out, RejectReason::kOversized, std::to_string(payload.size()) + " bytes is over the limit of " +
+                                                     std::to_string(limits_.max_payload_bytes));
+  }
+  json doc = json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return Reject(out, RejectReason::kInvalidJson, "payload is not valid JSON");
+  const std::string device_id(device);
+  if (doc.is_array()) {
+    if (doc.empty()) return Reject(out, RejectReason::kWrongType, "empty array");
+    for (const auto& point : doc) {
+      if (!AddPoint(device_id, point, receive_ts, limits_, out)) return;
+    }
+  } else if (!AddPoint(device_id, doc, receive_ts, limits_, out)) {
+    return;
+  }
+  out.ok = true;
+}
+
+}  // namespace strata::edge

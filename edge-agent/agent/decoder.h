@@ -1,0 +1,75 @@
+// Turns one MQTT message (topic + payload) into readings, or into a rejection with a reason.
+//
+// Accepted payloads are the shapes devices already send to ThingsBoard:
+//   {"temperature":21.5,"on":true}                  flat object, ts = receive time
+//   {"ts":1700000000000,"values":{"temperature":21.5}}
+//   [ either of the above, ... ]
+// Values are numbers, booleans or strings. JSON integers stay int64, other numbers double.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "strata/v1/common.pb.h"
+
+namespace strata::edge {
+
+enum class RejectReason {
+  kInvalidTopic,
+  kInvalidDeviceId,
+  kOversized,
+  kInvalidJson,
+  kWrongType,
+  kNestedObject,
+  kInvalidKey,
+  kTooManyKeys,
+  kUnknownDevice,
+};
+
+// The label used in strata_edge_messages_rejected_total{reason=...}.
+const char* ReasonLabel(RejectReason reason);
+inline constexpr RejectReason kAllRejectReasons[] = {
+    RejectReason::kInvalidTopic, RejectReason::kInvalidDeviceId, RejectReason::kOversized,
+    RejectReason::kInvalidJson,  RejectReason::kWrongType,       RejectReason::kNestedObject,
+    RejectReason::kInvalidKey,   RejectReason::kTooManyKeys,     RejectReason::kUnknownDevice};
+
+struct DecodeLimits {
+  std::size_t max_payload_bytes = 64 * 1024;
+  // Values in one message, over all its points.
+  std::size_t max_keys = 1000;
+  std::size_t max_string_bytes = 4096;
+};
+
+struct EdgeItem {
+  std::string device_id;
+  std::string key;
+  std::int64_t ts = 0;
+  v1::Value value;
+};
+
+struct DecodeResult {
+  bool ok = false;
+  RejectReason reason = RejectReason::kInvalidJson;
+  std::string detail;            // why, for the log line
+  std::vector<EdgeItem> items;   // when ok
+};
+
+class Decoder {
+ public:
+  // topic_prefix: "v1/devices"; messages arrive on PREFIX/{device_id}/telemetry.
+  Decoder(std::string topic_prefix, DecodeLimits limits);
+
+  // Appends the readings of one message to `out.items` (cleared first).
+  void Decode(std::string_view topic, std::string_view payload, std::int64_t receive_ts, DecodeResult& out) const;
+
+  // The device id in a telemetry topic, or empty if the topic is not one.
+  std::string_view DeviceOf(std::string_view topic) const;
+
+ private:
+  std::string prefix_;
+  DecodeLimits limits_;
+};
+
+}  // namespace strata::edge

@@ -1,0 +1,185 @@
+#include "agent/ingest.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <mqtt/async_client.h>
+#include <spdlog/spdlog.h>
+
+namespace strata::edge {
+
+// ---------------------------------------------------------------------------------------
+// DeviceDirectory
+
+DeviceDirectory::DeviceDirectory(std::string path) : path_(std::move(path)) {
+  std::ifstream in(path_);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) devices_.insert(line);
+  }
+}
+
+bool DeviceDirectory::Contains(const std::string& device_id) const {
+  std::lock_guard lock(mu_);
+  return devices_.count(device_id) > 0;
+}
+
+std::size_t DeviceDirectory::Size() const {
+  std::lock_guard lock(mu_);
+  return devices_.size();
+}
+
+void DeviceDirectory::Replace(std::set<std::string> devices) {
+  const std::string tmp = path_ + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    for (const auto& d : devices) out << d << '\n';
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path_, ec);
+  if (ec) spdlog::warn("device directory: cannot write {}: {}", path_, ec.message());
+  std::lock_guard lock(mu_);
+  devices_ = std::move(devices);
+}
+
+// ---------------------------------------------------------------------------------------
+// Ingest
+
+Ingest::Ingest(IngestOptions options, Buffer& buffer, MetricsRegistry& metrics, Clock clock,
+               const DeviceDirectory* directory)
+    : options_(std::move(options)),
+      buffer_(buffer),
+      clock_(std::move(clock)),
+      directory_(directory),
+      decoder_(options_.topic_prefix, options_.limits),
+      queue_(options_.queue_capacity),
+      received_(metrics.GetCounter("strata_edge_messages_received_total", "MQTT messages received")),
+      accepted_(metrics.GetCounter("strata_edge_messages_accepted_total", "MQTT messages decoded and buffered")),
+      mqtt_connected_gauge_(metrics.GetGauge("strata_edge_mqtt_connected", "1 while connected to the local broker")),
+      buffer_errors_(metrics.GetCounter("strata_edge_buffer_errors_total", "Failed buffer commits (retried)")) {
+  for (RejectReason r : kAllRejectReasons) {
+    rejected_[r] = &metrics.GetCounter("strata_edge_messages_rejected_total", "MQTT messages rejected, by reason",
+                                       {{"reason", ReasonLabel(r)}});
+  }
+  metrics.AddCallbackGauge("strata_edge_ingest_queue_depth", "Messages received but not yet processed",
+                           [this] { return static_cast<double>(queue_.Size()); });
+  client_ = std::make_unique<mqtt::async_client>(options_.mqtt_url, options_.client_id);
+  client_->set_message_callback([this](mqtt::const_message_ptr msg) {
+    // Paho's thread: no work here, only the hand-over (which waits when the queue is full).
+    queue_.Push(RawMessage{msg->get_topic(), msg->get_payload_str(), clock_()});
+  });
+  client_->set_connection_lost_handler([this](const std::string& cause) {
+    mqtt_connected_ = false;
+    mqtt_connected_gauge_.Set(0);
+    spdlog::warn("mqtt: connection lost: {}", cause.empty() ? "unknown cause" : cause);
+    cv_.notify_all();
+  });
+}
+
+Ingest::~Ingest() { Stop(); }
+
+void Ingest::Start() {
+  pipeline_ = std::thread([this] { PipelineLoop(); });
+  supervisor_ = std::thread([this] { SupervisorLoop(); });
+}
+
+void Ingest::Stop() {
+  if (stopping_.exchange(true)) return;
+  cv_.notify_all();
+  if (supervisor_.joinable()) supervisor_.join();
+  try {
+    if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(5));
+  } catch (const mqtt::exception& e) {
+    spdlog::warn("mqtt: disconnect: {}", e.what());
+  }
+  mqtt_connected_ = false;
+  mqtt_connected_gauge_.Set(0);
+  queue_.Close();
+  if (pipeline_.joinable()) pipeline_.join();
+}
+
+void Ingest::SupervisorLoop() {
+  auto backoff = std::chrono::milliseconds(200);
+  const std::string filter = options_.topic_prefix + "/+/telemetry";
+  while (!stopping_) {
+    if (!client_->is_connected()) {
+      mqtt::connect_options opts;
+      opts.set_clean_session(false);  // persistent session: the broker keeps our QoS 1 messages
+      opts.set_keep_alive_interval(std::chrono::seconds(20));
+      opts.set_automatic_reconnect(false);
+      try {
+        auto tok = client_->connect(opts);
+        if (!tok->wait_for(std::chrono::seconds(5))) throw mqtt::exception(-1, "connect timed out");
+        const bool session_present = tok->get_connect_response().is_session_present();
+        if (!session_present) {
+          // A new session (first start, or the broker lost it): subscribe (again).
+          client_->subscribe(filter, 1)->wait_for(std::chrono::seconds(5));
+        }
+        mqtt_connected_ = true;
+        mqtt_connected_gauge_.Set(1);
+        backoff = std::chrono::milliseconds(200);
+        spdlog::info("mqtt: connected to {} as {} ({}), subscribed to {}", options_.mqtt_url, options_.client_id,
+                     session_present ? "session resumed" : "new session", filter);
+      } catch (const mqtt::exception& e) {
+        spdlog::debug("mqtt: cannot connect to {}: {}", options_.mqtt_url, e.what());
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, backoff, [this] { return stopping_.load(); });
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+        continue;
+      }
+    }
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(500),
+                 [this] { return stopping_.load() || !mqtt_connected_.load(); });
+  }
+}
+
+void Ingest::PipelineLoop() {
+  std::vector<RawMessage> batch;
+  while (true) {
+    batch.clear();
+    if (!queue_.PopBatch(batch, options_.max_commit_messages, std::chrono::milliseconds(200))) break;
+    if (!batch.empty()) Process(batch);
+    if (auto expired = buffer_.EnforceAge(); expired.ok() && *expired > 0) {
+      spdlog::warn("buffer: dropped {} readings older than the maximum age", *expired);
+    }
+  }
+}
+
+void Ingest::Process(std::vector<RawMessage>& messages) {
+  std::vector<EdgeItem> items;
+  DecodeResult result;
+  std::size_t accepted = 0;
+  for (auto& m : messages) {
+    received_.Inc();
+    decoder_.Decode(m.topic, m.payload, m.received_at, result);
+    if (result.ok && options_.unknown_devices == UnknownDevicePolicy::kReject && directory_ != nullptr &&
+        !directory_->Contains(result.items.front().device_id)) {
+      result.ok = false;
+      result.reason = RejectReason::kUnknownDevice;
+      result.detail = "device is not in the registry and auto-registration is off";
+    }
+    if (!result.ok) {
+      rejected_[result.reason]->Inc();
+      spdlog::warn("rejected message on '{}' ({}): {}", m.topic.substr(0, 200), ReasonLabel(result.reason),
+                   result.detail);
+      continue;
+    }
+    ++accepted;
+    for (auto& item : result.items) items.push_back(std::move(item));
+  }
+  // A failed commit is retried until it succeeds: these messages are already acknowledged to
+  // the broker, so giving up would lose them.
+  auto backoff = std::chrono::milliseconds(50);
+  while (true) {
+    auto appended = buffer_.Append(items);
+    if (appended.ok()) break;
+    buffer_errors_.Inc();
+    spdlog::error("buffer commit failed, retrying: {}", appended.status().ToString());
+    std::this_thread::sleep_for(backoff);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+  }
+  accepted_.Inc(accepted);
+}
+
+}  // namespace strata::edge

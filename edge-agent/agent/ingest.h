@@ -1,0 +1,110 @@
+// MQTT ingest and the pipeline: the edge's perception-facing side.
+//
+// Paho's callback thread only moves each message into a bounded queue. One pipeline thread
+// owns decoding and validation, and hands each drained group of readings to the buffer as one
+// group commit. A supervisor thread keeps the MQTT connection up (fixed client id, persistent
+// session, QoS 1) and subscribes again whenever the broker has lost the session.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+
+#include <strata/clock.h>
+#include <strata/metrics.h>
+
+#include "agent/bounded_queue.h"
+#include "agent/buffer.h"
+#include "agent/decoder.h"
+
+namespace mqtt {
+class async_client;
+}
+
+namespace strata::edge {
+
+enum class UnknownDevicePolicy { kRegister, kReject };
+
+struct IngestOptions {
+  std::string mqtt_url = "tcp://127.0.0.1:1883";
+  std::string client_id;
+  std::string topic_prefix = "v1/devices";
+  DecodeLimits limits;
+  std::size_t queue_capacity = 10000;
+  // Most messages folded into one buffer commit.
+  std::size_t max_commit_messages = 5000;
+  UnknownDevicePolicy unknown_devices = UnknownDevicePolicy::kRegister;
+};
+
+// The devices the edge accepts under UnknownDevicePolicy::kReject. Filled from the cloud
+// registry and kept on disk, so the edge boots with it while the cloud is unreachable.
+class DeviceDirectory {
+ public:
+  explicit DeviceDirectory(std::string path);
+  bool Contains(const std::string& device_id) const;
+  // Replaces the set and writes it to disk (atomically: temp file + rename).
+  void Replace(std::set<std::string> devices);
+  std::size_t Size() const;
+
+ private:
+  std::string path_;
+  mutable std::mutex mu_;
+  std::set<std::string> devices_;  // guarded by mu_
+};
+
+struct RawMessage {
+  std::string topic;
+  std::string payload;
+  std::int64_t received_at = 0;
+};
+
+class Ingest {
+ public:
+  Ingest(IngestOptions options, Buffer& buffer, MetricsRegistry& metrics, Clock clock,
+         const DeviceDirectory* directory);
+  ~Ingest();
+  Ingest(const Ingest&) = delete;
+  Ingest& operator=(const Ingest&) = delete;
+
+  void Start();
+  // Graceful stop: disconnects from the broker (no new messages), then commits everything
+  // already received to the buffer, then joins.
+  void Stop();
+
+  bool MqttConnected() const { return mqtt_connected_.load(); }
+  std::size_t QueueDepth() const { return queue_.Size(); }
+
+  // Decodes and commits one group of messages; public for tests of the pipeline.
+  void Process(std::vector<RawMessage>& messages);
+
+ private:
+  void PipelineLoop();
+  void SupervisorLoop();
+
+  IngestOptions options_;
+  Buffer& buffer_;
+  Clock clock_;
+  const DeviceDirectory* directory_;
+  Decoder decoder_;
+  BoundedQueue<RawMessage> queue_;
+  std::unique_ptr<mqtt::async_client> client_;
+  std::thread pipeline_;
+  std::thread supervisor_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> mqtt_connected_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;  // wakes the supervisor on connection loss and stop
+
+  Counter& received_;
+  Counter& accepted_;
+  std::map<RejectReason, Counter*> rejected_;
+  Gauge& mqtt_connected_gauge_;
+  Counter& buffer_errors_;
+};
+
+}  // namespace strata::edge

@@ -1,0 +1,173 @@
+#include "agent/uplink.h"
+
+#include <random>
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include "strata/v1/edgesync.grpc.pb.h"
+
+namespace strata::edge {
+
+Uplink::Uplink(UplinkOptions options, Buffer& buffer, MetricsRegistry& metrics)
+    : options_(std::move(options)),
+      buffer_(buffer),
+      acked_total_(metrics.GetCounter("strata_edge_readings_acked_total", "Readings the cloud acknowledged as stored")),
+      batches_sent_(metrics.GetCounter("strata_edge_batches_sent_total", "Batches sent to the cloud")),
+      connects_total_(metrics.GetCounter("strata_edge_uplink_connects_total", "Successful EdgeSync handshakes")),
+      connected_gauge_(metrics.GetGauge("strata_edge_uplink_connected", "1 while the EdgeSync stream is up")) {}
+
+Uplink::~Uplink() { Stop(); }
+
+void Uplink::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void Uplink::Stop() {
+  stopping_ = true;
+  {
+    std::lock_guard lock(mu_);
+    if (active_context_) static_cast<grpc::ClientContext*>(active_context_)->TryCancel();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Uplink::SleepBackoff(std::chrono::milliseconds d) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, d, [this] { return stopping_.load(); });
+}
+
+void Uplink::Run() {
+  std::mt19937_64 rng(std::random_device{}());
+  auto backoff = options_.backoff_min;
+  while (!stopping_) {
+    const auto started = std::chrono::steady_clock::now();
+    Session();
+    if (stopping_) break;
+    // A session that lived a while resets the backoff: the cloud was reachable.
+    if (std::chrono::steady_clock::now() - started > std::chrono::seconds(5)) backoff = options_.backoff_min;
+    std::uniform_int_distribution<long> jitter(backoff.count() / 2, backoff.count());
+    SleepBackoff(std::chrono::milliseconds(jitter(rng)));
+    backoff = std::min(options_.backoff_max, backoff * 2);
+  }
+}
+
+void Uplink::Session() {
+  auto channel = grpc::CreateChannel(options_.cloud_address, grpc::InsecureChannelCredentials());
+  auto stub = v1::EdgeSync::NewStub(channel);
+  grpc::ClientContext ctx;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    active_context_ = &ctx;
+  }
+  struct Clear {
+    Uplink* u;
+    ~Clear() {
+      std::lock_guard lock(u->mu_);
+      u->active_context_ = nullptr;
+    }
+  } clear{this};
+
+  auto stream = stub->Connect(&ctx);
+  v1::EdgeMessage out;
+  out.mutable_hello()->set_edge_id(options_.edge_id);
+  out.mutable_hello()->set_protocol_version(1);
+  v1::CloudMessage in;
+  if (!stream->Write(out) || !stream->Read(&in) || !in.has_welcome()) {
+    auto status = stream->Finish();
+    spdlog::debug("uplink: cannot reach {}: {}", options_.cloud_address, status.error_message());
+    return;
+  }
+  const std::uint64_t mark = in.welcome().high_water_mark();
+  cloud_mark_ = mark;
+  if (auto s = buffer_.RebaseAbove(mark); !s.ok()) spdlog::error("uplink: {}", s.ToString());
+  if (auto n = buffer_.AckUpTo(mark); n.ok() && *n > 0) {
+    spdlog::info("uplink: cloud already has {} buffered readings (mark {})", *n, mark);
+    acked_total_.Inc(*n);
+  }
+  connects_total_.Inc();
+  connected_ = true;
+  connected_gauge_.Set(1);
+  spdlog::info("uplink: connected to {} as {}, cloud mark {}", options_.cloud_address, options_.edge_id, mark);
+
+  std::mutex wmu;
+  std::condition_variable wcv;
+  std::size_t inflight = 0;      // guarded by wmu
+  bool broken = false;           // guarded by wmu
+  std::thread reader([&] {
+    v1::CloudMessage msg;
+    while (stream->Read(&msg)) {
+      if (!msg.has_ack()) continue;
+      cloud_mark_ = msg.ack().high_water_mark();
+      auto n = buffer_.AckUpTo(msg.ack().last_seq());
+      if (n.ok()) {
+        acked_total_.Inc(*n);
+      } else {
+        spdlog::error("uplink: {}", n.status().ToString());
+      }
+      std::lock_guard lock(wmu);
+      if (inflight > 0) --inflight;
+      wcv.notify_all();
+    }
+    std::lock_guard lock(wmu);
+    broken = true;
+    wcv.notify_all();
+  });
+
+  std::uint64_t next = mark;
+  auto last_send = std::chrono::steady_clock::now();
+  while (!stopping_) {
+    {
+      std::unique_lock lock(wmu);
+      wcv.wait_for(lock, std::chrono::milliseconds(200),
+                   [&] { return broken || stopping_ || inflight < options_.window; });
+      if (broken) break;
+      if (inflight >= options_.window) continue;
+    }
+    buffer_.WaitForData(next, std::chrono::milliseconds(200));
+    if (stopping_) break;
+    auto readings = buffer_.ReadAfter(next, options_.batch_max);
+    if (!readings.ok()) {
+      spdlog::error("uplink: {}", readings.status().ToString());
+      break;
+    }
+    if (readings->size() < options_.batch_max && !readings->empty()) {
+      // Linger for a fuller batch, once.
+      buffer_.WaitForData(readings->back().seq(), options_.linger);
+      if (auto more = buffer_.ReadAfter(next, options_.batch_max); more.ok()) readings = std::move(more);
+    }
+    out.Clear();
+    if (readings->empty()) {
+      if (std::chrono::steady_clock::now() - last_send < options_.heartbeat) continue;
+      out.mutable_heartbeat()->set_sent_at(
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count());
+    } else {
+      auto* batch = out.mutable_batch();
+      batch->set_first_seq(readings->front().seq());
+      batch->set_last_seq(readings->back().seq());
+      batch->mutable_readings()->Reserve(static_cast<int>(readings->size()));
+      for (auto& r : *readings) *batch->add_readings() = std::move(r);
+      next = batch->last_seq();
+      std::lock_guard lock(wmu);
+      ++inflight;
+    }
+    if (!stream->Write(out)) break;
+    if (out.has_batch()) batches_sent_.Inc();
+    last_send = std::chrono::steady_clock::now();
+  }
+  connected_ = false;
+  connected_gauge_.Set(0);
+  stream->WritesDone();
+  // Whatever ended the session, do not wait on a peer that may be gone: unacknowledged
+  // batches stay in the buffer and are sent again on the next connection.
+  ctx.TryCancel();
+  reader.join();
+  auto status = stream->Finish();
+  if (!stopping_) {
+    spdlog::warn("uplink: stream to {} ended: {} {}", options_.cloud_address, static_cast<int>(status.error_code()),
+                 status.error_message());
+  }
+}
+
+}  // namespace strata::edge

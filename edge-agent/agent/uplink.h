@@ -1,0 +1,74 @@
+// The uplink: one EdgeSync.Connect stream to the cloud, carrying the buffer's readings in
+// batches and deleting them from the buffer when the cloud acknowledges them.
+//
+// On every (re)connect the cloud's Welcome says the highest seq it has stored; the uplink
+// drops what is at or below it from the buffer and sends from there. Batches are bounded by
+// count and by linger time, and at most `window` of them are unacknowledged at once. While the
+// cloud is unreachable it retries with exponential backoff and jitter; ingest carries on
+// into the buffer meanwhile.
+//
+// Threads: Run() owns the stream's writes; a reader thread per connection takes acks.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <strata/metrics.h>
+
+#include "agent/buffer.h"
+
+namespace strata::edge {
+
+struct UplinkOptions {
+  std::string cloud_address;  // HOST:PORT
+  std::string edge_id;
+  std::size_t batch_max = 1000;
+  std::chrono::milliseconds linger{20};
+  std::size_t window = 8;
+  std::chrono::milliseconds backoff_min{200};
+  std::chrono::milliseconds backoff_max{10000};
+  std::chrono::milliseconds heartbeat{10000};
+};
+
+class Uplink {
+ public:
+  Uplink(UplinkOptions options, Buffer& buffer, MetricsRegistry& metrics);
+  ~Uplink();
+  Uplink(const Uplink&) = delete;
+  Uplink& operator=(const Uplink&) = delete;
+
+  void Start();
+  // Closes the stream and joins the thread. Unacknowledged readings stay in the buffer.
+  void Stop();
+
+  bool Connected() const { return connected_.load(); }
+  std::uint64_t CloudMark() const { return cloud_mark_.load(); }
+
+ private:
+  void Run();
+  // One connection's life; returns when the stream breaks or Stop() is called.
+  void Session();
+  void SleepBackoff(std::chrono::milliseconds d);
+
+  UplinkOptions options_;
+  Buffer& buffer_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> connected_{false};
+  std::atomic<std::uint64_t> cloud_mark_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;  // Stop() wakes backoff sleeps and window waits
+  void* active_context_ = nullptr;  // grpc::ClientContext* of the live stream; guarded by mu_
+
+  Counter& acked_total_;
+  Counter& batches_sent_;
+  Counter& connects_total_;
+  Gauge& connected_gauge_;
+};
+
+}  // namespace strata::edge

@@ -1,0 +1,229 @@
+// strata-edge: the gateway daemon. Ingests MQTT from the local broker into a durable buffer
+// and forwards it to the cloud over one EdgeSync stream; serves /healthz, /metrics and
+// /status locally. `strata-edge status` prints the state of a running agent.
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <strata/clock.h>
+#include <strata/config.h>
+#include <strata/ids.h>
+#include <strata/logging.h>
+#include <strata/metrics.h>
+
+#include "agent/buffer.h"
+#include "agent/ingest.h"
+#include "agent/registry_refresher.h"
+#include "agent/status_server.h"
+#include "agent/uplink.h"
+
+namespace {
+
+struct Flags {
+  std::string mqtt_url = "tcp://127.0.0.1:1883";
+  std::string mqtt_client_id;
+  std::string topic_prefix = "v1/devices";
+  std::string cloud = "127.0.0.1:7000";
+  std::string edge_id;
+  std::string data_dir = "strata-edge-data";
+  std::string http_listen = "127.0.0.1:9090";
+  std::size_t max_payload_bytes = 64 * 1024;
+  std::size_t max_keys = 1000;
+  std::string unknown_devices = "register";
+  std::uint64_t buffer_max_bytes = 256ull * 1024 * 1024;
+  std::int64_t buffer_max_age = 7 * 24 * 3600;
+  std::string buffer_full_policy = "drop-oldest";
+  std::string buffer_sync = "full";
+  std::size_t batch_max = 1000;
+  int batch_linger_ms = 20;
+  std::size_t window = 8;
+  std::size_t queue_capacity = 10000;
+  std::string log_level = "info";
+  std::string log_format = "text";
+};
+
+template <typename T>
+CLI::Option* AddFlag(CLI::App& app, const std::string& name, T& value, const std::string& help) {
+  return app.add_option("--" + name, value, help)->envname(strata::EnvName(name))->capture_default_str();
+}
+
+sigset_t BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int Run(const Flags& f) {
+  if (auto s = strata::ValidateId("--edge-id", f.edge_id); !s.ok()) {
+    spdlog::error("{}", s.ToString());
+    return 2;
+  }
+  const sigset_t signals = BlockShutdownSignals();
+  std::filesystem::create_directories(f.data_dir);
+
+  strata::MetricsRegistry metrics;
+  strata::Clock clock = strata::NowMs;
+  strata::edge::BufferOptions bopts;
+  bopts.path = (std::filesystem::path(f.data_dir) / "buffer.db").string();
+  bopts.max_bytes = f.buffer_max_bytes;
+  bopts.max_age_ms = f.buffer_max_age * 1000;
+  bopts.policy = f.buffer_full_policy == "refuse-new" ? strata::edge::FullPolicy::kRefuseNew
+                                                      : strata::edge::FullPolicy::kDropOldest;
+  bopts.sync_full = f.buffer_sync == "full";
+  auto buffer = strata::edge::Buffer::Open(bopts, metrics, clock);
+  if (!buffer.ok()) {
+    spdlog::error("{}", buffer.status().ToString());
+    return 2;
+  }
+  auto& buf = **buffer;
+  metrics.AddCallbackGauge("strata_edge_buffer_readings", "Readings in the buffer, not yet acknowledged",
+                           [&buf] { return static_cast<double>(buf.Count()); });
+  metrics.AddCallbackGauge("strata_edge_buffer_bytes", "Bytes of readings in the buffer",
+                           [&buf] { return static_cast<double>(buf.Bytes()); });
+  metrics.AddCallbackGauge("strata_edge_buffer_oldest_age_seconds", "Age of the oldest buffered reading",
+                           [&buf] { return buf.OldestAgeSeconds(); });
+
+  strata::edge::DeviceDirectory directory((std::filesystem::path(f.data_dir) / "known-devices.txt").string());
+  std::unique_ptr<strata::edge::RegistryRefresher> refresher;
+  const bool reject_unknown = f.unknown_devices == "reject";
+  if (reject_unknown) {
+    refresher = std::make_unique<strata::edge::RegistryRefresher>(f.cloud, directory, std::chrono::seconds(30));
+  }
+
+  strata::edge::UplinkOptions uopts;
+  uopts.cloud_address = f.cloud;
+  uopts.edge_id = f.edge_id;
+  uopts.batch_max = f.batch_max;
+  uopts.linger = std::chrono::milliseconds(f.batch_linger_ms);
+  uopts.window = f.window;
+  strata::edge::Uplink uplink(uopts, buf, metrics);
+
+  strata::edge::IngestOptions iopts;
+  iopts.mqtt_url = f.mqtt_url;
+  iopts.client_id = f.mqtt_client_id.empty() ? "strata-edge-" + f.edge_id : f.mqtt_client_id;
+  iopts.topic_prefix = f.topic_prefix;
+  iopts.limits.max_payload_bytes = f.max_payload_bytes;
+  iopts.limits.max_keys = f.max_keys;
+  iopts.queue_capacity = f.queue_capacity;
+  iopts.unknown_devices =
+      reject_unknown ? strata::edge::UnknownDevicePolicy::kReject : strata::edge::UnknownDevicePolicy::kRegister;
+  strata::edge::Ingest ingest(iopts, buf, metrics, clock, &directory);
+
+  const auto listen = strata::ParseHostPort(f.http_listen);
+  auto status_server = strata::edge::StatusServer::Start(
+      listen.host, listen.port, [&](const std::string& target) -> strata::edge::HttpReply {
+        if (target == "/healthz") return {200, "application/json", R"({"status":"ok"})"};
+        if (target == "/metrics") return {200, "text/plain; version=0.0.4", metrics.Render()};
+        if (target == "/status") {
+          nlohmann::json j = {{"edge_id", f.edge_id},
+                              {"mqtt", {{"url", f.mqtt_url}, {"connected", ingest.MqttConnected()}}},
+                              {"cloud", {{"address", f.cloud}, {"connected", uplink.Connected()},
+                                         {"high_water_mark", uplink.CloudMark()}}},
+                              {"buffer", {{"readings", buf.Count()}, {"bytes", buf.Bytes()},
+                                          {"oldest_age_seconds", buf.OldestAgeSeconds()},
+                                          {"last_seq", buf.LastSeq()}, {"max_bytes", f.buffer_max_bytes},
+                                          {"full_policy", f.buffer_full_policy}}},
+                              {"ingest_queue_depth", ingest.QueueDepth()},
+                              {"unknown_devices", f.unknown_devices}};
+          return {200, "application/json", j.dump(2)};
+        }
+        return {404, "application/json", R"({"error":"not found"})"};
+      });
+  if (!status_server.ok()) {
+    spdlog::error("{}", status_server.status().ToString());
+    return 2;
+  }
+
+  uplink.Start();
+  ingest.Start();
+  spdlog::info("strata-edge {} ready: mqtt={} cloud={} status=http://{}:{}/status buffer={}", f.edge_id, f.mqtt_url,
+               f.cloud, listen.host, (*status_server)->Port(), bopts.path);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  // Stop intake first and commit everything received; then the uplink (what it has not sent
+  // stays buffered for the next start).
+  ingest.Stop();
+  uplink.Stop();
+  if (refresher) refresher->Stop();
+  (*status_server)->Stop();
+  spdlog::info("strata-edge stopped; {} readings buffered", buf.Count());
+  return 0;
+}
+
+int Status(const std::string& http_listen) {
+  const auto hp = strata::ParseHostPort(http_listen);
+  auto body = strata::edge::HttpGet(hp.host == "0.0.0.0" ? "127.0.0.1" : hp.host, hp.port, "/status");
+  if (!body.ok()) {
+    std::cerr << "strata-edge is not answering on " << http_listen << ": " << body.status().message() << "\n";
+    return 1;
+  }
+  auto j = nlohmann::json::parse(*body, nullptr, false);
+  if (j.is_discarded()) {
+    std::cout << *body << "\n";
+    return 0;
+  }
+  const auto& b = j["buffer"];
+  std::cout << "edge            " << j["edge_id"].get<std::string>() << "\n"
+            << "mqtt            " << j["mqtt"]["url"].get<std::string>() << "  "
+            << (j["mqtt"]["connected"].get<bool>() ? "connected" : "DISCONNECTED") << "\n"
+            << "cloud           " << j["cloud"]["address"].get<std::string>() << "  "
+            << (j["cloud"]["connected"].get<bool>() ? "connected" : "DISCONNECTED")
+            << "  (cloud has up to seq " << j["cloud"]["high_water_mark"] << ")\n"
+            << "buffer          " << b["readings"] << " readings, " << b["bytes"] << " of " << b["max_bytes"]
+            << " bytes, oldest " << b["oldest_age_seconds"].get<double>() << " s, last seq " << b["last_seq"]
+            << ", when full: " << b["full_policy"].get<std::string>() << "\n"
+            << "ingest queue    " << j["ingest_queue_depth"] << " messages\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"strata-edge: Strata's gateway agent (MQTT ingest, durable buffer, cloud sync)"};
+  Flags f;
+  strata::UseYamlConfig(app);
+  AddFlag(app, "mqtt-url", f.mqtt_url, "Local broker, tcp://HOST:PORT");
+  AddFlag(app, "mqtt-client-id", f.mqtt_client_id, "MQTT client id (default strata-edge-EDGE_ID); keep it fixed");
+  AddFlag(app, "topic-prefix", f.topic_prefix, "Telemetry arrives on PREFIX/{device_id}/telemetry");
+  AddFlag(app, "cloud", f.cloud, "strata-cloud gRPC address HOST:PORT");
+  AddFlag(app, "edge-id", f.edge_id, "This gateway's id (required)");
+  AddFlag(app, "data-dir", f.data_dir, "Directory for the buffer and the device directory");
+  AddFlag(app, "http-listen", f.http_listen, "Local status port: /healthz, /metrics, /status");
+  AddFlag(app, "max-payload-bytes", f.max_payload_bytes, "Larger MQTT payloads are rejected");
+  AddFlag(app, "max-keys", f.max_keys, "Most values in one message");
+  AddFlag(app, "unknown-devices", f.unknown_devices,
+          "register: devices not in the registry are registered by the cloud; reject: they are rejected here")
+      ->check(CLI::IsMember({"register", "reject"}));
+  AddFlag(app, "buffer-max-bytes", f.buffer_max_bytes, "Buffer bound in bytes");
+  AddFlag(app, "buffer-max-age", f.buffer_max_age, "Readings older than this many seconds are dropped");
+  AddFlag(app, "buffer-full-policy", f.buffer_full_policy, "drop-oldest or refuse-new")
+      ->check(CLI::IsMember({"drop-oldest", "refuse-new"}));
+  AddFlag(app, "buffer-sync", f.buffer_sync, "full (commits survive power loss) or normal (survive crashes)")
+      ->check(CLI::IsMember({"full", "normal"}));
+  AddFlag(app, "batch-max", f.batch_max, "Most readings per batch to the cloud")->check(CLI::Range(1, 50000));
+  AddFlag(app, "batch-linger-ms", f.batch_linger_ms, "How long a batch waits to fill");
+  AddFlag(app, "window", f.window, "Most unacknowledged batches in flight")->check(CLI::Range(1, 1024));
+  AddFlag(app, "queue-capacity", f.queue_capacity, "Messages between MQTT and the pipeline (back-pressure beyond)");
+  AddFlag(app, "log-level", f.log_level, "trace, debug, info, warn or error");
+  AddFlag(app, "log-format", f.log_format, "text or json");
+  auto* status_cmd = app.add_subcommand("status", "Print the state of the agent running on --http-listen");
+  try {
+    app.parse(argc, argv);
+    if (*status_cmd) return Status(f.http_listen);
+    strata::ConfigureLogging(f.log_level, f.log_format);
+    return Run(f);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "strata-edge: " << e.what() << "\n";
+    return 2;
+  }
+}
