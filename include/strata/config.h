@@ -3,7 +3,7 @@
 // Each binary declares its flags with CLI11 and calls UseYamlConfig(app): `--config FILE`
 // then reads a YAML mapping whose keys are the long flag names (`grpc-listen: 0.0.0.0:7000`),
 // and every flag can also come from the environment variable named in its --help.
-// Precedence: command line, then environment, then file, then default.
+// Precedence (CLI11's): command line, then config file, then environment, then default.
 #pragma once
 
 #include <string>

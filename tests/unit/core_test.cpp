@@ -82,10 +82,14 @@ TEST(ConfigTest, YamlFileEnvironmentAndCommandLinePrecedence) {
   EXPECT_EQ(level, "debug");
   EXPECT_EQ(keys, (std::vector<std::string>{"a", "b"}));
 
+  // CLI11's order: command line, then config file, then environment, then default.
   ::setenv("STRATA_GRPC_LISTEN", "1.2.3.4:1", 1);
-  EXPECT_EQ(std::get<0>(parse({"--config", file})), "1.2.3.4:1");
+  ::setenv("STRATA_LOG_LEVEL", "warn", 1);
+  EXPECT_EQ(std::get<0>(parse({"--config", file})), "0.0.0.0:9000");
+  EXPECT_EQ(std::get<0>(parse({})), "1.2.3.4:1");
   EXPECT_EQ(std::get<0>(parse({"--config", file, "--grpc-listen", "5.6.7.8:2"})), "5.6.7.8:2");
   ::unsetenv("STRATA_GRPC_LISTEN");
+  ::unsetenv("STRATA_LOG_LEVEL");
 }
 
 TEST(ConfigTest, MalformedYamlIsAClearError) {
