@@ -1,0 +1,118 @@
+#include "codec.h"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include <absl/strings/str_cat.h>
+#include <nlohmann/json.hpp>
+
+namespace strata::storage {
+namespace {
+
+// Invalid UTF-8 is replaced rather than thrown on: the database columns are text/jsonb and
+// could not hold it anyway.
+std::string Dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
+
+std::string EncodeStringMap(const StringMap& map) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, v] : map) j[k] = v;
+  return Dump(j);
+}
+
+absl::Status DecodeStringMap(std::string_view json, StringMap* out) {
+  out->clear();
+  if (json.empty()) return absl::OkStatus();
+  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return absl::InternalError(absl::StrCat("stored map is not a JSON object: ", std::string(json)));
+  for (const auto& [k, v] : j.items()) {
+    (*out)[k] = v.is_string() ? v.get<std::string>() : Dump(v);
+  }
+  return absl::OkStatus();
+}
+
+std::optional<std::string> LabelFilterJson(const std::vector<std::pair<std::string, std::string>>& labels) {
+  std::map<std::string, std::string> seen;
+  for (const auto& [k, v] : labels) {
+    auto [it, inserted] = seen.emplace(k, v);
+    if (!inserted && it->second != v) return std::nullopt;
+  }
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, v] : seen) j[k] = v;
+  return Dump(j);
+}
+
+std::string EncodeJsonArray(const std::vector<std::string>& items) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& s : items) j.push_back(s);
+  return Dump(j);
+}
+
+std::string EncodePgTextArray(const std::vector<std::string>& items) {
+  // Array literal syntax: every element double-quoted, with '"' and '\' backslash-escaped.
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+std::string FormatDouble(double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  // A double always fits in 64 characters; anything else is a library bug.
+  if (ec != std::errc()) return "0";
+  return std::string(buf, end);
+}
+
+absl::Status ValidateValue(const v1::Value& value) {
+  switch (value.kind_case()) {
+    case v1::Value::kDoubleValue:
+      if (std::isnan(value.double_value())) return absl::InvalidArgumentError("NaN cannot be stored");
+      return absl::OkStatus();
+    case v1::Value::kIntValue:
+    case v1::Value::kBoolValue:
+    case v1::Value::kStringValue:
+      return absl::OkStatus();
+    case v1::Value::KIND_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError("value holds no kind");
+}
+
+absl::Status ValidatePoints(const std::vector<Point>& points) {
+  for (const auto& p : points) {
+    if (p.key.empty()) return absl::InvalidArgumentError("empty telemetry key");
+    if (auto s = ValidateValue(p.value); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("key ", p.key, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBatch(const v1::TelemetryBatch& batch) {
+  constexpr auto kMaxSeq = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  if (batch.last_seq() > kMaxSeq) return absl::InvalidArgumentError("last_seq above 2^63-1");
+  for (const auto& r : batch.readings()) {
+    if (r.device_id().empty()) return absl::InvalidArgumentError("reading without device_id");
+    if (r.key().empty()) return absl::InvalidArgumentError("reading without key");
+    if (auto s = ValidateValue(r.value()); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("seq ", r.seq(), ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace strata::storage

@@ -1,0 +1,48 @@
+// What both storage backends encode the same way: string maps (labels, attributes) as JSON
+// objects, doubles as exact text, and the input checks made before any SQL runs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <absl/status/status.h>
+#include <google/protobuf/map.h>
+
+#include "storage/store.h"
+
+namespace strata::storage {
+
+using StringMap = google::protobuf::Map<std::string, std::string>;
+
+// {"k":"v",...}, keys sorted.
+std::string EncodeStringMap(const StringMap& map);
+// Fills `out` from a JSON object of strings; non-string members are kept as their JSON text.
+absl::Status DecodeStringMap(std::string_view json, StringMap* out);
+
+// The label filter as one JSON object for a containment match, or nullopt when no device can
+// match (the same label asked for with two different values).
+std::optional<std::string> LabelFilterJson(const std::vector<std::pair<std::string, std::string>>& labels);
+
+// ["a","b"]: a list of strings as a JSON array (SQLite binds key lists this way).
+std::string EncodeJsonArray(const std::vector<std::string>& items);
+
+// {"a","b"}: a list of strings as a PostgreSQL text[] literal, for binding as $n::text[].
+std::string EncodePgTextArray(const std::vector<std::string>& items);
+
+// Shortest text that reads back as the same double ("inf", "-inf" for infinities).
+std::string FormatDouble(double v);
+
+// INVALID_ARGUMENT unless the value holds one of its kinds (NaN is refused: neither JSON nor
+// SQLite can hold it).
+absl::Status ValidateValue(const v1::Value& value);
+absl::Status ValidatePoints(const std::vector<Point>& points);
+absl::Status ValidateBatch(const v1::TelemetryBatch& batch);
+
+// The kinds stored in the telemetry tables: one nullable column per kind.
+enum class ValueKind : int { kDouble = 1, kInt = 2, kBool = 3, kString = 4 };
+
+}  // namespace strata::storage

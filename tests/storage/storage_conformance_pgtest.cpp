@@ -1,0 +1,960 @@
+// The storage conformance suite: the same cases against both backends, SQLite (a file in a
+// temporary directory) and PostgreSQL (a fresh database on the harness's server), plus the
+// PostgreSQL-only behaviour (partitions, concurrency, reconnection).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "storage/store.h"
+#include "support/pg_server.h"
+#include "support/process.h"
+
+namespace {
+
+using strata::storage::AggregateQuery;
+using strata::storage::Database;
+using strata::storage::DatabaseOptions;
+using strata::storage::DeviceListQuery;
+using strata::storage::DeviceUpdate;
+using strata::storage::kDefaultTenant;
+using strata::storage::OpenDatabase;
+using strata::storage::Point;
+using strata::storage::TelemetryCursor;
+using strata::storage::TelemetryQuery;
+namespace v1 = strata::v1;
+using ::testing::ElementsAre;
+using ::testing::Pair;
+using ::testing::UnorderedElementsAre;
+
+// Strings that break naive SQL or COPY quoting; each must come back byte for byte.
+const std::vector<std::string> kNastyStrings = {
+    "x'); DROP TABLE devices; --", "quote\"double", "back\\slash\\", "tab\there\nnewline\r", "\\N",
+    "it's", "100%_like", "ünïcødé ✓", "{\"json\": [1, 2]}", "$1 ?1 :name",
+};
+
+constexpr std::int64_t kT0 = 1700000000000;  // 2023-11-14, a day long gone
+constexpr std::int64_t kDay = 86'400'000;
+
+v1::Value D(double v) { v1::Value x; x.set_double_value(v); return x; }
+v1::Value I(std::int64_t v) { v1::Value x; x.set_int_value(v); return x; }
+v1::Value B(bool v) { v1::Value x; x.set_bool_value(v); return x; }
+v1::Value S(std::string v) { v1::Value x; x.set_string_value(std::move(v)); return x; }
+
+Point P(std::string key, std::int64_t ts, v1::Value value) { return Point{std::move(key), ts, std::move(value)}; }
+
+v1::Device MakeDevice(const std::string& id, std::vector<std::pair<std::string, std::string>> labels = {}) {
+  v1::Device d;
+  d.set_device_id(id);
+  d.set_name("name of " + id);
+  d.set_type("thermometer");
+  for (auto& [k, v] : labels) (*d.mutable_labels())[k] = v;
+  (*d.mutable_attributes())["fw"] = "1.2.3";
+  return d;
+}
+
+v1::EdgeReading R(std::uint64_t seq, std::string device, std::string key, std::int64_t ts, v1::Value v) {
+  v1::EdgeReading r;
+  r.set_seq(seq);
+  r.set_device_id(std::move(device));
+  r.set_key(std::move(key));
+  r.set_ts(ts);
+  *r.mutable_value() = std::move(v);
+  return r;
+}
+
+v1::TelemetryBatch Batch(std::uint64_t first, std::uint64_t last, std::vector<v1::EdgeReading> readings) {
+  v1::TelemetryBatch b;
+  b.set_first_seq(first);
+  b.set_last_seq(last);
+  for (auto& r : readings) *b.add_readings() = std::move(r);
+  return b;
+}
+
+// (key, ts) pairs of readings, for compact expectations.
+std::vector<std::pair<std::string, std::int64_t>> Keys(const std::vector<v1::Reading>& rs) {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  for (const auto& r : rs) out.emplace_back(r.key(), r.ts());
+  return out;
+}
+
+class StorageTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (IsPostgres()) {
+      url_ = strata::testing::SharedPgServer().CreateDatabase();
+    } else {
+      url_ = "sqlite://" + tmp_.path() + "/strata.db";
+    }
+    db_ = Open();
+    ASSERT_NE(db_, nullptr);
+  }
+
+  bool IsPostgres() const { return GetParam() == "postgresql"; }
+
+  std::unique_ptr<Database> Open() {
+    auto db = OpenDatabase(DatabaseOptions{.url = url_, .pool_size = 4});
+    EXPECT_TRUE(db.ok()) << db.status();
+    return db.ok() ? *std::move(db) : nullptr;
+  }
+
+  v1::Device Create(const std::string& id, std::vector<std::pair<std::string, std::string>> labels = {}) {
+    auto d = db_->Devices().CreateDevice(kDefaultTenant, MakeDevice(id, std::move(labels)));
+    EXPECT_TRUE(d.ok()) << d.status();
+    return d.ok() ? *d : v1::Device();
+  }
+
+  std::vector<v1::Reading> QueryAll(const std::string& device, bool descending = false) {
+    TelemetryQuery q;
+    q.device_id = device;
+    q.limit = 100000;
+    q.descending = descending;
+    auto r = db_->Telemetry().Query(kDefaultTenant, q);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : std::vector<v1::Reading>{};
+  }
+
+  strata::testing::TempDir tmp_;
+  std::string url_;
+  std::unique_ptr<Database> db_;
+};
+
+// ---- database -------------------------------------------------------------------------------
+
+TEST_P(StorageTest, PingAndBackend) {
+  EXPECT_TRUE(db_->Ping().ok());
+  EXPECT_EQ(db_->Backend(), GetParam());
+}
+
+TEST_P(StorageTest, ReopeningKeepsDataAndAppliesNoMigrationTwice) {
+  Create("dev-1");
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("t", kT0, D(1.5))}).ok());
+  db_.reset();
+  for (int i = 0; i < 2; ++i) {
+    auto db = Open();
+    ASSERT_NE(db, nullptr);
+    auto d = db->Devices().GetDevice(kDefaultTenant, "dev-1");
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->name(), "name of dev-1");
+    TelemetryQuery q;
+    q.device_id = "dev-1";
+    auto rs = db->Telemetry().Query(kDefaultTenant, q);
+    ASSERT_TRUE(rs.ok()) << rs.status();
+    ASSERT_EQ(rs->size(), 1u);
+    EXPECT_DOUBLE_EQ((*rs)[0].value().double_value(), 1.5);
+  }
+}
+
+TEST(OpenDatabaseTest, UnknownSchemeIsInvalidArgument) {
+  auto db = OpenDatabase(DatabaseOptions{.url = "mysql://localhost/x"});
+  EXPECT_EQ(db.status().code(), absl::StatusCode::kInvalidArgument);
+  db = OpenDatabase(DatabaseOptions{.url = "no-scheme-at-all"});
+  EXPECT_EQ(db.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(OpenDatabaseTest, UnreachablePostgresIsUnavailable) {
+  const unsigned short port = strata::testing::FreePort();  // nothing listens there
+  auto db = OpenDatabase(
+      DatabaseOptions{.url = "postgresql://strata@127.0.0.1:" + std::to_string(port) + "/x?connect_timeout=5"});
+  EXPECT_EQ(db.status().code(), absl::StatusCode::kUnavailable) << db.status();
+}
+
+TEST(OpenDatabaseTest, UnopenableSqliteIsUnavailable) {
+  auto db = OpenDatabase(DatabaseOptions{.url = "sqlite:///nonexistent-dir/strata/x.db"});
+  EXPECT_EQ(db.status().code(), absl::StatusCode::kUnavailable) << db.status();
+}
+
+// ---- devices --------------------------------------------------------------------------------
+
+TEST_P(StorageTest, CreateAndGetDevice) {
+  v1::Device created = Create("dev-1", {{"site", "berlin"}});
+  EXPECT_EQ(created.tenant_id(), kDefaultTenant);
+  EXPECT_GT(created.created_at(), 0);
+  EXPECT_EQ(created.updated_at(), created.created_at());
+  EXPECT_EQ(created.last_seen_at(), 0);
+
+  auto got = db_->Devices().GetDevice(kDefaultTenant, "dev-1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->device_id(), "dev-1");
+  EXPECT_EQ(got->tenant_id(), kDefaultTenant);
+  EXPECT_EQ(got->name(), "name of dev-1");
+  EXPECT_EQ(got->type(), "thermometer");
+  EXPECT_THAT(got->labels(), UnorderedElementsAre(Pair("site", "berlin")));
+  EXPECT_THAT(got->attributes(), UnorderedElementsAre(Pair("fw", "1.2.3")));
+  EXPECT_EQ(got->created_at(), created.created_at());
+  EXPECT_EQ(got->last_seen_at(), 0);
+}
+
+TEST_P(StorageTest, DuplicateDeviceIsAlreadyExists) {
+  Create("dev-1");
+  auto again = db_->Devices().CreateDevice(kDefaultTenant, MakeDevice("dev-1"));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists) << again.status();
+}
+
+TEST_P(StorageTest, TenantsAreSeparate) {
+  Create("dev-1");
+  auto other = db_->Devices().CreateDevice("tenant-b", MakeDevice("dev-1"));
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ(other->tenant_id(), "tenant-b");
+  EXPECT_EQ(db_->Devices().GetDevice("tenant-c", "dev-1").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(db_->Telemetry().Write("tenant-b", "dev-1", {P("t", kT0, I(7))}).ok());
+  EXPECT_TRUE(QueryAll("dev-1").empty());  // default tenant's dev-1 has none
+  auto list = db_->Devices().ListDevices("tenant-b", DeviceListQuery{});
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+}
+
+TEST_P(StorageTest, MissingDeviceIsNotFound) {
+  EXPECT_EQ(db_->Devices().GetDevice(kDefaultTenant, "nope").status().code(), absl::StatusCode::kNotFound);
+  DeviceUpdate all{.name = true, .type = true, .labels = true, .attributes = true};
+  EXPECT_EQ(db_->Devices().UpdateDevice(kDefaultTenant, MakeDevice("nope"), all).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(db_->Devices().DeleteDevice(kDefaultTenant, "nope").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(db_->Telemetry().Write(kDefaultTenant, "nope", {P("t", kT0, D(1))}).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(db_->Telemetry().Write(kDefaultTenant, "nope", {}).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(StorageTest, ListDevicesPagesInIdOrder) {
+  for (const char* id : {"d05", "d01", "d07", "d03", "d02", "d06", "d04"}) Create(id);
+  DeviceListQuery q;
+  q.page_size = 3;
+  std::vector<std::string> seen;
+  std::vector<size_t> page_sizes;
+  while (true) {
+    auto page = db_->Devices().ListDevices(kDefaultTenant, q);
+    ASSERT_TRUE(page.ok()) << page.status();
+    page_sizes.push_back(page->size());
+    const size_t take = std::min<size_t>(page->size(), 3);
+    for (size_t i = 0; i < take; ++i) seen.push_back((*page)[i].device_id());
+    if (page->size() <= 3) break;
+    q.after_device_id = seen.back();
+  }
+  EXPECT_THAT(page_sizes, ElementsAre(4, 4, 1));  // page_size + 1 tells there is more
+  EXPECT_THAT(seen, ElementsAre("d01", "d02", "d03", "d04", "d05", "d06", "d07"));
+}
+
+TEST_P(StorageTest, ListDevicesFiltersByEveryLabel) {
+  Create("a", {{"site", "berlin"}, {"kind", "pump"}});
+  Create("b", {{"site", "berlin"}, {"kind", "valve"}});
+  Create("c", {{"site", "paris"}, {"kind", "pump"}});
+  Create("d");
+  auto ids = [&](std::vector<std::pair<std::string, std::string>> labels) {
+    DeviceListQuery q;
+    q.labels = std::move(labels);
+    auto r = db_->Devices().ListDevices(kDefaultTenant, q);
+    EXPECT_TRUE(r.ok()) << r.status();
+    std::vector<std::string> out;
+    if (r.ok()) for (const auto& d : *r) out.push_back(d.device_id());
+    return out;
+  };
+  EXPECT_THAT(ids({{"site", "berlin"}}), ElementsAre("a", "b"));
+  EXPECT_THAT(ids({{"kind", "pump"}}), ElementsAre("a", "c"));
+  EXPECT_THAT(ids({{"site", "berlin"}, {"kind", "pump"}}), ElementsAre("a"));
+  EXPECT_THAT(ids({{"site", "rome"}}), ElementsAre());
+  EXPECT_THAT(ids({{"site", "berlin"}, {"site", "paris"}}), ElementsAre());
+  EXPECT_THAT(ids({}), ElementsAre("a", "b", "c", "d"));
+}
+
+TEST_P(StorageTest, UpdateDeviceChangesOnlyChosenFields) {
+  v1::Device created = Create("dev-1", {{"site", "berlin"}});
+  v1::Device change;
+  change.set_device_id("dev-1");
+  change.set_name("renamed");
+  change.set_type("ignored type");
+  (*change.mutable_labels())["site"] = "paris";
+  (*change.mutable_labels())["floor"] = "2";
+  (*change.mutable_attributes())["ignored"] = "yes";
+  auto updated = db_->Devices().UpdateDevice(kDefaultTenant, change, DeviceUpdate{.name = true, .labels = true});
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->name(), "renamed");
+  EXPECT_EQ(updated->type(), "thermometer");
+  EXPECT_THAT(updated->labels(), UnorderedElementsAre(Pair("site", "paris"), Pair("floor", "2")));
+  EXPECT_THAT(updated->attributes(), UnorderedElementsAre(Pair("fw", "1.2.3")));
+  EXPECT_EQ(updated->created_at(), created.created_at());
+  EXPECT_GE(updated->updated_at(), created.updated_at());
+
+  auto got = db_->Devices().GetDevice(kDefaultTenant, "dev-1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->name(), "renamed");
+  EXPECT_EQ(got->type(), "thermometer");
+
+  // Clearing a map is a change too.
+  v1::Device clear;
+  clear.set_device_id("dev-1");
+  updated = db_->Devices().UpdateDevice(kDefaultTenant, clear, DeviceUpdate{.type = true, .attributes = true});
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->type(), "");
+  EXPECT_TRUE(updated->attributes().empty());
+  EXPECT_EQ(updated->labels().size(), 2u);
+}
+
+TEST_P(StorageTest, DeleteDeviceRemovesItsTelemetry) {
+  Create("dev-1");
+  Create("dev-2");
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("t", kT0, D(1)), P("u", kT0, I(2))}).ok());
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-2", {P("t", kT0, D(3))}).ok());
+  ASSERT_TRUE(db_->Devices().DeleteDevice(kDefaultTenant, "dev-1").ok());
+  EXPECT_EQ(db_->Devices().GetDevice(kDefaultTenant, "dev-1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(db_->Devices().DeleteDevice(kDefaultTenant, "dev-1").code(), absl::StatusCode::kNotFound);
+
+  Create("dev-1");  // same id again starts empty
+  EXPECT_TRUE(QueryAll("dev-1").empty());
+  auto latest = db_->Telemetry().Latest(kDefaultTenant, "dev-1", {});
+  ASSERT_TRUE(latest.ok());
+  EXPECT_TRUE(latest->empty());
+  EXPECT_EQ(QueryAll("dev-2").size(), 1u);  // others untouched
+}
+
+// ---- edges ----------------------------------------------------------------------------------
+
+TEST_P(StorageTest, EdgesCreateGetListTouch) {
+  v1::Edge e;
+  e.set_edge_id("edge-b");
+  e.set_name("Gateway B");
+  (*e.mutable_labels())["site"] = "berlin";
+  auto created = db_->Edges().CreateEdge(kDefaultTenant, e);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->high_water_mark(), 0u);
+  EXPECT_EQ(db_->Edges().CreateEdge(kDefaultTenant, e).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(db_->Edges().GetEdge(kDefaultTenant, "nope").status().code(), absl::StatusCode::kNotFound);
+
+  auto got = db_->Edges().GetEdge(kDefaultTenant, "edge-b");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->name(), "Gateway B");
+  EXPECT_THAT(got->labels(), UnorderedElementsAre(Pair("site", "berlin")));
+  EXPECT_EQ(got->last_seen_at(), 0);
+
+  // TouchEdge enrols an unknown edge and records when it was seen.
+  auto mark = db_->Edges().TouchEdge(kDefaultTenant, "edge-a", 5000);
+  ASSERT_TRUE(mark.ok()) << mark.status();
+  EXPECT_EQ(*mark, 0u);
+  mark = db_->Edges().TouchEdge(kDefaultTenant, "edge-b", 6000);
+  ASSERT_TRUE(mark.ok());
+  got = db_->Edges().GetEdge(kDefaultTenant, "edge-b");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->last_seen_at(), 6000);
+  EXPECT_EQ(got->name(), "Gateway B");
+
+  auto page = db_->Edges().ListEdges(kDefaultTenant, 1, "");
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].edge_id(), "edge-a");
+  EXPECT_EQ((*page)[0].last_seen_at(), 5000);
+  page = db_->Edges().ListEdges(kDefaultTenant, 1, "edge-a");
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].edge_id(), "edge-b");
+}
+
+// ---- telemetry ------------------------------------------------------------------------------
+
+TEST_P(StorageTest, WriteAndQueryEveryValueKind) {
+  Create("dev-1");
+  ASSERT_TRUE(db_->Telemetry()
+                  .Write(kDefaultTenant, "dev-1",
+                         {P("d", kT0, D(21.5)), P("i", kT0, I(-9007199254740993)), P("b", kT0, B(true)),
+                          P("s", kT0, S("hello\tworld\\")), P("e", kT0 + 1, D(1e-300)), P("z", kT0 + 1, D(3.0)),
+                          P("f", kT0 + 1, B(false)), P("inf", kT0 + 1, D(-std::numeric_limits<double>::infinity()))})
+                  .ok());
+  auto rs = QueryAll("dev-1");
+  ASSERT_EQ(rs.size(), 8u);
+  EXPECT_THAT(Keys(rs), ElementsAre(Pair("b", kT0), Pair("d", kT0), Pair("i", kT0), Pair("s", kT0),
+                                    Pair("e", kT0 + 1), Pair("f", kT0 + 1), Pair("inf", kT0 + 1), Pair("z", kT0 + 1)));
+  EXPECT_EQ(rs[0].device_id(), "dev-1");
+  EXPECT_EQ(rs[0].value().kind_case(), v1::Value::kBoolValue);
+  EXPECT_TRUE(rs[0].value().bool_value());
+  EXPECT_EQ(rs[1].value().kind_case(), v1::Value::kDoubleValue);
+  EXPECT_EQ(rs[1].value().double_value(), 21.5);
+  EXPECT_EQ(rs[2].value().kind_case(), v1::Value::kIntValue);
+  EXPECT_EQ(rs[2].value().int_value(), -9007199254740993);
+  EXPECT_EQ(rs[3].value().kind_case(), v1::Value::kStringValue);
+  EXPECT_EQ(rs[3].value().string_value(), "hello\tworld\\");
+  EXPECT_EQ(rs[4].value().double_value(), 1e-300);
+  EXPECT_EQ(rs[5].value().kind_case(), v1::Value::kBoolValue);
+  EXPECT_FALSE(rs[5].value().bool_value());
+  EXPECT_EQ(rs[6].value().double_value(), -std::numeric_limits<double>::infinity());
+  EXPECT_EQ(rs[7].value().kind_case(), v1::Value::kDoubleValue);  // 3.0 stays a double
+  EXPECT_EQ(rs[7].value().double_value(), 3.0);
+
+  auto device = db_->Devices().GetDevice(kDefaultTenant, "dev-1");
+  ASSERT_TRUE(device.ok());
+  EXPECT_EQ(device->last_seen_at(), kT0 + 1);
+}
+
+TEST_P(StorageTest, WriteRefusesEmptyValuesAndKeys) {
+  Create("dev-1");
+  EXPECT_EQ(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("t", kT0, v1::Value())}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("", kT0, D(1))}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(QueryAll("dev-1").empty());
+}
+
+TEST_P(StorageTest, LastWriteWinsAcrossWritesAndWithinABatch) {
+  Create("dev-1");
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("t", kT0, D(1)), P("u", kT0, I(1))}).ok());
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("t", kT0, S("now a string"))}).ok());
+  // Within one batch the later item wins.
+  ASSERT_TRUE(db_->Telemetry()
+                  .Write(kDefaultTenant, "dev-1", {P("u", kT0, I(2)), P("u", kT0, I(3)), P("v", kT0, D(1)),
+                                                   P("u", kT0, I(4)), P("v", kT0, B(true))})
+                  .ok());
+  auto rs = QueryAll("dev-1");
+  ASSERT_EQ(rs.size(), 3u);
+  EXPECT_EQ(rs[0].key(), "t");
+  EXPECT_EQ(rs[0].value().string_value(), "now a string");
+  EXPECT_EQ(rs[1].key(), "u");
+  EXPECT_EQ(rs[1].value().int_value(), 4);
+  EXPECT_EQ(rs[2].key(), "v");
+  EXPECT_EQ(rs[2].value().kind_case(), v1::Value::kBoolValue);
+
+  auto latest = db_->Telemetry().Latest(kDefaultTenant, "dev-1", {"u", "v"});
+  ASSERT_TRUE(latest.ok());
+  ASSERT_EQ(latest->size(), 2u);
+  EXPECT_EQ((*latest)[0].value().int_value(), 4);
+  EXPECT_TRUE((*latest)[1].value().bool_value());
+}
+
+class QueryTest : public StorageTest {
+ protected:
+  void SetUp() override {
+    StorageTest::SetUp();
+    Create("dev-1");
+    Create("dev-2");
+    std::vector<Point> points;
+    for (int i = 0; i < 5; ++i) {
+      for (const char* key : {"a", "b", "c"}) points.push_back(P(key, kT0 + i * 1000, I(i)));
+    }
+    ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", points).ok());
+    ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-2", {P("a", kT0, I(100))}).ok());
+  }
+
+  std::vector<v1::Reading> Run(TelemetryQuery q) {
+    q.device_id = "dev-1";
+    auto r = db_->Telemetry().Query(kDefaultTenant, q);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : std::vector<v1::Reading>{};
+  }
+};
+
+TEST_P(QueryTest, OrdersByTsThenKey) {
+  const auto asc = Keys(Run({}));
+  ASSERT_EQ(asc.size(), 15u);
+  EXPECT_THAT(std::vector(asc.begin(), asc.begin() + 4),
+              ElementsAre(Pair("a", kT0), Pair("b", kT0), Pair("c", kT0), Pair("a", kT0 + 1000)));
+  const auto desc = Keys(Run({.descending = true}));
+  ASSERT_EQ(desc.size(), 15u);
+  EXPECT_THAT(std::vector(desc.begin(), desc.begin() + 4),
+              ElementsAre(Pair("c", kT0 + 4000), Pair("b", kT0 + 4000), Pair("a", kT0 + 4000), Pair("c", kT0 + 3000)));
+  auto reversed = asc;
+  std::reverse(reversed.begin(), reversed.end());
+  EXPECT_EQ(desc, reversed);
+}
+
+TEST_P(QueryTest, ReturnsUpToLimitPlusOne) {
+  EXPECT_EQ(Run({.limit = 4}).size(), 5u);
+  EXPECT_EQ(Run({.limit = 14}).size(), 15u);
+  EXPECT_EQ(Run({.limit = 15}).size(), 15u);
+  EXPECT_EQ(Run({.limit = 1000}).size(), 15u);
+}
+
+TEST_P(QueryTest, CursorPagesThroughEverythingInBothDirections) {
+  for (bool descending : {false, true}) {
+    std::vector<std::pair<std::string, std::int64_t>> seen;
+    TelemetryQuery q{.limit = 4, .descending = descending};
+    int pages = 0;
+    while (true) {
+      auto page = Run(q);
+      ++pages;
+      ASSERT_LE(pages, 10);
+      const size_t take = std::min<size_t>(page.size(), 4);
+      for (size_t i = 0; i < take; ++i) seen.emplace_back(page[i].key(), page[i].ts());
+      if (page.size() <= 4) break;
+      q.after = TelemetryCursor{.ts = page[3].ts(), .key = page[3].key()};
+    }
+    EXPECT_EQ(pages, 4);
+    EXPECT_EQ(seen, Keys(Run({.descending = descending}))) << "descending=" << descending;
+  }
+}
+
+TEST_P(QueryTest, FiltersByKeysAndRange) {
+  EXPECT_THAT(Keys(Run({.keys = {"c", "a"}, .start = kT0 + 1000, .end = kT0 + 3000})),
+              ElementsAre(Pair("a", kT0 + 1000), Pair("c", kT0 + 1000), Pair("a", kT0 + 2000), Pair("c", kT0 + 2000)));
+  // end is exclusive, start inclusive; end 0 means no bound.
+  EXPECT_EQ(Run({.keys = {"b"}, .start = kT0 + 3000}).size(), 2u);
+  EXPECT_EQ(Run({.keys = {"b"}, .start = kT0 + 3000, .end = kT0 + 3001}).size(), 1u);
+  EXPECT_EQ(Run({.keys = {"b"}, .start = kT0 + 3001, .end = kT0 + 4000}).size(), 0u);
+  EXPECT_EQ(Run({.keys = {"nope"}}).size(), 0u);
+  auto desc = Run({.keys = {"b"}, .start = kT0 + 1000, .end = kT0 + 4000, .descending = true});
+  EXPECT_THAT(Keys(desc), ElementsAre(Pair("b", kT0 + 3000), Pair("b", kT0 + 2000), Pair("b", kT0 + 1000)));
+}
+
+TEST_P(StorageTest, LatestKeepsTheNewestValue) {
+  Create("dev-1");
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("t", kT0 + 10, D(2)), P("u", kT0, I(1))}).ok());
+  // Older: no change. Same ts: replaces. Newer: replaces.
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("t", kT0 + 5, D(1))}).ok());
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("u", kT0, I(5))}).ok());
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("a", kT0 + 20, S("x")), P("a", kT0 + 30, S("y")),
+                                                                P("a", kT0 + 25, S("z"))}).ok());
+  auto latest = db_->Telemetry().Latest(kDefaultTenant, "dev-1", {});
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_THAT(Keys(*latest), ElementsAre(Pair("a", kT0 + 30), Pair("t", kT0 + 10), Pair("u", kT0)));
+  EXPECT_EQ((*latest)[0].value().string_value(), "y");
+  EXPECT_EQ((*latest)[1].value().double_value(), 2);
+  EXPECT_EQ((*latest)[2].value().int_value(), 5);
+  EXPECT_EQ((*latest)[0].device_id(), "dev-1");
+
+  auto some = db_->Telemetry().Latest(kDefaultTenant, "dev-1", {"u", "missing", "t"});
+  ASSERT_TRUE(some.ok());
+  EXPECT_THAT(Keys(*some), ElementsAre(Pair("t", kT0 + 10), Pair("u", kT0)));
+
+  auto device = db_->Devices().GetDevice(kDefaultTenant, "dev-1");
+  ASSERT_TRUE(device.ok());
+  EXPECT_EQ(device->last_seen_at(), kT0 + 30);  // the older write did not move it back
+}
+
+// ---- aggregation ----------------------------------------------------------------------------
+
+class AggregateTest : public StorageTest {
+ protected:
+  void SetUp() override {
+    StorageTest::SetUp();
+    Create("dev-1");
+    // Buckets of 100 ms from kT0: [0,100) [100,200) [200,300) [300,400).
+    ASSERT_TRUE(db_->Telemetry()
+                    .Write(kDefaultTenant, "dev-1",
+                           {// "mixed": ints and doubles together
+                            P("mixed", kT0 + 0, I(1)), P("mixed", kT0 + 50, D(2.5)), P("mixed", kT0 + 99, I(6)),
+                            P("mixed", kT0 + 250, D(-1)), P("mixed", kT0 + 251, B(true)),
+                            P("mixed", kT0 + 252, S("ignored")), P("mixed", kT0 + 400, I(1000)),  // past end
+                            P("mixed", kT0 - 1, I(1000)),                                         // before start
+                            // "dbl": doubles only
+                            P("dbl", kT0 + 120, D(10)), P("dbl", kT0 + 180, D(20)), P("dbl", kT0 + 399, D(5)),
+                            // "text": no numbers at all
+                            P("text", kT0 + 10, S("a"))})
+                    .ok());
+  }
+
+  std::vector<v1::AggregateSeries> Run(v1::AggregationFunction f, std::vector<std::string> keys) {
+    AggregateQuery q{.device_id = "dev-1", .keys = std::move(keys), .start = kT0, .end = kT0 + 400,
+                     .interval = 100, .function = f};
+    auto r = db_->Telemetry().Aggregate(kDefaultTenant, q);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : std::vector<v1::AggregateSeries>{};
+  }
+
+  // (bucket offset from kT0, value, count) of a series.
+  static std::vector<std::tuple<std::int64_t, double, std::int64_t>> Buckets(const v1::AggregateSeries& s) {
+    std::vector<std::tuple<std::int64_t, double, std::int64_t>> out;
+    for (const auto& b : s.buckets()) out.emplace_back(b.ts() - kT0, b.value(), b.count());
+    return out;
+  }
+};
+
+TEST_P(AggregateTest, EveryFunctionOverSeveralKeysAndBuckets) {
+  using T = std::tuple<std::int64_t, double, std::int64_t>;
+  struct Case {
+    v1::AggregationFunction f;
+    std::vector<T> mixed, dbl;
+  };
+  const std::vector<Case> cases = {
+      {v1::AVG, {T{0, 9.5 / 3, 3}, T{200, -1, 1}}, {T{100, 15, 2}, T{300, 5, 1}}},
+      {v1::MIN, {T{0, 1, 3}, T{200, -1, 1}}, {T{100, 10, 2}, T{300, 5, 1}}},
+      {v1::MAX, {T{0, 6, 3}, T{200, -1, 1}}, {T{100, 20, 2}, T{300, 5, 1}}},
+      {v1::SUM, {T{0, 9.5, 3}, T{200, -1, 1}}, {T{100, 30, 2}, T{300, 5, 1}}},
+      {v1::COUNT, {T{0, 3, 3}, T{200, 1, 1}}, {T{100, 2, 2}, T{300, 1, 1}}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(v1::AggregationFunction_Name(c.f));
+    // Series come back in request order, including keys without numeric data.
+    auto series = Run(c.f, {"text", "mixed", "none", "dbl"});
+    ASSERT_EQ(series.size(), 4u);
+    EXPECT_EQ(series[0].key(), "text");
+    EXPECT_EQ(series[0].buckets_size(), 0);
+    EXPECT_EQ(series[1].key(), "mixed");
+    EXPECT_EQ(series[2].key(), "none");
+    EXPECT_EQ(series[2].buckets_size(), 0);
+    EXPECT_EQ(series[3].key(), "dbl");
+    auto mixed = Buckets(series[1]);
+    auto dbl = Buckets(series[3]);
+    ASSERT_EQ(mixed.size(), c.mixed.size());
+    ASSERT_EQ(dbl.size(), c.dbl.size());
+    for (size_t i = 0; i < mixed.size(); ++i) {
+      EXPECT_EQ(std::get<0>(mixed[i]), std::get<0>(c.mixed[i]));
+      EXPECT_DOUBLE_EQ(std::get<1>(mixed[i]), std::get<1>(c.mixed[i]));
+      EXPECT_EQ(std::get<2>(mixed[i]), std::get<2>(c.mixed[i]));
+    }
+    for (size_t i = 0; i < dbl.size(); ++i) {
+      EXPECT_EQ(std::get<0>(dbl[i]), std::get<0>(c.dbl[i]));
+      EXPECT_DOUBLE_EQ(std::get<1>(dbl[i]), std::get<1>(c.dbl[i]));
+      EXPECT_EQ(std::get<2>(dbl[i]), std::get<2>(c.dbl[i]));
+    }
+  }
+}
+
+TEST_P(AggregateTest, BucketsAlignToStart) {
+  AggregateQuery q{.device_id = "dev-1", .keys = {"dbl"}, .start = kT0 + 50, .end = kT0 + 1000,
+                   .interval = 100, .function = v1::SUM};
+  auto r = db_->Telemetry().Aggregate(kDefaultTenant, q);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ(Buckets((*r)[0]), (std::vector<std::tuple<std::int64_t, double, std::int64_t>>{
+                                  {50, 10, 1}, {150, 20, 1}, {350, 5, 1}}));
+}
+
+TEST_P(StorageTest, AggregateHasNoBucketCap) {
+  Create("dev-1");
+  constexpr int kPoints = 10000;
+  std::vector<Point> points;
+  for (int i = 0; i < kPoints; ++i) points.push_back(P("t", kT0 + i, i % 2 ? I(i) : D(i)));
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", points).ok());
+  AggregateQuery q{.device_id = "dev-1", .keys = {"t"}, .start = kT0, .end = kT0 + kPoints, .interval = 1,
+                   .function = v1::MAX};
+  auto r = db_->Telemetry().Aggregate(kDefaultTenant, q);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 1u);
+  const auto& series = (*r)[0];
+  ASSERT_EQ(series.buckets_size(), kPoints);
+  for (int i = 0; i < kPoints; i += 997) {
+    EXPECT_EQ(series.buckets(i).ts(), kT0 + i);
+    EXPECT_EQ(series.buckets(i).value(), i);
+    EXPECT_EQ(series.buckets(i).count(), 1);
+  }
+  EXPECT_EQ(series.buckets(kPoints - 1).ts(), kT0 + kPoints - 1);
+}
+
+// ---- edge batches ---------------------------------------------------------------------------
+
+TEST_P(StorageTest, EdgeBatchesAreStoredOnceAndAdvanceTheMark) {
+  Create("known");
+  auto& t = db_->Telemetry();
+  const auto batch = Batch(1, 4, {R(1, "known", "t", kT0, D(1)), R(2, "new-dev", "t", kT0 + 1, I(2)),
+                                  R(3, "known", "t", kT0 + 2, D(3)), R(4, "new-dev", "s", kT0 + 3, S("x"))});
+  auto r = t.ApplyEdgeBatch(kDefaultTenant, "edge-1", batch, 7000);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->written, 4u);
+  EXPECT_EQ(r->high_water_mark, 4u);
+
+  // The same batch again: acknowledged, nothing written, nothing doubled.
+  r = t.ApplyEdgeBatch(kDefaultTenant, "edge-1", batch, 8000);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->written, 0u);
+  EXPECT_EQ(r->high_water_mark, 4u);
+  EXPECT_EQ(QueryAll("known").size(), 2u);
+  EXPECT_EQ(QueryAll("new-dev").size(), 2u);
+
+  // Straddling the mark: only seq 5 and 7 are new (seq 6 was dropped on the edge: a gap).
+  r = t.ApplyEdgeBatch(kDefaultTenant, "edge-1",
+                       Batch(3, 7, {R(3, "known", "t", kT0 + 2, D(-100)), R(4, "new-dev", "s", kT0 + 3, S("y")),
+                                    R(5, "known", "t", kT0 + 5, D(5)), R(7, "other-new", "t", kT0 + 7, B(true))}),
+                       9000);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->written, 2u);
+  EXPECT_EQ(r->high_water_mark, 7u);
+  auto known = QueryAll("known");
+  ASSERT_EQ(known.size(), 3u);
+  EXPECT_EQ(known[1].value().double_value(), 3);  // seq 3 was not re-applied
+  auto s = QueryAll("new-dev");
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[1].value().string_value(), "x");
+
+  // Unknown devices were created, attached to the edge.
+  auto created = db_->Devices().GetDevice(kDefaultTenant, "new-dev");
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->edge_id(), "edge-1");
+  EXPECT_EQ(created->name(), "new-dev");
+  EXPECT_EQ(created->last_seen_at(), kT0 + 3);
+  EXPECT_EQ(created->created_at(), 7000);
+  auto other = db_->Devices().GetDevice(kDefaultTenant, "other-new");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->last_seen_at(), kT0 + 7);
+  auto k = db_->Devices().GetDevice(kDefaultTenant, "known");
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ(k->last_seen_at(), kT0 + 5);
+  EXPECT_EQ(k->name(), "name of known");  // an existing device keeps its fields
+
+  auto latest = t.Latest(kDefaultTenant, "known", {});
+  ASSERT_TRUE(latest.ok());
+  ASSERT_EQ(latest->size(), 1u);
+  EXPECT_EQ((*latest)[0].ts(), kT0 + 5);
+
+  auto edge = db_->Edges().GetEdge(kDefaultTenant, "edge-1");
+  ASSERT_TRUE(edge.ok()) << edge.status();
+  EXPECT_EQ(edge->high_water_mark(), 7u);
+  EXPECT_EQ(edge->last_seen_at(), 9000);
+  EXPECT_EQ(edge->created_at(), 7000);
+  auto mark = db_->Edges().TouchEdge(kDefaultTenant, "edge-1", 10000);
+  ASSERT_TRUE(mark.ok());
+  EXPECT_EQ(*mark, 7u);
+
+  // A batch wholly below the mark writes nothing and does not lower it.
+  r = t.ApplyEdgeBatch(kDefaultTenant, "edge-1", Batch(1, 2, {R(1, "known", "t", kT0 + 100, D(1))}), 11000);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->written, 0u);
+  EXPECT_EQ(r->high_water_mark, 7u);
+  EXPECT_EQ(QueryAll("known").size(), 3u);
+}
+
+TEST_P(StorageTest, EdgeBatchDuplicatesInsideOneBatchKeepTheLaterReading) {
+  auto r = db_->Telemetry().ApplyEdgeBatch(
+      kDefaultTenant, "edge-1",
+      Batch(10, 12, {R(10, "dev", "t", kT0, D(1)), R(11, "dev", "t", kT0, D(2)), R(12, "dev", "t", kT0, I(3))}), 1);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->high_water_mark, 12u);
+  auto rs = QueryAll("dev");
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_EQ(rs[0].value().int_value(), 3);
+  auto latest = db_->Telemetry().Latest(kDefaultTenant, "dev", {});
+  ASSERT_TRUE(latest.ok());
+  ASSERT_EQ(latest->size(), 1u);
+  EXPECT_EQ((*latest)[0].value().int_value(), 3);
+}
+
+TEST_P(StorageTest, EdgesKeepSeparateMarks) {
+  auto a = db_->Telemetry().ApplyEdgeBatch(kDefaultTenant, "edge-a", Batch(1, 5, {R(5, "d", "t", kT0, I(1))}), 1);
+  auto b = db_->Telemetry().ApplyEdgeBatch(kDefaultTenant, "edge-b", Batch(1, 2, {R(2, "d", "t", kT0 + 1, I(2))}), 1);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->high_water_mark, 5u);
+  EXPECT_EQ(b->high_water_mark, 2u);
+  EXPECT_EQ(b->written, 1u);
+  EXPECT_EQ(QueryAll("d").size(), 2u);
+}
+
+// ---- quoting --------------------------------------------------------------------------------
+
+TEST_P(StorageTest, StringsAreStoredLiterallyEverywhere) {
+  int n = 0;
+  for (const auto& nasty : kNastyStrings) {
+    SCOPED_TRACE(nasty);
+    const std::string id = nasty + "#" + std::to_string(n++);
+    v1::Device d;
+    d.set_device_id(id);
+    d.set_name(nasty);
+    d.set_type(nasty);
+    d.set_edge_id(nasty);
+    (*d.mutable_labels())[nasty] = nasty;
+    (*d.mutable_attributes())[nasty] = nasty;
+    auto created = db_->Devices().CreateDevice(kDefaultTenant, d);
+    ASSERT_TRUE(created.ok()) << created.status();
+    auto got = db_->Devices().GetDevice(kDefaultTenant, id);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->device_id(), id);
+    EXPECT_EQ(got->name(), nasty);
+    EXPECT_EQ(got->type(), nasty);
+    EXPECT_EQ(got->edge_id(), nasty);
+    EXPECT_THAT(got->labels(), UnorderedElementsAre(Pair(nasty, nasty)));
+    EXPECT_THAT(got->attributes(), UnorderedElementsAre(Pair(nasty, nasty)));
+
+    DeviceListQuery q;
+    q.labels = {{nasty, nasty}};
+    auto list = db_->Devices().ListDevices(kDefaultTenant, q);
+    ASSERT_TRUE(list.ok()) << list.status();
+    ASSERT_EQ(list->size(), 1u);
+    EXPECT_EQ((*list)[0].device_id(), id);
+
+    ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, id, {P(nasty, kT0, S(nasty)), P("plain", kT0, S(nasty))}).ok());
+    TelemetryQuery tq;
+    tq.device_id = id;
+    tq.keys = {nasty};
+    auto rs = db_->Telemetry().Query(kDefaultTenant, tq);
+    ASSERT_TRUE(rs.ok()) << rs.status();
+    ASSERT_EQ(rs->size(), 1u);
+    EXPECT_EQ((*rs)[0].key(), nasty);
+    EXPECT_EQ((*rs)[0].value().string_value(), nasty);
+    tq.after = TelemetryCursor{.ts = kT0, .key = nasty};
+    tq.keys.clear();
+    rs = db_->Telemetry().Query(kDefaultTenant, tq);
+    ASSERT_TRUE(rs.ok()) << rs.status();
+    for (const auto& r : *rs) EXPECT_GT(r.key(), nasty);
+    auto latest = db_->Telemetry().Latest(kDefaultTenant, id, {nasty});
+    ASSERT_TRUE(latest.ok()) << latest.status();
+    ASSERT_EQ(latest->size(), 1u);
+    EXPECT_EQ((*latest)[0].value().string_value(), nasty);
+    AggregateQuery aq{.device_id = id, .keys = {nasty, "plain"}, .start = 0, .end = kT0 + 1, .interval = 1000,
+                      .function = v1::COUNT};
+    auto agg = db_->Telemetry().Aggregate(kDefaultTenant, aq);
+    ASSERT_TRUE(agg.ok()) << agg.status();
+    ASSERT_EQ(agg->size(), 2u);
+    EXPECT_EQ((*agg)[0].key(), nasty);
+
+    // Through the edge path too: device id, key and value.
+    const std::string edge = "edge " + nasty;
+    auto r = db_->Telemetry().ApplyEdgeBatch(kDefaultTenant, edge, Batch(1, 1, {R(1, id + "/e", nasty, kT0, S(nasty))}),
+                                             1);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->written, 1u);
+    auto edge_dev = db_->Devices().GetDevice(kDefaultTenant, id + "/e");
+    ASSERT_TRUE(edge_dev.ok()) << edge_dev.status();
+    EXPECT_EQ(edge_dev->edge_id(), edge);
+    EXPECT_EQ(QueryAll(id + "/e").at(0).value().string_value(), nasty);
+    auto e = db_->Edges().GetEdge(kDefaultTenant, edge);
+    ASSERT_TRUE(e.ok()) << e.status();
+    EXPECT_EQ(e->edge_id(), edge);
+
+    ASSERT_TRUE(db_->Devices().DeleteDevice(kDefaultTenant, id).ok());
+  }
+  // And the tables are all still there.
+  EXPECT_TRUE(db_->Devices().ListDevices(kDefaultTenant, DeviceListQuery{}).ok());
+  EXPECT_TRUE(db_->Ping().ok());
+}
+
+std::string BackendName(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
+
+INSTANTIATE_TEST_SUITE_P(Backends, StorageTest, ::testing::Values("sqlite", "postgresql"), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, QueryTest, ::testing::Values("sqlite", "postgresql"), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, AggregateTest, ::testing::Values("sqlite", "postgresql"), BackendName);
+
+// ---- PostgreSQL only ------------------------------------------------------------------------
+
+class PostgresOnlyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = strata::testing::SharedPgServer().CreateDatabase();
+    db_ = Open();
+    ASSERT_NE(db_, nullptr);
+  }
+
+  std::unique_ptr<Database> Open() {
+    auto db = OpenDatabase(DatabaseOptions{.url = url_, .pool_size = 4});
+    EXPECT_TRUE(db.ok()) << db.status();
+    return db.ok() ? *std::move(db) : nullptr;
+  }
+
+  std::set<std::string> Partitions() {
+    pqxx::connection c(url_);
+    pqxx::nontransaction tx(c);
+    std::set<std::string> out;
+    for (const auto& row : tx.exec("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                                   " WHERE i.inhparent = 'telemetry'::regclass")) {
+      out.insert(row[0].as<std::string>());
+    }
+    return out;
+  }
+
+  std::int64_t Count(const std::string& sql) {
+    pqxx::connection c(url_);
+    pqxx::nontransaction tx(c);
+    return tx.exec1(sql)[0].as<std::int64_t>();
+  }
+
+  std::string url_;
+  std::unique_ptr<Database> db_;
+};
+
+TEST_F(PostgresOnlyTest, OpenCreatesPartitionsAhead) {
+  // Today and the following days exist as soon as the database is open.
+  EXPECT_GE(Partitions().size(), 4u);
+}
+
+TEST_F(PostgresOnlyTest, WritesCreateDailyPartitions) {
+  ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, MakeDevice("dev-1")).ok());
+  const auto before = Partitions();
+  // 2023-11-14 .. 2023-11-18, plus a day in 1970.
+  std::vector<Point> points;
+  for (int day = 0; day < 5; ++day) points.push_back(P("t", kT0 + day * kDay, I(day)));
+  points.push_back(P("t", 5, I(-1)));
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", points).ok());
+  const auto after = Partitions();
+  EXPECT_EQ(after.size(), before.size() + 6);
+  for (const char* name : {"telemetry_p20231114", "telemetry_p20231115", "telemetry_p20231116",
+                           "telemetry_p20231117", "telemetry_p20231118", "telemetry_p19700101"}) {
+    EXPECT_TRUE(after.contains(name)) << name;
+  }
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry_p20231116"), 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry"), 6);
+
+  // Another process that opens the database later learns which partitions exist.
+  auto second = Open();
+  ASSERT_NE(second, nullptr);
+  ASSERT_TRUE(second->Telemetry().Write(kDefaultTenant, "dev-1", {P("t", kT0 + kDay, I(42))}).ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry"), 6);
+
+  // Timestamps the day partitions cannot name are refused, not mis-stored.
+  EXPECT_EQ(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("t", std::numeric_limits<std::int64_t>::max(), I(1))}).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PostgresOnlyTest, ConcurrentWritesIntoNewDaysDoNotFail) {
+  // Two Database objects stand for two processes: neither knows what the other created.
+  auto other = Open();
+  ASSERT_NE(other, nullptr);
+  constexpr int kThreads = 8;
+  constexpr int kDays = 6;
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, MakeDevice("dev-" + std::to_string(t))).ok());
+  }
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  const std::int64_t base = kT0 + 100 * kDay;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Database& db = t % 2 ? *other : *db_;
+      for (int day = 0; day < kDays; ++day) {
+        std::vector<Point> points = {P("t", base + day * kDay + t, I(t)), P("u", base + day * kDay, D(t))};
+        auto s = db.Telemetry().Write(kDefaultTenant, "dev-" + std::to_string(t), points);
+        if (!s.ok()) {
+          ADD_FAILURE() << "thread " << t << " day " << day << ": " << s;
+          ++failures;
+        }
+      }
+      auto r = db.Telemetry().ApplyEdgeBatch(kDefaultTenant, "edge-" + std::to_string(t),
+                                             Batch(1, 1, {R(1, "shared", "t", base + 20 * kDay, I(t))}), 1);
+      if (!r.ok()) {
+        ADD_FAILURE() << "thread " << t << " edge batch: " << r.status();
+        ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry WHERE device_id LIKE 'dev-%'"), kThreads * kDays * 2);
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry WHERE device_id = 'shared'"), 1);
+  EXPECT_EQ(Count("SELECT count(*) FROM devices WHERE device_id = 'shared'"), 1);
+}
+
+TEST_F(PostgresOnlyTest, ConcurrentOpensMigrateOnce) {
+  const std::string fresh = strata::testing::SharedPgServer().CreateDatabase();
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      auto db = OpenDatabase(DatabaseOptions{.url = fresh, .pool_size = 2});
+      if (db.ok()) ++ok;
+      else ADD_FAILURE() << db.status();
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ok.load(), 4);
+  pqxx::connection c(fresh);
+  pqxx::nontransaction tx(c);
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM schema_migrations")[0].as<int>(), 1);
+}
+
+TEST_F(PostgresOnlyTest, PoolReconnectsAfterTheServerDropsConnections) {
+  ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, MakeDevice("dev-1")).ok());
+  {
+    pqxx::connection c(url_);
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                     " WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    ASSERT_GE(r[0][0].as<int>(), 1);
+  }
+  auto got = db_->Devices().GetDevice(kDefaultTenant, "dev-1");
+  EXPECT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(db_->Ping().ok());
+  EXPECT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("t", kT0, I(1))}).ok());
+}
+
+}  // namespace
