@@ -18,6 +18,7 @@
 #include "strata/v1/registry.grpc.pb.h"
 #include "strata/v1/telemetry.grpc.pb.h"
 #include "support/mosquitto.h"
+#include "support/pg_server.h"
 
 namespace strata::testing {
 namespace {
