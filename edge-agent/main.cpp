@@ -108,6 +108,7 @@ int Run(const Flags& f) {
   iopts.mqtt_url = f.mqtt_url;
   iopts.client_id = f.mqtt_client_id.empty() ? "strata-edge-" + f.edge_id : f.mqtt_client_id;
   iopts.topic_prefix = f.topic_prefix;
+  iopts.persistence_dir = (std::filesystem::path(f.data_dir) / "mqtt").string();
   iopts.limits.max_payload_bytes = f.max_payload_bytes;
   iopts.limits.max_keys = f.max_keys;
   iopts.queue_capacity = f.queue_capacity;

@@ -63,9 +63,15 @@ Ingest::Ingest(IngestOptions options, Buffer& buffer, MetricsRegistry& metrics, 
   }
   metrics.AddCallbackGauge("strata_edge_ingest_queue_depth", "Messages received but not yet processed",
                            [this] { return static_cast<double>(queue_.Size()); });
-  client_ = std::make_unique<mqtt::async_client>(options_.mqtt_url, options_.client_id);
+  if (options_.persistence_dir.empty()) {
+    client_ = std::make_unique<mqtt::async_client>(options_.mqtt_url, options_.client_id);
+  } else {
+    std::filesystem::create_directories(options_.persistence_dir);
+    client_ = std::make_unique<mqtt::async_client>(options_.mqtt_url, options_.client_id, options_.persistence_dir);
+  }
   client_->set_message_callback([this](mqtt::const_message_ptr msg) {
     // Paho's thread: no work here, only the hand-over (which waits when the queue is full).
+    // The queue is closed only after the client is destroyed, so this cannot fail.
     queue_.Push(RawMessage{msg->get_topic(), msg->get_payload_str(), clock_()});
   });
   client_->set_connection_lost_handler([this](const std::string& cause) {
@@ -94,6 +100,9 @@ void Ingest::Stop() {
   }
   mqtt_connected_ = false;
   mqtt_connected_gauge_.Set(0);
+  // Destroying the client ends its callbacks; only then may the queue refuse messages. The
+  // pipeline keeps draining meanwhile, so a callback waiting on a full queue gets through.
+  client_.reset();
   queue_.Close();
   if (pipeline_.joinable()) pipeline_.join();
 }
@@ -113,7 +122,10 @@ void Ingest::SupervisorLoop() {
         const bool session_present = tok->get_connect_response().is_session_present();
         if (!session_present) {
           // A new session (first start, or the broker lost it): subscribe (again).
-          client_->subscribe(filter, 1)->wait_for(std::chrono::seconds(5));
+          if (!client_->subscribe(filter, 1)->wait_for(std::chrono::seconds(5))) {
+            client_->disconnect()->wait_for(std::chrono::seconds(2));
+            throw mqtt::exception(-1, "subscribe timed out");
+          }
         }
         mqtt_connected_ = true;
         mqtt_connected_gauge_.Set(1);

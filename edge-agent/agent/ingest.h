@@ -34,6 +34,10 @@ struct IngestOptions {
   std::string mqtt_url = "tcp://127.0.0.1:1883";
   std::string client_id;
   std::string topic_prefix = "v1/devices";
+  // Paho's file persistence. Paho acknowledges a QoS 1 message to the broker before it
+  // hands it to our callback; messages it holds in between are kept here, so that a stop
+  // or crash in that window does not lose them (they are delivered after the restart).
+  std::string persistence_dir;
   DecodeLimits limits;
   std::size_t queue_capacity = 10000;
   // Most messages folded into one buffer commit.

@@ -55,6 +55,8 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
+  // STRATA_KEEP_TEST_DIRS=1 keeps logs and data of a run for a post-mortem.
+  if (std::getenv("STRATA_KEEP_TEST_DIRS") != nullptr) return;
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }
