@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 bash tools/install-deps.sh
 
 jobs=$(nproc)
+# ccache: share compiled objects between clones in different directories (CI builds a fresh
+# clone each time).
+export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1
 run_suite() {
   local dir=$1; shift
   cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
