@@ -92,6 +92,8 @@ int Run(const Flags& f) {
   strata::edge::DeviceDirectory directory((std::filesystem::path(f.data_dir) / "known-devices.txt").string());
   std::unique_ptr<strata::edge::RegistryRefresher> refresher;
   const bool reject_unknown = f.unknown_devices == "reject";
+  metrics.AddCallbackGauge("strata_edge_known_devices", "Devices in the local copy of the registry",
+                           [&directory] { return static_cast<double>(directory.Size()); });
   if (reject_unknown) {
     refresher = std::make_unique<strata::edge::RegistryRefresher>(f.cloud, directory, std::chrono::seconds(30));
   }
@@ -216,6 +218,7 @@ int main(int argc, char** argv) {
   AddFlag(app, "log-level", f.log_level, "trace, debug, info, warn or error");
   AddFlag(app, "log-format", f.log_format, "text or json");
   auto* status_cmd = app.add_subcommand("status", "Print the state of the agent running on --http-listen");
+  status_cmd->fallthrough();  // `strata-edge status --http-listen ...` takes the main flags
   try {
     app.parse(argc, argv);
     if (*status_cmd) return Status(f.http_listen);

@@ -361,6 +361,31 @@ TEST_P(EdgeE2ETest, MalformedMessagesInterleavedAreCountedAndGoodOnesStored) {
   EXPECT_TRUE(edge_->process().Running());
 }
 
+TEST_P(EdgeE2ETest, UnknownDevicesAreRejectedWhenRegistrationIsOff) {
+  for (int d = 0; d < 2; ++d) {
+    auto r = cloud_->Http("POST", "/v1/devices", R"({"device_id":")" + DeviceOf(d) + R"("})");
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  StartEdge({"--unknown-devices", "reject"});
+  ASSERT_TRUE(WaitFor([&] { return edge_->Get("strata_edge_known_devices") == 2; }, std::chrono::seconds(30)));
+  Publisher pub(broker_.Url());
+  pub.Publish("v1/devices/stranger/telemetry", R"({"v":1})");
+  PublishRange(pub, 0, 2);  // sensor-0 and sensor-1, both registered
+  ASSERT_TRUE(WaitStored(2));
+  EXPECT_EQ(edge_->Get("strata_edge_messages_rejected_total{reason=\"unknown_device\"}"), 1);
+  EXPECT_EQ(cloud_->Http("GET", "/v1/devices/stranger").status, 404) << "not registered behind our back";
+
+  // A field engineer's view of the same agent, from the command line.
+  const std::string out = dir_.path() + "/status.txt";
+  Process status({std::string(std::getenv("STRATA_EDGE_BIN_DIR")) + "/strata-edge", "status", "--http-listen",
+                  "127.0.0.1:" + std::to_string(edge_->HttpPort())},
+                 out);
+  ASSERT_EQ(status.Wait(std::chrono::seconds(10)), 0) << status.Log();
+  EXPECT_NE(status.Log().find("edge            gw-test"), std::string::npos) << status.Log();
+  EXPECT_NE(status.Log().find("connected"), std::string::npos) << status.Log();
+  EXPECT_NE(status.Log().find("last seq 2"), std::string::npos) << status.Log();
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, EdgeE2ETest, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
 
