@@ -80,7 +80,7 @@ Strata is running on this machine:
 Try:
   curl -s $api/v1/devices
   curl -s $api/v1/devices/mfg-0001/telemetry/latest
-  curl -s "$api/v1/devices/grid-0003/telemetry?keys=voltage&order=DESC&limit=5"
+  curl -s "$api/v1/devices/grid-0001/telemetry?keys=voltage&order=DESC&limit=5"
   curl -s "$api/v1/devices/mfg-0001/telemetry/aggregate?keys=machine_temperature&function=AVG&interval=10000&start=\$(( (\$(date +%s) - 600) * 1000 ))&end=\$(( \$(date +%s) * 1000 ))"
   curl -s $api/metrics | grep strata_
   curl -s http://127.0.0.1:${edge_port}/metrics | grep strata_edge_

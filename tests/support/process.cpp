@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -73,6 +74,8 @@ Process::Process(std::vector<std::string> argv, std::string log_path) : log_path
     ::dup2(log_fd, STDOUT_FILENO);
     ::dup2(log_fd, STDERR_FILENO);
     ::setpgid(0, 0);
+    // If the test process dies without its destructors running, take the child with it.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     ::execv(args[0], args.data());
     ::_exit(127);
   }
