@@ -16,6 +16,7 @@
 #include <strata/clock.h>
 #include <strata/config.h>
 #include <strata/logging.h>
+#include <strata/signals.h>
 #include <strata/metrics.h>
 
 #include "gateway/rest_gateway.h"
@@ -55,25 +56,9 @@ std::set<std::string> ParseServices(const std::string& s) {
   return out;
 }
 
-template <typename T>
-CLI::Option* AddFlag(CLI::App& app, const std::string& name, T& value, const std::string& help) {
-  return app.add_option("--" + name, value, help)->envname(strata::EnvName(name))->capture_default_str();
-}
-
-// Blocks SIGINT and SIGTERM in every thread (call before starting any), so that main can wait
-// for them with sigwait and shut down in order.
-sigset_t BlockShutdownSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return set;
-}
-
 int Run(const Flags& flags) {
   const auto services = ParseServices(flags.services);
-  const sigset_t signals = BlockShutdownSignals();
+  const sigset_t signals = strata::BlockShutdownSignals();
 
   std::string url = flags.database;
   if (url.empty()) {
@@ -137,8 +122,7 @@ int Run(const Flags& flags) {
   spdlog::info("strata-cloud ready: services={} gRPC={}:{} REST=http://{}:{}", flags.services, grpc_host, grpc_port,
                http.host, (*gateway)->Port());
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = strata::WaitForShutdownSignal(signals);
   spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   // Stop taking REST requests first (they call into gRPC), then let gRPC finish in-flight
   // calls for up to five seconds; stores are closed last, when `db` goes out of scope.
@@ -155,17 +139,17 @@ int main(int argc, char** argv) {
   CLI::App app{"strata-cloud: Strata's cloud services (device registry, telemetry, edge hub) and REST gateway"};
   Flags flags;
   strata::UseYamlConfig(app);
-  AddFlag(app, "services", flags.services, "Services to run: all, or a comma-separated subset of registry,telemetry,edgehub");
-  AddFlag(app, "database", flags.database,
+  strata::AddFlag(app, "services", flags.services, "Services to run: all, or a comma-separated subset of registry,telemetry,edgehub");
+  strata::AddFlag(app, "database", flags.database,
           "Database URL: sqlite://PATH or postgresql://USER@HOST:PORT/DB (default: sqlite under --data-dir)");
-  AddFlag(app, "data-dir", flags.data_dir, "Directory for the embedded database");
-  AddFlag(app, "grpc-listen", flags.grpc_listen, "gRPC listen address HOST:PORT (port 0 picks one)");
-  AddFlag(app, "http-listen", flags.http_listen, "REST/metrics listen address HOST:PORT (port 0 picks one)");
-  AddFlag(app, "db-pool-size", flags.db_pool_size, "PostgreSQL connection pool size")->check(CLI::Range(1, 256));
-  AddFlag(app, "http-threads", flags.http_threads, "Threads serving REST")->check(CLI::Range(1, 64));
-  AddFlag(app, "log-level", flags.log_level, "trace, debug, info, warn or error");
-  AddFlag(app, "log-format", flags.log_format, "text or json");
-  AddFlag(app, "fault-crash-after-commits", flags.crash_after_commits,
+  strata::AddFlag(app, "data-dir", flags.data_dir, "Directory for the embedded database");
+  strata::AddFlag(app, "grpc-listen", flags.grpc_listen, "gRPC listen address HOST:PORT (port 0 picks one)");
+  strata::AddFlag(app, "http-listen", flags.http_listen, "REST/metrics listen address HOST:PORT (port 0 picks one)");
+  strata::AddFlag(app, "db-pool-size", flags.db_pool_size, "PostgreSQL connection pool size")->check(CLI::Range(1, 256));
+  strata::AddFlag(app, "http-threads", flags.http_threads, "Threads serving REST")->check(CLI::Range(1, 64));
+  strata::AddFlag(app, "log-level", flags.log_level, "trace, debug, info, warn or error");
+  strata::AddFlag(app, "log-format", flags.log_format, "text or json");
+  strata::AddFlag(app, "fault-crash-after-commits", flags.crash_after_commits,
           "Testing only: exit abruptly after committing this many edge batches, before acking")
       ->group("Testing");
   try {

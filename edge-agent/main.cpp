@@ -12,6 +12,7 @@
 #include <strata/config.h>
 #include <strata/ids.h>
 #include <strata/logging.h>
+#include <strata/signals.h>
 #include <strata/metrics.h>
 
 #include "agent/buffer.h"
@@ -45,26 +46,12 @@ struct Flags {
   std::string log_format = "text";
 };
 
-template <typename T>
-CLI::Option* AddFlag(CLI::App& app, const std::string& name, T& value, const std::string& help) {
-  return app.add_option("--" + name, value, help)->envname(strata::EnvName(name))->capture_default_str();
-}
-
-sigset_t BlockShutdownSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return set;
-}
-
 int Run(const Flags& f) {
   if (auto s = strata::ValidateId("--edge-id", f.edge_id); !s.ok()) {
     spdlog::error("{}", s.ToString());
     return 2;
   }
-  const sigset_t signals = BlockShutdownSignals();
+  const sigset_t signals = strata::BlockShutdownSignals();
   std::filesystem::create_directories(f.data_dir);
 
   strata::MetricsRegistry metrics;
@@ -148,8 +135,7 @@ int Run(const Flags& f) {
   spdlog::info("strata-edge {} ready: mqtt={} cloud={} status=http://{}:{}/status buffer={}", f.edge_id, f.mqtt_url,
                f.cloud, listen.host, (*status_server)->Port(), bopts.path);
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = strata::WaitForShutdownSignal(signals);
   spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   // Stop intake first and commit everything received; then the uplink (what it has not sent
   // stays buffered for the next start).
@@ -193,30 +179,30 @@ int main(int argc, char** argv) {
   CLI::App app{"strata-edge: Strata's gateway agent (MQTT ingest, durable buffer, cloud sync)"};
   Flags f;
   strata::UseYamlConfig(app);
-  AddFlag(app, "mqtt-url", f.mqtt_url, "Local broker, tcp://HOST:PORT");
-  AddFlag(app, "mqtt-client-id", f.mqtt_client_id, "MQTT client id (default strata-edge-EDGE_ID); keep it fixed");
-  AddFlag(app, "topic-prefix", f.topic_prefix, "Telemetry arrives on PREFIX/{device_id}/telemetry");
-  AddFlag(app, "cloud", f.cloud, "strata-cloud gRPC address HOST:PORT");
-  AddFlag(app, "edge-id", f.edge_id, "This gateway's id (required)");
-  AddFlag(app, "data-dir", f.data_dir, "Directory for the buffer and the device directory");
-  AddFlag(app, "http-listen", f.http_listen, "Local status port: /healthz, /metrics, /status");
-  AddFlag(app, "max-payload-bytes", f.max_payload_bytes, "Larger MQTT payloads are rejected");
-  AddFlag(app, "max-keys", f.max_keys, "Most values in one message");
-  AddFlag(app, "unknown-devices", f.unknown_devices,
+  strata::AddFlag(app, "mqtt-url", f.mqtt_url, "Local broker, tcp://HOST:PORT");
+  strata::AddFlag(app, "mqtt-client-id", f.mqtt_client_id, "MQTT client id (default strata-edge-EDGE_ID); keep it fixed");
+  strata::AddFlag(app, "topic-prefix", f.topic_prefix, "Telemetry arrives on PREFIX/{device_id}/telemetry");
+  strata::AddFlag(app, "cloud", f.cloud, "strata-cloud gRPC address HOST:PORT");
+  strata::AddFlag(app, "edge-id", f.edge_id, "This gateway's id (required)");
+  strata::AddFlag(app, "data-dir", f.data_dir, "Directory for the buffer and the device directory");
+  strata::AddFlag(app, "http-listen", f.http_listen, "Local status port: /healthz, /metrics, /status");
+  strata::AddFlag(app, "max-payload-bytes", f.max_payload_bytes, "Larger MQTT payloads are rejected");
+  strata::AddFlag(app, "max-keys", f.max_keys, "Most values in one message");
+  strata::AddFlag(app, "unknown-devices", f.unknown_devices,
           "register: devices not in the registry are registered by the cloud; reject: they are rejected here")
       ->check(CLI::IsMember({"register", "reject"}));
-  AddFlag(app, "buffer-max-bytes", f.buffer_max_bytes, "Buffer bound in bytes");
-  AddFlag(app, "buffer-max-age", f.buffer_max_age, "Readings older than this many seconds are dropped");
-  AddFlag(app, "buffer-full-policy", f.buffer_full_policy, "drop-oldest or refuse-new")
+  strata::AddFlag(app, "buffer-max-bytes", f.buffer_max_bytes, "Buffer bound in bytes");
+  strata::AddFlag(app, "buffer-max-age", f.buffer_max_age, "Readings older than this many seconds are dropped");
+  strata::AddFlag(app, "buffer-full-policy", f.buffer_full_policy, "drop-oldest or refuse-new")
       ->check(CLI::IsMember({"drop-oldest", "refuse-new"}));
-  AddFlag(app, "buffer-sync", f.buffer_sync, "full (commits survive power loss) or normal (survive crashes)")
+  strata::AddFlag(app, "buffer-sync", f.buffer_sync, "full (commits survive power loss) or normal (survive crashes)")
       ->check(CLI::IsMember({"full", "normal"}));
-  AddFlag(app, "batch-max", f.batch_max, "Most readings per batch to the cloud")->check(CLI::Range(1, 50000));
-  AddFlag(app, "batch-linger-ms", f.batch_linger_ms, "How long a batch waits to fill");
-  AddFlag(app, "window", f.window, "Most unacknowledged batches in flight")->check(CLI::Range(1, 1024));
-  AddFlag(app, "queue-capacity", f.queue_capacity, "Messages between MQTT and the pipeline (back-pressure beyond)");
-  AddFlag(app, "log-level", f.log_level, "trace, debug, info, warn or error");
-  AddFlag(app, "log-format", f.log_format, "text or json");
+  strata::AddFlag(app, "batch-max", f.batch_max, "Most readings per batch to the cloud")->check(CLI::Range(1, 50000));
+  strata::AddFlag(app, "batch-linger-ms", f.batch_linger_ms, "How long a batch waits to fill");
+  strata::AddFlag(app, "window", f.window, "Most unacknowledged batches in flight")->check(CLI::Range(1, 1024));
+  strata::AddFlag(app, "queue-capacity", f.queue_capacity, "Messages between MQTT and the pipeline (back-pressure beyond)");
+  strata::AddFlag(app, "log-level", f.log_level, "trace, debug, info, warn or error");
+  strata::AddFlag(app, "log-format", f.log_format, "text or json");
   auto* status_cmd = app.add_subcommand("status", "Print the state of the agent running on --http-listen");
   status_cmd->fallthrough();  // `strata-edge status --http-listen ...` takes the main flags
   try {

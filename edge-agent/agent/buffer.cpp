@@ -239,10 +239,9 @@ absl::StatusOr<std::vector<v1::EdgeReading>> Buffer::ReadAfter(std::uint64_t aft
   return out;
 }
 
-absl::StatusOr<std::size_t> Buffer::AckUpTo(std::uint64_t seq) {
-  std::lock_guard lock(mu_);
-  Stmt del(db_, kDeleteUpTo);
-  sqlite3_bind_int64(del.get(), 1, static_cast<sqlite3_int64>(seq));
+absl::StatusOr<std::size_t> Buffer::DeleteLocked(const char* sql, std::int64_t bound, const char* what) {
+  Stmt del(db_, sql);
+  sqlite3_bind_int64(del.get(), 1, bound);
   std::size_t n = 0;
   std::uint64_t freed = 0;
   int rc;
@@ -250,7 +249,7 @@ absl::StatusOr<std::size_t> Buffer::AckUpTo(std::uint64_t seq) {
     ++n;
     freed += static_cast<std::uint64_t>(sqlite3_column_int64(del.get(), 0));
   }
-  if (rc != SQLITE_DONE) return SqliteError(db_, "delete acknowledged readings");
+  if (rc != SQLITE_DONE) return SqliteError(db_, what);
   count_ -= std::min<std::uint64_t>(count_, n);
   bytes_ -= std::min(bytes_, freed);
   if (n > 0) {
@@ -260,24 +259,17 @@ absl::StatusOr<std::size_t> Buffer::AckUpTo(std::uint64_t seq) {
   return n;
 }
 
+absl::StatusOr<std::size_t> Buffer::AckUpTo(std::uint64_t seq) {
+  std::lock_guard lock(mu_);
+  return DeleteLocked(kDeleteUpTo, static_cast<sqlite3_int64>(seq), "delete acknowledged readings");
+}
+
 absl::StatusOr<std::size_t> Buffer::EnforceAge() {
   std::lock_guard lock(mu_);
-  if (count_ == 0 || oldest_received_ >= clock_() - options_.max_age_ms) return 0;
-  Stmt del(db_, kDeleteOlderThan);
-  sqlite3_bind_int64(del.get(), 1, clock_() - options_.max_age_ms);
-  std::size_t n = 0;
-  std::uint64_t freed = 0;
-  int rc;
-  while ((rc = sqlite3_step(del.get())) == SQLITE_ROW) {
-    ++n;
-    freed += static_cast<std::uint64_t>(sqlite3_column_int64(del.get(), 0));
-  }
-  if (rc != SQLITE_DONE) return SqliteError(db_, "expire old readings");
-  count_ -= std::min<std::uint64_t>(count_, n);
-  bytes_ -= std::min(bytes_, freed);
-  Stmt oldest(db_, kOldestReceived);
-  if (sqlite3_step(oldest.get()) == SQLITE_ROW) oldest_received_ = sqlite3_column_int64(oldest.get(), 0);
-  dropped_age_.Inc(n);
+  const std::int64_t cutoff = clock_() - options_.max_age_ms;
+  if (count_ == 0 || oldest_received_ >= cutoff) return 0;
+  auto n = DeleteLocked(kDeleteOlderThan, cutoff, "expire old readings");
+  if (n.ok()) dropped_age_.Inc(*n);
   return n;
 }
 

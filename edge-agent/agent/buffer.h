@@ -86,6 +86,8 @@ class Buffer {
   absl::Status Exec(const char* sql);
   absl::Status LoadState();
   std::size_t DropOldestLocked(std::uint64_t need_bytes);
+  // Runs a `DELETE ... WHERE <column> <op> ? RETURNING LENGTH(data)` and updates the counts.
+  absl::StatusOr<std::size_t> DeleteLocked(const char* sql, std::int64_t bound, const char* what);
 
   sqlite3* db_;
   BufferOptions options_;

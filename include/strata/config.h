@@ -18,6 +18,13 @@ void UseYamlConfig(CLI::App& app);
 // "grpc-listen" -> "STRATA_GRPC_LISTEN": the environment variable of a flag.
 std::string EnvName(const std::string& flag);
 
+// Adds `--NAME` bound to `value`, read also from the environment variable EnvName(NAME),
+// with its default shown in --help. One definition per flag for command line, env and file.
+template <typename T>
+CLI::Option* AddFlag(CLI::App& app, const std::string& name, T& value, const std::string& help) {
+  return app.add_option("--" + name, value, help)->envname(EnvName(name))->capture_default_str();
+}
+
 // Splits "host:port" (or "[v6]:port"); throws CLI::ValidationError on a malformed address.
 struct HostPort {
   std::string host;
