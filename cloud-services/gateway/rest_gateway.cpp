@@ -280,11 +280,16 @@ class Session : public std::enable_shared_from_this<Session> {
     Call* raw = call.get();
     shared_->stub->UnaryCall(&raw->context, raw->method, grpc::StubOptions(), &raw->request, &raw->response,
                              [self = shared_from_this(), call, shared, raw](grpc::Status status) mutable {
-                               auto executor = self->stream_.get_executor();
-                               net::post(executor, [self = std::move(self), call = std::move(call),
-                                                    status = std::move(status)]() mutable {
-                                 self->OnCallDone(*call, status);
-                               });
+                               {
+                                 // The executor copy must be gone before RemoveCall: once the
+                                 // call is deregistered the io_context (and its strands) may be
+                                 // destroyed.
+                                 auto executor = self->stream_.get_executor();
+                                 net::post(executor, [self = std::move(self), call = std::move(call),
+                                                      status = std::move(status)]() mutable {
+                                   self->OnCallDone(*call, status);
+                                 });
+                               }
                                shared->RemoveCall(raw);
                              });
   }
