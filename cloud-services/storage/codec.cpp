@@ -115,4 +115,17 @@ absl::Status ValidateBatch(const v1::TelemetryBatch& batch) {
   return absl::OkStatus();
 }
 
+std::vector<v1::AggregateSeries> SeriesInKeyOrder(const std::vector<std::string>& keys,
+                                                  const std::map<std::string, std::vector<v1::Bucket>>& by_key) {
+  std::vector<v1::AggregateSeries> out;
+  for (const auto& key : keys) {
+    auto& series = out.emplace_back();
+    series.set_key(key);
+    if (auto it = by_key.find(key); it != by_key.end()) {
+      for (const auto& b : it->second) *series.add_buckets() = b;
+    }
+  }
+  return out;
+}
+
 }  // namespace strata::storage

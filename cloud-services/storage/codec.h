@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,6 +42,11 @@ std::string FormatDouble(double v);
 absl::Status ValidateValue(const v1::Value& value);
 absl::Status ValidatePoints(const std::vector<Point>& points);
 absl::Status ValidateBatch(const v1::TelemetryBatch& batch);
+
+// One series per requested key, in request order, with the buckets found for it (none for a
+// key without numeric data): the shape both backends return from Aggregate.
+std::vector<v1::AggregateSeries> SeriesInKeyOrder(const std::vector<std::string>& keys,
+                                                  const std::map<std::string, std::vector<v1::Bucket>>& by_key);
 
 // The kinds stored in the telemetry tables: one nullable column per kind.
 enum class ValueKind : int { kDouble = 1, kInt = 2, kBool = 3, kString = 4 };

@@ -552,15 +552,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
         }
         by_key[s.Text(0)].push_back(std::move(b));
       }
-      std::vector<v1::AggregateSeries> out;
-      for (const auto& key : q.keys) {
-        auto& series = out.emplace_back();
-        series.set_key(key);
-        if (auto it = by_key.find(key); it != by_key.end()) {
-          for (const auto& b : it->second) *series.add_buckets() = b;
-        }
-      }
-      return out;
+      return SeriesInKeyOrder(q.keys, by_key);
     });
   }
 

@@ -29,6 +29,7 @@
 
 #include "strata/v1/edgesync.grpc.pb.h"
 #include "support/http_client.h"
+#include "support/metrics_text.h"
 #include "support/mosquitto.h"
 #include "support/pg_server.h"
 #include "support/process.h"
@@ -47,19 +48,9 @@ struct Row {
   std::string target;
 };
 
-// Prometheus sample value from a /metrics body; -1 if absent.
-double Metric(const std::string& body, const std::string& sample) {
-  std::istringstream in(body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(sample + " ", 0) == 0) return std::stod(line.substr(sample.size() + 1));
-  }
-  return -1;
-}
-
 double MetricOf(unsigned short port, const std::string& sample) {
   try {
-    return Metric(HttpRequest("GET", "127.0.0.1", port, "/metrics").body, sample);
+    return MetricSample(HttpRequest("GET", "127.0.0.1", port, "/metrics").body, sample);
   } catch (const std::exception&) {
     return -1;
   }

@@ -17,6 +17,7 @@
 #include "cloud_fixture.h"
 #include "strata/v1/registry.grpc.pb.h"
 #include "strata/v1/telemetry.grpc.pb.h"
+#include "support/metrics_text.h"
 #include "support/mosquitto.h"
 #include "support/pg_server.h"
 
@@ -27,16 +28,6 @@ constexpr std::int64_t kT0 = 1700000000000;
 constexpr int kDevices = 20;
 
 std::string DeviceOf(int i) { return "sensor-" + std::to_string(i % kDevices); }
-
-// Reads one sample of a Prometheus text body: `name` or `name{labels}`; -1 if absent.
-double Metric(const std::string& body, const std::string& sample) {
-  std::istringstream in(body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(sample + " ", 0) == 0) return std::stod(line.substr(sample.size() + 1));
-  }
-  return -1;
-}
 
 class EdgeProcess {
  public:
@@ -66,7 +57,7 @@ class EdgeProcess {
       return {};
     }
   }
-  double Get(const std::string& sample) const { return Metric(MetricsBody(), sample); }
+  double Get(const std::string& sample) const { return MetricSample(MetricsBody(), sample); }
   Process& process() { return *process_; }
   unsigned short HttpPort() const { return http_port_; }
 
@@ -184,7 +175,7 @@ class EdgeE2ETest : public ::testing::TestWithParam<std::string> {
     EXPECT_EQ(extra, 0);
   }
 
-  double CloudMetric(const std::string& sample) { return Metric(cloud_->Http("GET", "/metrics").body, sample); }
+  double CloudMetric(const std::string& sample) { return MetricSample(cloud_->Http("GET", "/metrics").body, sample); }
 
   TempDir dir_;
   MosquittoServer broker_;

@@ -1,0 +1,11 @@
+// Test harness: reads one sample from a Prometheus text exposition (a process's /metrics).
+#pragma once
+
+#include <string>
+
+namespace strata::testing {
+
+// The value of `sample` (a metric name, or name{labels} exactly as rendered); -1 if absent.
+double MetricSample(const std::string& body, const std::string& sample);
+
+}  // namespace strata::testing
