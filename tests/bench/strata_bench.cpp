@@ -28,6 +28,7 @@
 #include <pqxx/pqxx>
 
 #include "strata/v1/edgesync.grpc.pb.h"
+#include "strata/v1/telemetry.grpc.pb.h"
 #include "support/http_client.h"
 #include "support/metrics_text.h"
 #include "support/mosquitto.h"
@@ -144,6 +145,122 @@ EdgeIngest EdgeIngestRate(const std::string& dir, int count, int qos) {
   r.msgs_per_s = count / Seconds(last - first);
   edge.Stop(SIGTERM);
   return r;
+}
+
+std::unique_ptr<Process> StartCloud(const std::string& url, const std::string& dir, unsigned short grpc,
+                                    unsigned short http);
+
+// (8) strata-edge's RSS while a backlog of `readings` builds up with the cloud unreachable.
+double EdgeBacklogPeakRss(const std::string& dir, int readings) {
+  MosquittoServer broker;
+  const unsigned short http = FreePort();
+  const std::string data = dir + "/edge-backlog";
+  Process edge({STRATA_EDGE_BIN, "--edge-id", "bench", "--mqtt-url", broker.Url(), "--cloud",
+                "127.0.0.1:" + std::to_string(FreePort()), "--data-dir", data, "--http-listen",
+                "127.0.0.1:" + std::to_string(http), "--log-level", "warn",
+                "--buffer-max-bytes", std::to_string(1ull << 30)},
+               data + ".log");
+  if (!WaitFor([&] { return MetricOf(http, "strata_edge_mqtt_connected") == 1; }, std::chrono::seconds(30))) {
+    throw std::runtime_error("strata-edge did not connect: " + edge.Log());
+  }
+  const int messages = (readings + 2) / 3;
+  Process sim(SimArgs(broker.Url(), messages, 1, "bench-backlog"), data + "-sim.log");
+  double peak = 0;
+  const bool ok = WaitFor(
+      [&] {
+        peak = std::max(peak, RssMiB(edge.pid()));
+        return MetricOf(http, "strata_edge_buffer_readings") >= 3.0 * messages;
+      },
+      std::chrono::seconds(1800));
+  if (!ok) throw std::runtime_error("the backlog did not build up");
+  peak = std::max(peak, RssMiB(edge.pid()));
+  edge.Stop(SIGTERM);
+  return peak;
+}
+
+struct Percentiles {
+  double p50_ms = 0;
+  double p99_ms = 0;
+};
+
+Percentiles Summarize(std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<std::size_t>(q * ms.size()))]; };
+  return {at(0.50), at(0.99)};
+}
+
+// (9) Query latency over a large table: `per_key` readings for each of 3 keys of 1,000
+// devices over 24 h, loaded with COPY; then Aggregate (one device key, 24 h in 1-minute
+// buckets) and Latest (each of the 1,000 devices) through strata-cloud's gRPC API.
+std::pair<Percentiles, Percentiles> QueryLatency(const std::string& url, const std::string& dir, int per_key,
+                                                 std::size_t* loaded) {
+  const unsigned short grpc = FreePort(), http = FreePort();
+  const std::int64_t day_ms = 86400000;
+  const std::int64_t t0 = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count() /
+                          day_ms * day_ms;
+  {
+    auto cloud = StartCloud(url, dir, grpc, http);  // schema and today's partitions
+    cloud->Stop(SIGTERM);
+  }
+  static const char* kKeys[] = {"machine_temperature", "vibration", "spindle_speed"};
+  const std::int64_t step = day_ms / per_key;
+  {
+    pqxx::connection c(url);
+    pqxx::work tx(c);
+    tx.exec("TRUNCATE telemetry, telemetry_latest, devices");
+    tx.exec_params("INSERT INTO devices (tenant_id, device_id, name, created_at, updated_at)"
+                   " SELECT 'default', 'q-' || g, 'q-' || g, $1, $1 FROM generate_series(0, 999) g",
+                   t0);
+    pqxx::stream_to copy(tx, "telemetry", std::vector<std::string>{"tenant_id", "device_id", "key", "ts", "v_double"});
+    for (int d = 0; d < 1000; ++d) {
+      const std::string device = "q-" + std::to_string(d);
+      for (const char* key : kKeys) {
+        for (int j = 0; j < per_key; ++j) {
+          copy << std::make_tuple(std::string("default"), device, std::string(key), t0 + j * step, 20.0 + (j % 50));
+        }
+      }
+    }
+    copy.complete();
+    tx.exec("INSERT INTO telemetry_latest (tenant_id, device_id, key, ts, v_double)"
+            " SELECT DISTINCT ON (tenant_id, device_id, key) tenant_id, device_id, key, ts, v_double"
+            " FROM telemetry ORDER BY tenant_id, device_id, key, ts DESC");
+    tx.commit();
+    pqxx::nontransaction(c).exec("ANALYZE");
+  }
+  *loaded = 1000ull * 3 * per_key;
+  auto cloud = StartCloud(url, dir, grpc, http);
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc), grpc::InsecureChannelCredentials());
+  auto stub = strata::v1::Telemetry::NewStub(channel);
+  std::vector<double> agg_ms, latest_ms;
+  for (int i = 0; i < 60; ++i) {
+    strata::v1::AggregateTelemetryRequest req;
+    req.set_device_id("q-" + std::to_string((i * 37) % 1000));
+    req.add_keys("machine_temperature");
+    req.set_start(t0);
+    req.set_end(t0 + day_ms);
+    req.set_interval(60000);
+    req.set_function(strata::v1::AVG);
+    strata::v1::AggregateTelemetryResponse res;
+    grpc::ClientContext ctx;
+    const auto start = Clock::now();
+    auto status = stub->Aggregate(&ctx, req, &res);
+    if (!status.ok()) throw std::runtime_error("Aggregate: " + status.error_message());
+    if (i >= 10) agg_ms.push_back(Seconds(Clock::now() - start) * 1000);  // first 10 warm up
+  }
+  for (int d = 0; d < 1000; ++d) {
+    strata::v1::LatestTelemetryRequest req;
+    req.set_device_id("q-" + std::to_string(d));
+    strata::v1::LatestTelemetryResponse res;
+    grpc::ClientContext ctx;
+    const auto start = Clock::now();
+    auto status = stub->Latest(&ctx, req, &res);
+    if (!status.ok() || res.readings_size() != 3) throw std::runtime_error("Latest: " + status.error_message());
+    latest_ms.push_back(Seconds(Clock::now() - start) * 1000);
+  }
+  cloud->Stop(SIGTERM);
+  return {Summarize(agg_ms), Summarize(latest_ms)};
 }
 
 // One telemetry row in the cloud's layout.
@@ -313,6 +430,21 @@ int main(int argc, char** argv) {
     rows.push_back({"8. strata-edge RSS idle", Fmt(edge.rss_idle, 1) + " MiB", "", "≤ 15 MiB"});
     rows.push_back({"8. strata-edge RSS peak during (2)", Fmt(edge.rss_peak, 1) + " MiB", "", "≤ 64 MiB"});
     ok = ok && broker_q1 > 0 && broker_q0 > 0 && copy_rate > 0 && cloud_rate > 0 && edge.rss_idle > 0;
+
+    std::cerr << "(8) edge backlog...\n";
+    const int backlog = smoke ? 9000 : 1000000;
+    const double backlog_rss = EdgeBacklogPeakRss(dir.path(), backlog);
+    rows.push_back({"8. strata-edge RSS peak, backlog of " + std::to_string(backlog) + " readings",
+                    Fmt(backlog_rss, 1) + " MiB", "", "≤ 64 MiB"});
+
+    std::cerr << "(9) queries...\n";
+    std::size_t loaded = 0;
+    const auto [agg, latest] = QueryLatency(pg.CreateDatabase(), dir.path(), smoke ? 10 : 3334, &loaded);
+    rows.push_back({"9. Aggregate, 1 key, 24 h in 1-min buckets, " + std::to_string(loaded) + " readings stored",
+                    "p50 " + Fmt(agg.p50_ms, 1) + " ms, p99 " + Fmt(agg.p99_ms, 1) + " ms", "", "p50 ≤ 20 ms"});
+    rows.push_back({"9. Latest, each of 1,000 devices", "p50 " + Fmt(latest.p50_ms, 1) + " ms, p99 " +
+                    Fmt(latest.p99_ms, 1) + " ms", "", ""});
+    ok = ok && backlog_rss > 0 && agg.p50_ms > 0 && latest.p50_ms > 0;
   } catch (const std::exception& e) {
     std::cerr << "strata_bench: " << e.what() << "\n";
     ok = false;
