@@ -363,6 +363,25 @@ TEST_P(EdgeE2ETest, MalformedMessagesInterleavedAreCountedAndGoodOnesStored) {
   EXPECT_TRUE(edge_->process().Running());
 }
 
+TEST_P(EdgeE2ETest, BrokerRestartedBetweenPublishesLosesNothing) {
+  StartEdge();
+  constexpr int kN = 4000;
+  {
+    Publisher pub(broker_.Url());
+    PublishRange(pub, 0, kN / 2);
+  }
+  // Graceful restart: mosquitto saves its persistent sessions; the agent reconnects by itself
+  // and resumes its session (or subscribes again if the broker lost it).
+  broker_.Restart();
+  ASSERT_TRUE(WaitFor([&] { return edge_->Get("strata_edge_mqtt_connected") == 1; }, std::chrono::seconds(30)));
+  {
+    Publisher pub(broker_.Url());
+    PublishRange(pub, kN / 2, kN);
+  }
+  ASSERT_TRUE(WaitStored(kN)) << "stored " << StoredCount();
+  ExpectExactly(kN);
+}
+
 TEST_P(EdgeE2ETest, UnknownDevicesAreRejectedWhenRegistrationIsOff) {
   for (int d = 0; d < 2; ++d) {
     auto r = cloud_->Http("POST", "/v1/devices", R"({"device_id":")" + DeviceOf(d) + R"("})");
