@@ -17,12 +17,15 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <tuple>
 #include <vector>
 
+#include <absl/container/flat_hash_map.h>
+#include <absl/container/flat_hash_set.h>
 #include <absl/strings/match.h>
 #include <absl/strings/numbers.h>
 #include <absl/strings/str_cat.h>
@@ -322,6 +325,72 @@ const std::vector<std::string>& StagingColumns() {
   return kColumns;
 }
 
+// Whether two readings share a (device, key, ts): then the last one must win, which the
+// plain COPY path cannot do.
+bool HasRepeatedPoint(const std::vector<const v1::EdgeReading*>& readings) {
+  absl::flat_hash_set<std::tuple<std::string_view, std::string_view, std::int64_t>> seen;
+  seen.reserve(readings.size());
+  for (const auto* r : readings) {
+    if (!seen.emplace(r->device_id(), r->key(), r->ts()).second) return true;
+  }
+  return false;
+}
+
+// Indexes of the newest reading of each (device, key), in ascending order; the later one
+// wins a tie.
+std::vector<std::size_t> NewestPerSeries(const std::vector<const v1::EdgeReading*>& readings) {
+  absl::flat_hash_map<std::pair<std::string_view, std::string_view>, std::size_t> newest;
+  for (std::size_t i = 0; i < readings.size(); ++i) {
+    auto [it, fresh] = newest.try_emplace({readings[i]->device_id(), readings[i]->key()}, i);
+    if (!fresh && readings[it->second]->ts() <= readings[i]->ts()) it->second = i;
+  }
+  std::vector<std::size_t> out;
+  out.reserve(newest.size());
+  for (const auto& [series, i] : newest) out.push_back(i);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// COPYs the readings straight into telemetry inside a savepoint; false (and nothing
+// written) if one of them is already stored.
+bool CopyIntoTelemetry(pqxx::dbtransaction& tx, std::string_view tenant,
+                       const std::vector<const v1::EdgeReading*>& readings) {
+  static const std::vector<std::string> kColumns = {"tenant_id", "device_id", "key",    "ts",
+                                                    "v_double",  "v_int",     "v_bool", "v_string"};
+  const std::string t(tenant);
+  try {
+    pqxx::subtransaction sub(tx, "edge_copy");
+    {
+      pqxx::stream_to copy(sub, "telemetry", kColumns);
+      constexpr std::nullptr_t null = nullptr;
+      for (const auto* r : readings) {
+        const auto& v = r->value();
+        switch (v.kind_case()) {
+          case v1::Value::kDoubleValue:
+            copy << std::make_tuple(t, r->device_id(), r->key(), r->ts(), FormatDouble(v.double_value()), null,
+                                    null, null);
+            break;
+          case v1::Value::kIntValue:
+            copy << std::make_tuple(t, r->device_id(), r->key(), r->ts(), null, v.int_value(), null, null);
+            break;
+          case v1::Value::kBoolValue:
+            copy << std::make_tuple(t, r->device_id(), r->key(), r->ts(), null, null, v.bool_value(), null);
+            break;
+          case v1::Value::kStringValue:
+          case v1::Value::KIND_NOT_SET:  // refused by ValidateBatch() before we get here
+            copy << std::make_tuple(t, r->device_id(), r->key(), r->ts(), null, null, null, v.string_value());
+            break;
+        }
+      }
+      copy.complete();
+    }
+    sub.commit();
+    return true;
+  } catch (const pqxx::unique_violation&) {
+    return false;
+  }
+}
+
 const char* NullableParam(const std::optional<std::string>& s) { return s ? s->c_str() : nullptr; }
 
 class PostgresDatabase final : public Database, public DeviceStore, public EdgeStore, public TelemetryStore {
@@ -572,54 +641,72 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
     });
   }
 
-  absl::StatusOr<EdgeBatchResult> ApplyEdgeBatch(std::string_view tenant, std::string_view edge_id,
-                                                 const v1::TelemetryBatch& batch, std::int64_t now_ms) override {
+  absl::StatusOr<std::vector<EdgeBatchResult>> ApplyEdgeBatches(std::string_view tenant, std::string_view edge_id,
+                                                                std::span<const v1::TelemetryBatch* const> batches,
+                                                                std::int64_t now_ms) override {
     if (edge_id.empty()) return absl::InvalidArgumentError("empty edge_id");
-    if (auto s = ValidateBatch(batch); !s.ok()) return s;
     std::set<std::int64_t> days;
-    for (const auto& r : batch.readings()) {
-      if (auto s = CheckTs(r.ts()); !s.ok()) return s;
-      days.insert(DayOf(r.ts()));
+    for (const auto* batch : batches) {
+      if (auto s = ValidateBatch(*batch); !s.ok()) return s;
+      for (const auto& r : batch->readings()) {
+        if (auto s = CheckTs(r.ts()); !s.ok()) return s;
+        days.insert(DayOf(r.ts()));
+      }
     }
-    return Run([&](PgPool::Lease& lease) -> absl::StatusOr<EdgeBatchResult> {
+    return Run([&](PgPool::Lease& lease) -> absl::StatusOr<std::vector<EdgeBatchResult>> {
       // Partitions for every reading, including those the mark will skip: the mark is only
       // known inside the transaction, and partitions cannot be made there.
       EnsurePartitions(lease.conn(), days);
       pqxx::work tx(lease.conn());
       tx.exec_params(Sql(kEnsureEdge), Str(tenant), Str(edge_id), now_ms);
-      const auto mark =
+      auto mark =
           static_cast<std::uint64_t>(tx.exec_params1(Sql(kLockEdge), Str(tenant), Str(edge_id))[0].as<std::int64_t>());
 
-      EdgeBatchResult result;
-      bool staging_created = false;
-      {
-        std::optional<pqxx::stream_to> copy;
-        std::int64_t seq = 0;
-        for (const auto& r : batch.readings()) {
-          ++seq;
+      std::vector<EdgeBatchResult> results;
+      std::vector<const v1::EdgeReading*> fresh;  // above the mark, in seq order
+      for (const auto* batch : batches) {
+        EdgeBatchResult result;
+        for (const auto& r : batch->readings()) {
           if (r.seq() <= mark) continue;
-          if (!copy) {
-            staging_created = PrepareStaging(lease.session(), tx);
-            copy.emplace(tx, Str(kStagingTable), StagingColumns());
-          }
-          *copy << ToStagingRow(seq, r.device_id(), r.key(), r.ts(), r.value());
+          fresh.push_back(&r);
           ++result.written;
         }
-        if (copy) copy->complete();
+        mark = std::max(mark, batch->last_seq());
+        result.high_water_mark = mark;
+        results.push_back(result);
       }
-      if (result.written > 0) {
+      bool staging_created = false;
+      if (!fresh.empty()) {
+        staging_created = PrepareStaging(lease.session(), tx);
+        // Fast path: new readings from an edge rarely touch a stored (device, key, ts), so
+        // they go straight into telemetry with COPY; a collision rolls that back and the
+        // batch takes the last-write-wins path through the staging table instead.
+        const bool copied = !HasRepeatedPoint(fresh) && CopyIntoTelemetry(tx, tenant, fresh);
+        {
+          // After the fast path, the newest reading of each series is all that the device
+          // and latest-value statements need.
+          pqxx::stream_to copy(tx, Str(kStagingTable), StagingColumns());
+          auto stage = [&](std::size_t i) {
+            const auto& r = *fresh[i];
+            copy << ToStagingRow(static_cast<std::int64_t>(i), r.device_id(), r.key(), r.ts(), r.value());
+          };
+          if (copied) {
+            for (std::size_t i : NewestPerSeries(fresh)) stage(i);
+          } else {
+            for (std::size_t i = 0; i < fresh.size(); ++i) stage(i);
+          }
+          copy.complete();
+        }
         tx.exec_params(Sql(kAutoCreateDevicesFromStaging), Str(tenant), Str(edge_id), now_ms);
         tx.exec_params(Sql(kLockDevicesFromStaging), Str(tenant));
         tx.exec_params(Sql(kTouchDevicesFromStaging), Str(tenant), Str(edge_id));
-        tx.exec_params(Sql(kInsertTelemetryFromStaging), Str(tenant));
+        if (!copied) tx.exec_params(Sql(kInsertTelemetryFromStaging), Str(tenant));
         tx.exec_params(Sql(kUpsertLatestFromStaging), Str(tenant));
       }
-      const auto new_mark = static_cast<std::int64_t>(std::max<std::uint64_t>(mark, batch.last_seq()));
-      result.high_water_mark = static_cast<std::uint64_t>(
-          tx.exec_params1(Sql(kAdvanceEdge), Str(tenant), Str(edge_id), new_mark, now_ms)[0].as<std::int64_t>());
+      tx.exec_params(Sql(kAdvanceEdge), Str(tenant), Str(edge_id), static_cast<std::int64_t>(mark), now_ms);
       tx.commit();
       if (staging_created) lease.session().staging_backend_pid = lease.conn().backendpid();
-      return result;
+      return results;
     });
   }
 

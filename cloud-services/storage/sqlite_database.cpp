@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <span>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -556,35 +557,44 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
     });
   }
 
-  absl::StatusOr<EdgeBatchResult> ApplyEdgeBatch(std::string_view tenant, std::string_view edge_id,
-                                                 const v1::TelemetryBatch& batch, std::int64_t now_ms) override {
+  absl::StatusOr<std::vector<EdgeBatchResult>> ApplyEdgeBatches(std::string_view tenant, std::string_view edge_id,
+                                                                std::span<const v1::TelemetryBatch* const> batches,
+                                                                std::int64_t now_ms) override {
     if (edge_id.empty()) return absl::InvalidArgumentError("empty edge_id");
-    if (auto s = ValidateBatch(batch); !s.ok()) return s;
-    return Run([&]() -> absl::StatusOr<EdgeBatchResult> {
+    for (const auto* batch : batches) {
+      if (auto s = ValidateBatch(*batch); !s.ok()) return s;
+    }
+    return Run([&]() -> absl::StatusOr<std::vector<EdgeBatchResult>> {
       WriteTx tx(db_);  // BEGIN IMMEDIATE: the mark cannot move under us
       Stmt(db_, kEnsureEdge).Bind(1, tenant).Bind(2, edge_id).Bind(3, now_ms).Run();
       Stmt mark_stmt(db_, kSelectHighWaterMark);
       mark_stmt.Bind(1, tenant).Bind(2, edge_id);
       if (!mark_stmt.Step()) return absl::InternalError("edge row vanished inside its transaction");
-      const auto mark = static_cast<std::uint64_t>(mark_stmt.Int(0));
+      auto mark = static_cast<std::uint64_t>(mark_stmt.Int(0));
       mark_stmt.Reset();
 
-      EdgeBatchResult result;
+      std::vector<EdgeBatchResult> results;
       std::map<std::string, std::int64_t> devices;  // device -> max ts written
       Stmt create(db_, kAutoCreateDevice);
       Stmt upsert(db_, kUpsertTelemetry);
       Stmt latest(db_, kUpsertLatest);
-      for (const auto& r : batch.readings()) {
-        if (r.seq() <= mark) continue;
-        auto [it, fresh] = devices.emplace(r.device_id(), r.ts());
-        if (fresh) {
-          create.Reset();
-          create.Bind(1, tenant).Bind(2, r.device_id()).Bind(3, edge_id).Bind(4, now_ms).Run();
-        } else {
-          it->second = std::max(it->second, r.ts());
+      for (const auto* batch : batches) {
+        EdgeBatchResult result;
+        for (const auto& r : batch->readings()) {
+          if (r.seq() <= mark) continue;
+          auto [it, fresh] = devices.emplace(r.device_id(), r.ts());
+          if (fresh) {
+            create.Reset();
+            create.Bind(1, tenant).Bind(2, r.device_id()).Bind(3, edge_id).Bind(4, now_ms).Run();
+          } else {
+            it->second = std::max(it->second, r.ts());
+          }
+          UpsertPoint(upsert, latest, tenant, r.device_id(), r.key(), r.ts(), r.value());
+          ++result.written;
         }
-        UpsertPoint(upsert, latest, tenant, r.device_id(), r.key(), r.ts(), r.value());
-        ++result.written;
+        mark = std::max(mark, batch->last_seq());
+        result.high_water_mark = mark;
+        results.push_back(result);
       }
       Stmt touch(db_, kTouchDeviceFromEdge);
       for (const auto& [device_id, ts] : devices) {
@@ -592,14 +602,11 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
         touch.Bind(1, tenant).Bind(2, device_id).Bind(3, ts).Bind(4, edge_id).Run();
       }
       Stmt advance(db_, kAdvanceEdge);
-      advance.Bind(1, tenant).Bind(2, edge_id)
-          .Bind(3, static_cast<std::int64_t>(std::max<std::uint64_t>(mark, batch.last_seq())))
-          .Bind(4, now_ms);
+      advance.Bind(1, tenant).Bind(2, edge_id).Bind(3, static_cast<std::int64_t>(mark)).Bind(4, now_ms);
       if (!advance.Step()) return absl::InternalError("edge row vanished inside its transaction");
-      result.high_water_mark = static_cast<std::uint64_t>(advance.Int(0));
       advance.Run();
       tx.Commit();
-      return result;
+      return results;
     });
   }
 

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -145,12 +146,24 @@ class TelemetryStore {
   virtual absl::StatusOr<std::vector<v1::AggregateSeries>> Aggregate(std::string_view tenant,
                                                                      const AggregateQuery& query) = 0;
 
-  // The edge hub's write. In one transaction: reads the edge's high-water mark (creating the
-  // edge if needed), upserts the readings whose seq is above it (creating unknown devices
-  // with edge_id set, and updating latest values and last_seen_at as Write does), and sets
-  // the mark to max(mark, batch.last_seq). A batch wholly at or below the mark writes nothing.
-  virtual absl::StatusOr<EdgeBatchResult> ApplyEdgeBatch(std::string_view tenant, std::string_view edge_id,
-                                                         const v1::TelemetryBatch& batch, std::int64_t now_ms) = 0;
+  // The edge hub's write: consecutive batches of one edge in one transaction. Reads the
+  // edge's high-water mark (creating the edge if needed); for each batch in order, upserts
+  // the readings whose seq is above the mark so far (creating unknown devices with edge_id
+  // set, and updating latest values and last_seen_at as Write does) and raises the mark to
+  // max(mark, batch.last_seq). A batch wholly at or below the mark writes nothing. One
+  // result per batch, in order; on error nothing is written.
+  virtual absl::StatusOr<std::vector<EdgeBatchResult>> ApplyEdgeBatches(
+      std::string_view tenant, std::string_view edge_id, std::span<const v1::TelemetryBatch* const> batches,
+      std::int64_t now_ms) = 0;
+
+  // ApplyEdgeBatches() for one batch.
+  absl::StatusOr<EdgeBatchResult> ApplyEdgeBatch(std::string_view tenant, std::string_view edge_id,
+                                                 const v1::TelemetryBatch& batch, std::int64_t now_ms) {
+    const v1::TelemetryBatch* one[] = {&batch};
+    auto results = ApplyEdgeBatches(tenant, edge_id, one, now_ms);
+    if (!results.ok()) return results.status();
+    return results->front();
+  }
 };
 
 // ---------------------------------------------------------------------------------------

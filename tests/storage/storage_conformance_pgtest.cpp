@@ -722,6 +722,76 @@ TEST_P(StorageTest, EdgeBatchDuplicatesInsideOneBatchKeepTheLaterReading) {
   EXPECT_EQ((*latest)[0].value().int_value(), 3);
 }
 
+TEST_P(StorageTest, EdgeBatchOverwritesAStoredPointAndKeepsTheRest) {
+  Create("dev");
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev", {P("t", kT0 + 1, D(1)), P("u", kT0, S("old"))}).ok());
+  // seq 2 collides with a stored point; seqs 1 and 3 are new, one of them on a new device.
+  auto r = db_->Telemetry().ApplyEdgeBatch(
+      kDefaultTenant, "edge-1",
+      Batch(1, 3, {R(1, "dev", "t", kT0, D(10)), R(2, "dev", "t", kT0 + 1, D(20)), R(3, "other", "t", kT0, I(30))}),
+      1);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->written, 3u);
+  auto rs = QueryAll("dev");
+  ASSERT_EQ(rs.size(), 3u);
+  EXPECT_EQ(rs[0].key(), "t");
+  EXPECT_EQ(rs[0].value().double_value(), 10);
+  EXPECT_EQ(rs[1].value().string_value(), "old");
+  EXPECT_EQ(rs[2].value().double_value(), 20) << "the edge's later write wins";
+  ASSERT_EQ(QueryAll("other").size(), 1u);
+  auto latest = db_->Telemetry().Latest(kDefaultTenant, "dev", {"t"});
+  ASSERT_TRUE(latest.ok());
+  ASSERT_EQ(latest->size(), 1u);
+  EXPECT_EQ((*latest)[0].value().double_value(), 20);
+  auto other = db_->Devices().GetDevice(kDefaultTenant, "other");
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ(other->last_seen_at(), kT0);
+}
+
+TEST_P(StorageTest, SeveralEdgeBatchesInOneCallAreAppliedInOrder) {
+  // The second batch repeats the first (a resend), the third straddles the mark and
+  // overwrites a point of the first; the fourth is below the mark.
+  const auto b1 = Batch(1, 3, {R(1, "d", "t", kT0, I(1)), R(2, "d", "t", kT0 + 1, I(2)), R(3, "d", "u", kT0, I(3))});
+  const auto b2 = b1;
+  const auto b3 = Batch(3, 5, {R(3, "d", "u", kT0, I(-3)), R(4, "d", "t", kT0 + 1, I(4)), R(5, "e", "t", kT0, I(5))});
+  const auto b4 = Batch(2, 2, {R(2, "d", "t", kT0 + 9, I(-2))});
+  const v1::TelemetryBatch* batches[] = {&b1, &b2, &b3, &b4};
+  auto r = db_->Telemetry().ApplyEdgeBatches(kDefaultTenant, "edge-1", batches, 1);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 4u);
+  EXPECT_EQ((*r)[0].written, 3u);
+  EXPECT_EQ((*r)[0].high_water_mark, 3u);
+  EXPECT_EQ((*r)[1].written, 0u);
+  EXPECT_EQ((*r)[1].high_water_mark, 3u);
+  EXPECT_EQ((*r)[2].written, 2u);
+  EXPECT_EQ((*r)[2].high_water_mark, 5u);
+  EXPECT_EQ((*r)[3].written, 0u);
+  EXPECT_EQ((*r)[3].high_water_mark, 5u);
+  auto rs = QueryAll("d");
+  ASSERT_EQ(rs.size(), 3u);
+  EXPECT_EQ(rs[0].value().int_value(), 1);   // (t, kT0)
+  EXPECT_EQ(rs[1].value().int_value(), 3);   // (u, kT0): seq 3 once, not its resend
+  EXPECT_EQ(rs[2].value().int_value(), 4);   // (t, kT0 + 1): seq 4 overwrote seq 2
+  EXPECT_EQ(QueryAll("e").size(), 1u);
+  auto latest = db_->Telemetry().Latest(kDefaultTenant, "d", {"t"});
+  ASSERT_TRUE(latest.ok());
+  ASSERT_EQ(latest->size(), 1u);
+  EXPECT_EQ((*latest)[0].value().int_value(), 4);
+  auto mark = db_->Edges().TouchEdge(kDefaultTenant, "edge-1", 2);
+  ASSERT_TRUE(mark.ok());
+  EXPECT_EQ(*mark, 5u);
+}
+
+TEST_P(StorageTest, AFailedEdgeBatchCallWritesNothing) {
+  const auto good = Batch(1, 1, {R(1, "d", "t", kT0, I(1))});
+  auto bad = Batch(2, 2, {R(2, "d", "t", kT0 + 1, I(2))});
+  bad.mutable_readings(0)->clear_value();
+  const v1::TelemetryBatch* batches[] = {&good, &bad};
+  EXPECT_EQ(db_->Telemetry().ApplyEdgeBatches(kDefaultTenant, "edge-1", batches, 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(QueryAll("d").empty());
+}
+
 TEST_P(StorageTest, EdgesKeepSeparateMarks) {
   auto a = db_->Telemetry().ApplyEdgeBatch(kDefaultTenant, "edge-a", Batch(1, 5, {R(5, "d", "t", kT0, I(1))}), 1);
   auto b = db_->Telemetry().ApplyEdgeBatch(kDefaultTenant, "edge-b", Batch(1, 2, {R(2, "d", "t", kT0 + 1, I(2))}), 1);
