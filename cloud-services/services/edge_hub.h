@@ -1,12 +1,14 @@
 // strata.v1.EdgeSync: the edge hub. One bidirectional stream per connected edge.
 //
 // Exactly-once storage rests on one rule: a batch and the edge's new high-water mark are
-// committed in the same transaction (TelemetryStore::ApplyEdgeBatch), and the ack is sent
+// committed in the same transaction (TelemetryStore::ApplyEdgeBatches), and the ack is sent
 // only after that commit. An edge that lost an ack resends; the resent readings are at or
 // below the mark and are acknowledged without being written again.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include <strata/clock.h>
 #include <strata/metrics.h>
@@ -18,6 +20,11 @@ namespace strata::services {
 
 inline constexpr std::uint32_t kEdgeSyncProtocolVersion = 1;
 inline constexpr int kMaxReadingsPerBatch = 50000;
+// Most batches stored in one transaction; together they hold at most kMaxReadingsPerBatch
+// readings.
+inline constexpr std::size_t kMaxBatchesPerTransaction = 32;
+// Messages read ahead of the one being stored (the edge's window bounds them anyway).
+inline constexpr std::size_t kInboxCapacity = 64;
 
 struct EdgeHubOptions {
   // Fault injection for tests: when > 0, the process exits abruptly (as a crash would) right
@@ -34,6 +41,13 @@ class EdgeHub final : public v1::EdgeSync::Service {
                        grpc::ServerReaderWriter<v1::CloudMessage, v1::EdgeMessage>* stream) override;
 
  private:
+  class Inbox;
+
+  // Stores what the reader thread queued and acknowledges it, until the reader is done
+  // (OK) or storing fails (the reason).
+  grpc::Status Serve(const std::string& edge_id, grpc::ServerReaderWriter<v1::CloudMessage, v1::EdgeMessage>& stream,
+                     Inbox& inbox);
+
   storage::Database& db_;
   Clock clock_;
   EdgeHubOptions options_;
@@ -43,6 +57,7 @@ class EdgeHub final : public v1::EdgeSync::Service {
   Counter& batches_duplicate_;
   Counter& batches_rejected_;
   Counter& readings_stored_;
+  Counter& transactions_;
 };
 
 // OK when the batch is well formed: first_seq <= last_seq, seqs strictly increasing within

@@ -5,15 +5,19 @@
 
 #include <future>
 
+#include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
 
 #include "cloud_fixture.h"
+#include "support/metrics_text.h"
 #include "strata/v1/edgesync.grpc.pb.h"
 #include "strata/v1/registry.grpc.pb.h"
 #include "strata/v1/telemetry.grpc.pb.h"
 
 namespace strata::testing {
 namespace {
+
+using ::testing::HasSubstr;
 
 constexpr std::int64_t kT0 = 1700000000000;
 
@@ -144,6 +148,17 @@ class EdgeStream {
     if (!stream_->Read(&reply) || !reply.has_ack()) return std::nullopt;
     return reply.ack();
   }
+  // Sends without waiting for the ack.
+  bool Post(const v1::TelemetryBatch& batch) {
+    v1::EdgeMessage m;
+    *m.mutable_batch() = batch;
+    return stream_->Write(m);
+  }
+  std::optional<v1::BatchAck> NextAck() {
+    v1::CloudMessage reply;
+    if (!stream_->Read(&reply) || !reply.has_ack()) return std::nullopt;
+    return reply.ack();
+  }
   grpc::Status Close() {
     stream_->WritesDone();
     v1::CloudMessage ignored;
@@ -221,6 +236,35 @@ TEST_P(CloudGrpcTest, MalformedBatchIsRejectedWithoutWriting) {
   EdgeStream again(cloud_->Channel(), "gw-b");
   EXPECT_EQ(again.mark, 0u);
   EXPECT_TRUE(again.Close().ok());
+}
+
+TEST_P(CloudGrpcTest, PipelinedBatchesAreAckedInOrderThenAMalformedOneEndsTheStream) {
+  EdgeStream edge(cloud_->Channel(), "gw-p");
+  constexpr std::uint64_t kBatches = 40, kPer = 5;
+  for (std::uint64_t b = 0; b < kBatches; ++b) {
+    ASSERT_TRUE(edge.Post(MakeBatch(b * kPer + 1, (b + 1) * kPer, "tank-p")));
+  }
+  auto bad = MakeBatch(kBatches * kPer + 1, kBatches * kPer + 2, "tank-p");
+  bad.mutable_readings(0)->set_device_id("");
+  ASSERT_TRUE(edge.Post(bad));
+  for (std::uint64_t b = 0; b < kBatches; ++b) {
+    auto ack = edge.NextAck();
+    ASSERT_TRUE(ack) << "ack " << b;
+    EXPECT_EQ(ack->last_seq(), (b + 1) * kPer);
+    EXPECT_EQ(ack->high_water_mark(), (b + 1) * kPer);
+    EXPECT_EQ(ack->written(), kPer);
+  }
+  EXPECT_FALSE(edge.NextAck()) << "nothing for the malformed batch";
+  const auto status = edge.Close();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("device_id"));
+  EXPECT_EQ(AllReadings("tank-p").size(), kBatches * kPer) << "each reading once";
+
+  // Batches waiting together share a transaction; never more transactions than batches.
+  const auto metrics = cloud_->Http("GET", "/metrics").body;
+  const double transactions = MetricSample(metrics, "strata_cloud_edge_transactions_total");
+  EXPECT_GE(transactions, 1);
+  EXPECT_LE(transactions, static_cast<double>(kBatches));
 }
 
 TEST_P(CloudGrpcTest, CrashBetweenCommitAndAckStoresOnce) {
