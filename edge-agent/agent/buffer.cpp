@@ -24,7 +24,10 @@ constexpr const char* kSaveLastSeq = "UPDATE buffer_meta SET value = ? WHERE key
 constexpr const char* kLoadState =
     "SELECT (SELECT value FROM buffer_meta WHERE key = 'last_seq'), COUNT(*), COALESCE(SUM(LENGTH(data)), 0), "
     "COALESCE(MIN(received_at), 0), COALESCE(MAX(seq), 0) FROM readings";
-constexpr const char* kOldestReceived = "SELECT COALESCE(MIN(received_at), 0) FROM readings";
+// The first reading in arrival (seq) order: one step down the primary key. (MIN(received_at)
+// would scan the whole buffer, and this runs after every ack.)
+constexpr const char* kOldestReceived =
+    "SELECT COALESCE((SELECT received_at FROM readings ORDER BY seq LIMIT 1), 0)";
 constexpr const char* kDeleteUpTo = "DELETE FROM readings WHERE seq <= ? RETURNING LENGTH(data)";
 constexpr const char* kOldestRows = "SELECT seq, LENGTH(data) FROM readings ORDER BY seq LIMIT ?";
 constexpr const char* kDeleteOlderThan = "DELETE FROM readings WHERE received_at < ? RETURNING LENGTH(data)";
