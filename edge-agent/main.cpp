@@ -38,7 +38,7 @@ struct Flags {
   std::int64_t buffer_max_age = 7 * 24 * 3600;
   std::string buffer_full_policy = "drop-oldest";
   std::string buffer_sync = "full";
-  std::size_t batch_max = 1000;
+  std::size_t batch_max = 5000;
   int batch_linger_ms = 20;
   std::size_t window = 8;
   std::size_t queue_capacity = 10000;
