@@ -2,12 +2,16 @@
 // component, in the same run, with real processes (mosquitto, PostgreSQL, strata-edge,
 // strata-cloud, strata-sim), and prints one Markdown table.
 //
-//   strata_bench [--smoke] [--output FILE]
+//   strata_bench [--smoke] [--output FILE] [--only LIST] [--platform-rate R] [--ladder RATES]
 //
 // --smoke runs every measurement on a small load (CI checks that the harness works and
 // every figure is positive); without it the loads are the ones docs/benchmarks.md reports.
+// --only runs the listed measurements (e.g. 5,6,7; default all). (6) and (7) run at half of
+// the rate (5) found; when (5) is not run, at half of --platform-rate R, else of (5)'s target.
+// --ladder RATES (e.g. 7500 or 5000,6000) replaces (5)'s ladder, to look at one rate again.
 #include <signal.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +22,8 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -25,6 +31,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <mqtt/async_client.h>
+#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
 #include "strata/v1/edgesync.grpc.pb.h"
@@ -57,12 +64,13 @@ double MetricOf(unsigned short port, const std::string& sample) {
   }
 }
 
-// Resident set size of a process in MiB.
-double RssMiB(pid_t pid) {
+// A field of /proc/PID/status in MiB: VmRSS (resident set), RssAnon (heap, stacks),
+// RssFile (mapped files: the binary and its shared libraries).
+double StatusMiB(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string key;
   while (in >> key) {
-    if (key == "VmRSS:") {
+    if (key == field + ":") {
       double kb = 0;
       in >> kb;
       return kb / 1024.0;
@@ -73,11 +81,23 @@ double RssMiB(pid_t pid) {
   return -1;
 }
 
+double RssMiB(pid_t pid) { return StatusMiB(pid, "VmRSS"); }
+
+// The publisher every measurement uses. Manufacturing devices send three values per message,
+// about 110 bytes of JSON, over 1,000 device topics. With --start-ts and --step-ms 1 the
+// simulator stamps its i-th message (whatever the device) ts = start_ts + i, so no two
+// messages share a timestamp and every (device, key, ts) of a run is unique.
+std::vector<std::string> SimCommonArgs(const std::string& url, int qos, const std::string& client,
+                                       std::int64_t start_ts) {
+  return {STRATA_SIM_BIN, "--mqtt-url", url, "--scenarios", "manufacturing", "--devices", "1000",
+          "--qos", std::to_string(qos), "--seed", "42", "--client-id", client, "--max-inflight", "1000",
+          "--start-ts", std::to_string(start_ts), "--step-ms", "1"};
+}
+
 std::vector<std::string> SimArgs(const std::string& url, int count, int qos, const std::string& client) {
-  // Manufacturing devices send three values per message, about 110 bytes of JSON.
-  return {STRATA_SIM_BIN, "--mqtt-url", url, "--scenarios", "manufacturing", "--devices", "1000", "--rate", "0",
-          "--count", std::to_string(count), "--qos", std::to_string(qos), "--seed", "42", "--client-id", client,
-          "--max-inflight", "1000", "--start-ts", "1700000000000", "--step-ms", "1"};
+  auto args = SimCommonArgs(url, qos, client, 1700000000000);
+  args.insert(args.end(), {"--rate", "0", "--count", std::to_string(count)});
+  return args;
 }
 
 // (1) A bare subscriber that only counts, fed by strata-sim through mosquitto.
@@ -106,6 +126,8 @@ double BrokerCeiling(const std::string& dir, int count, int qos) {
 struct EdgeIngest {
   double msgs_per_s = 0;
   double rss_idle = 0;
+  double rss_idle_anon = 0;
+  double rss_idle_file = 0;
   double rss_peak = 0;
 };
 
@@ -124,6 +146,8 @@ EdgeIngest EdgeIngestRate(const std::string& dir, int count, int qos) {
   EdgeIngest r;
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // settle: idle RSS, not start-up
   r.rss_idle = RssMiB(edge.pid());
+  r.rss_idle_anon = StatusMiB(edge.pid(), "RssAnon");
+  r.rss_idle_file = StatusMiB(edge.pid(), "RssFile");
   Process sim(SimArgs(broker.Url(), count, qos, "bench-pub"), data + "-sim.log");
   Clock::time_point first{}, last{};
   std::atomic<bool> done{false};
@@ -319,7 +343,7 @@ double DatabaseCeiling(const std::string& url, const std::vector<Reading>& readi
   return readings.size() / Seconds(Clock::now() - start);
 }
 
-// (4) A synthetic edge streaming batches of 1,000 over EdgeSync, window of 8.
+// (4) A synthetic edge streaming batches of 5,000 over EdgeSync, window of 8.
 double CloudIngest(const std::string& grpc_address, const std::vector<Reading>& readings) {
   auto stub = strata::v1::EdgeSync::NewStub(grpc::CreateChannel(grpc_address, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
@@ -331,11 +355,13 @@ double CloudIngest(const std::string& grpc_address, const std::vector<Reading>& 
   if (!stream->Write(hello) || !stream->Read(&in)) throw std::runtime_error("no welcome");
   std::uint64_t seq = in.welcome().high_water_mark();
   std::vector<strata::v1::EdgeMessage> batches;
-  for (std::size_t i = 0; i < readings.size(); i += 1000) {
+  // strata-edge's defaults: --batch-max 5000, --window 8.
+  constexpr std::size_t kBatch = 5000;
+  for (std::size_t i = 0; i < readings.size(); i += kBatch) {
     strata::v1::EdgeMessage m;
     auto* b = m.mutable_batch();
     b->set_first_seq(seq + 1);
-    for (std::size_t j = i; j < std::min(readings.size(), i + 1000); ++j) {
+    for (std::size_t j = i; j < std::min(readings.size(), i + kBatch); ++j) {
       auto* r = b->add_readings();
       r->set_seq(++seq);
       r->set_device_id(readings[j].device);
@@ -387,68 +413,684 @@ std::string MachineLine() {
          u.release;
 }
 
+// ---- (5), (6), (7): the whole platform under a paced publisher ----
+
+// The edge's buffer bound for the platform measurements, far above anything (7)'s outage can
+// pile up (5 minutes at 12,500 msg/s is about 11 M readings): nothing may be dropped, so that
+// every published reading has to reach storage.
+constexpr std::uint64_t kPlatformBufferBytes = 16ull << 30;
+// The simulated devices' ids (strata-sim, manufacturing scenario) and the probe's device.
+constexpr const char* kSimDevices = "mfg-%";
+constexpr const char* kProbeDevice = "bench-probe";
+
+// Stored rows of the devices matching $1 and how many distinct (device, key, ts) they hold.
+// The primary key makes the two equal by construction (a repeated delivery overwrites its
+// own row); the check is kept so that the figure does not depend on that.
+constexpr const char* kCountStoredSql =
+    "SELECT count(*), count(DISTINCT (device_id, key, ts)) FROM telemetry"
+    " WHERE tenant_id = 'default' AND device_id LIKE $1";
+
+std::int64_t UnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The figures of strata-edge's /metrics that the platform measurements read, from one scrape.
+struct EdgeFigures {
+  bool ok = false;       // the agent answered
+  double mqtt_up = 0;    // strata_edge_mqtt_connected (1 once subscribed)
+  double uplink_up = 0;  // strata_edge_uplink_connected
+  double connects = 0;   // strata_edge_uplink_connects_total
+  double received = 0;   // strata_edge_messages_received_total
+  double rejected = 0;   // strata_edge_messages_rejected_total, every reason
+  double buffered = 0;   // strata_edge_buffer_readings: committed, not yet acknowledged
+  double acked = 0;      // strata_edge_readings_acked_total
+  double dropped = 0;    // strata_edge_readings_dropped_total, every reason
+};
+
+EdgeFigures ScrapeEdge(unsigned short http) {
+  EdgeFigures f;
+  try {
+    const std::string body = HttpRequest("GET", "127.0.0.1", http, "/metrics").body;
+    f.mqtt_up = MetricSample(body, "strata_edge_mqtt_connected");
+    f.uplink_up = MetricSample(body, "strata_edge_uplink_connected");
+    f.connects = MetricSample(body, "strata_edge_uplink_connects_total");
+    f.received = MetricSample(body, "strata_edge_messages_received_total");
+    f.rejected = MetricTotal(body, "strata_edge_messages_rejected_total");
+    f.buffered = MetricSample(body, "strata_edge_buffer_readings");
+    f.acked = MetricSample(body, "strata_edge_readings_acked_total");
+    f.dropped = MetricTotal(body, "strata_edge_readings_dropped_total");
+    // MetricSample is -1 for a missing sample: that is no figure either.
+    f.ok = f.mqtt_up >= 0 && f.uplink_up >= 0 && f.connects >= 0 && f.received >= 0 && f.buffered >= 0 &&
+           f.acked >= 0;
+  } catch (const std::exception&) {
+    // Not answering (yet, or any more): ok stays false, and the caller's condition says what
+    // that means for it.
+  }
+  return f;
+}
+
+// A default of strata-edge as its --help prints it ("--batch-linger-ms INT=20"), so the report
+// names the batching that applied without restating the agent's defaults here.
+std::string EdgeDefault(const std::string& dir, const std::string& flag) {
+  Process help({STRATA_EDGE_BIN, "--help"}, dir + "/edge-help-" + flag + ".log");
+  help.Wait(std::chrono::seconds(10));
+  std::istringstream in(help.Log());
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto at = line.find("--" + flag + " ");
+    if (at == std::string::npos) continue;
+    const auto eq = line.find('=', at);
+    if (eq == std::string::npos) break;
+    const auto end = line.find_first_of(" \t", eq);
+    return line.substr(eq + 1, end == std::string::npos ? std::string::npos : end - eq - 1);
+  }
+  return "?";
+}
+
+// The whole platform on this machine, as one gateway and its cloud run it: mosquitto,
+// strata-cloud on PostgreSQL at `db_url`, and strata-edge between them with its default
+// batching and flow control (only the buffer bound is raised). The destructor stops every
+// process it started: the edge first (it commits what it received), then the cloud, then the
+// broker.
+class Platform {
+ public:
+  Platform(const std::string& dir, const std::string& name, std::string db_url)
+      : dir_(dir), db_url_(std::move(db_url)), grpc_(FreePort()), cloud_http_(FreePort()), edge_http_(FreePort()) {
+    StartCloud();
+    const std::string data = dir + "/" + name + "-edge";
+    edge_ = std::make_unique<Process>(
+        std::vector<std::string>{STRATA_EDGE_BIN, "--edge-id", name, "--mqtt-url", broker_.Url(), "--cloud",
+                                 GrpcAddress(), "--data-dir", data, "--http-listen",
+                                 "127.0.0.1:" + std::to_string(edge_http_), "--log-level", "warn",
+                                 "--buffer-max-bytes", std::to_string(kPlatformBufferBytes)},
+        data + ".log");
+    // Subscribed (else the broker would discard the first messages) and streaming to the cloud.
+    if (!WaitFor([&] {
+          const auto f = TryEdge();
+          return f.ok && f.mqtt_up == 1 && f.uplink_up == 1;
+        },
+                 std::chrono::seconds(30))) {
+      throw std::runtime_error("strata-edge did not connect to the broker and the cloud: " + edge_->Log());
+    }
+  }
+  ~Platform() {
+    if (edge_) edge_->Stop(SIGTERM, std::chrono::seconds(30));
+    StopCloud();
+    broker_.Stop();
+  }
+  Platform(const Platform&) = delete;
+  Platform& operator=(const Platform&) = delete;
+
+  // SIGTERM, as an operator stops it; the edge keeps ingesting into its buffer meanwhile.
+  void StopCloud() {
+    if (cloud_) cloud_->Stop(SIGTERM);
+    cloud_.reset();
+  }
+  // On the same database and ports; returns once /readyz answers 200.
+  void StartCloud() { cloud_ = ::StartCloud(db_url_, dir_, grpc_, cloud_http_); }
+
+  // For polling: ok is false when the agent did not answer.
+  EdgeFigures TryEdge() const { return ScrapeEdge(edge_http_); }
+  // For figures that are reported: throws when the agent did not answer.
+  EdgeFigures Edge() const {
+    auto f = ScrapeEdge(edge_http_);
+    if (!f.ok) throw std::runtime_error("strata-edge's /metrics did not answer: " + edge_->Log());
+    return f;
+  }
+  std::string MqttUrl() const { return broker_.Url(); }
+  std::string GrpcAddress() const { return "127.0.0.1:" + std::to_string(grpc_); }
+  const std::string& db_url() const { return db_url_; }
+
+ private:
+  std::string dir_;
+  std::string db_url_;
+  unsigned short grpc_, cloud_http_, edge_http_;
+  MosquittoServer broker_;
+  std::unique_ptr<Process> cloud_;
+  std::unique_ptr<Process> edge_;
+};
+
+// strata-sim publishing `rate` msg/s on its steady-clock schedule (message i is due at
+// start + i / rate; a late publisher catches up rather than drifting) for `duration_s`
+// seconds, or until SIGTERM when it is 0, QoS 1, writing its report to `report` at exit.
+std::unique_ptr<Process> StartPacedSim(const std::string& url, double rate, double duration_s,
+                                       const std::string& report, const std::string& client) {
+  auto args = SimCommonArgs(url, 1, client, UnixMs());
+  args.insert(args.end(), {"--rate", Fmt(rate, 3), "--report", report, "--log-level", "warn"});
+  if (duration_s > 0) args.insert(args.end(), {"--duration", Fmt(duration_s, 3)});
+  return std::make_unique<Process>(args, report + ".log");
+}
+
+// What strata-sim says it published (its --report file).
+struct SimRun {
+  std::uint64_t published = 0;  // messages the broker acknowledged (PUBACK)
+  std::uint64_t readings = 0;   // values in them
+  std::uint64_t failed = 0;
+  std::uint64_t unconfirmed = 0;
+  double elapsed_s = 0;  // publishing time, before the final drain of PUBACKs
+  std::string error;
+};
+
+// Waits for the simulator to exit by itself (or stops it with SIGTERM when `stop`), then reads
+// its report. Throws when it did not exit cleanly: the exactly-once checks need its counts.
+SimRun FinishSim(Process& sim, const std::string& report, bool stop, std::chrono::milliseconds timeout) {
+  const int status = stop ? sim.Stop(SIGTERM, timeout) : sim.Wait(timeout);
+  if (status == -1) throw std::runtime_error("strata-sim did not finish: " + sim.Log());
+  std::ifstream in(report);
+  if (!in) throw std::runtime_error("strata-sim wrote no report (exit status " + std::to_string(status) +
+                                    "): " + sim.Log());
+  const auto j = nlohmann::json::parse(in);
+  SimRun r;
+  r.published = j.at("published").get<std::uint64_t>();
+  r.readings = j.at("readings").get<std::uint64_t>();
+  r.failed = j.at("failed").get<std::uint64_t>();
+  r.unconfirmed = j.at("unconfirmed").get<std::uint64_t>();
+  r.elapsed_s = j.at("elapsed_seconds").get<double>();
+  r.error = j.at("error").get<std::string>();
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !r.error.empty() || r.failed > 0 || r.unconfirmed > 0) {
+    throw std::runtime_error("strata-sim did not publish cleanly (" + r.error + ", " + std::to_string(r.failed) +
+                             " failed, " + std::to_string(r.unconfirmed) + " unconfirmed): " + sim.Log());
+  }
+  return r;
+}
+
+struct StoredCount {
+  std::int64_t rows = 0;
+  std::int64_t distinct = 0;
+};
+
+StoredCount CountStored(const std::string& url, const std::string& device_like) {
+  pqxx::connection c(url);
+  pqxx::nontransaction tx(c);
+  const auto row = tx.exec_params1(kCountStoredSql, device_like);
+  return {row[0].as<std::int64_t>(), row[1].as<std::int64_t>()};
+}
+
+// The database's name is the last part of the URL PgServer::CreateDatabase returns; dropped
+// once a rung is counted, so that seven rungs of up to 4.5 M rows do not fill the disk.
+void DropDatabase(PgServer& pg, const std::string& url) {
+  pqxx::connection c(pg.Url());
+  pqxx::nontransaction(c).exec("DROP DATABASE IF EXISTS " + c.quote_name(url.substr(url.rfind('/') + 1)));
+}
+
+// One rung of (5): the result and, when it failed, every condition that failed with its figure.
+struct Rung {
+  double rate = 0;
+  bool sustained = false;
+  std::string why;
+  double published_rate = 0;  // messages the broker acknowledged / duration
+  double unstored_at_end = 0;  // readings published but not acknowledged by the cloud
+  double buffered_at_end = 0;  // strata_edge_buffer_readings at the same moment
+  double ack_s = -1;           // end of publishing → the last reading acknowledged
+  std::uint64_t expected = 0;
+  StoredCount stored;
+};
+
+// (5), one rate: a fresh platform on a fresh database, strata-sim at `rate` for `duration_s`.
+// Sustained when (a) the simulator published at least 97 % of the rate, (b) when it stopped,
+// at most 2 s worth of readings were not yet acknowledged by the cloud, (c) all of them were
+// within `ack_deadline` after, (d) storage holds exactly 3 rows per published message, each
+// (device, key, ts) once, and (e) the edge dropped and rejected nothing.
+//
+// (b) counts published − acknowledged readings rather than the edge's buffer gauge alone:
+// readings still queued in mosquitto or in the edge's ingest queue are a backlog too, and the
+// gauge does not see them. Both are logged.
+Rung RunRung(PgServer& pg, const std::string& dir, double rate, double duration_s,
+             std::chrono::milliseconds ack_deadline) {
+  Rung r;
+  r.rate = rate;
+  const std::string name = "bench-r" + Fmt(rate);
+  const std::string url = pg.CreateDatabase();
+  const std::string report = dir + "/" + name + "-sim.json";
+  double dropped = 0, rejected = 0;
+  {
+    Platform platform(dir, name, url);
+    auto sim = StartPacedSim(platform.MqttUrl(), rate, duration_s, report, name + "-sim");
+    const SimRun run = FinishSim(*sim, report, false,
+                                 std::chrono::milliseconds(static_cast<long>(duration_s * 1000)) +
+                                     std::chrono::seconds(120));
+    const auto ended = Clock::now();
+    const EdgeFigures end = platform.Edge();
+    r.expected = run.readings;
+    r.published_rate = run.published / duration_s;
+    r.unstored_at_end = static_cast<double>(run.readings) - end.acked;
+    r.buffered_at_end = end.buffered;
+    if (WaitFor([&] { return platform.TryEdge().acked >= run.readings; }, ack_deadline)) {
+      r.ack_s = Seconds(Clock::now() - ended);
+    } else {
+      // Not sustained; still wait (bounded) to tell a slow rate from lost readings.
+      WaitFor([&] { return platform.TryEdge().acked >= run.readings; }, std::chrono::seconds(300));
+    }
+    const EdgeFigures last = platform.Edge();
+    dropped = last.dropped;
+    rejected = last.rejected;
+    r.stored = CountStored(url, kSimDevices);
+    std::cerr << "    " << Fmt(rate) << " msg/s: published " << run.published << " in " << Fmt(run.elapsed_s, 2)
+              << " s; at the end " << Fmt(r.unstored_at_end) << " readings unacknowledged (" << Fmt(r.buffered_at_end)
+              << " in the edge buffer); all acknowledged " << (r.ack_s >= 0 ? Fmt(r.ack_s, 2) + " s" : "NOT")
+              << " after; stored " << r.stored.rows << " rows (" << r.stored.distinct << " distinct) of "
+              << r.expected << "; edge acked " << Fmt(last.acked) << "\n";
+  }
+  DropDatabase(pg, url);
+
+  std::vector<std::string> failed;
+  if (r.published_rate < 0.97 * rate) {
+    failed.push_back("strata-sim published only " + Fmt(r.published_rate) + " msg/s (" +
+                     Fmt(r.published_rate / rate, 3) + " of the rate)");
+  }
+  if (r.unstored_at_end > 3 * rate * 2) {
+    failed.push_back("backlog when publishing stopped " + Fmt(r.unstored_at_end) + " readings (" +
+                     Fmt(r.unstored_at_end / (3 * rate), 1) + " s worth; " + Fmt(r.buffered_at_end) +
+                     " of them in the edge buffer)");
+  }
+  if (r.ack_s < 0) {
+    failed.push_back("not all acknowledged within " + Fmt(Seconds(ack_deadline), 0) + " s after publishing");
+  }
+  if (r.stored.rows != static_cast<std::int64_t>(r.expected) || r.stored.distinct != r.stored.rows) {
+    failed.push_back("stored " + std::to_string(r.stored.rows) + " rows (" + std::to_string(r.stored.distinct) +
+                     " distinct) of " + std::to_string(r.expected) + " published readings");
+  }
+  if (dropped != 0 || rejected != 0) {
+    failed.push_back("the edge dropped " + Fmt(dropped) + " readings and rejected " + Fmt(rejected) + " messages");
+  }
+  r.sustained = failed.empty();
+  for (const auto& f : failed) r.why += (r.why.empty() ? "" : "; ") + f;
+  return r;
+}
+
+struct Ladder {
+  double sustained = 0;  // the highest rate that held; 0 if none did
+  std::vector<Rung> rungs;
+};
+
+// (5) Up the ladder of rates until the first that does not hold.
+Ladder SustainedRate(PgServer& pg, const std::string& dir, const std::vector<double>& rates, double duration_s,
+                     std::chrono::milliseconds ack_deadline) {
+  Ladder l;
+  for (double rate : rates) {
+    std::cerr << "  (5) " << Fmt(rate) << " msg/s for " << Fmt(duration_s) << " s...\n";
+    l.rungs.push_back(RunRung(pg, dir, rate, duration_s, ack_deadline));
+    if (!l.rungs.back().sustained) break;
+    l.sustained = rate;
+  }
+  return l;
+}
+
+struct ProbeLatencyResult {
+  Percentiles latency;
+  std::size_t samples = 0;
+  std::size_t timeouts = 0;  // probes not visible within 5 s
+  double sim_rate = 0;       // what strata-sim really published meanwhile
+  std::int64_t probes_stored = 0;
+};
+
+// (6) While strata-sim publishes `rate` msg/s, a probe client publishes {"ts", "values":
+// {"probe": k}} for its own device every 100 ms (QoS 1) and polls Telemetry.Latest every
+// 0.5 ms until value k is visible: latency = visible − just before publishing.
+ProbeLatencyResult ProbeLatency(PgServer& pg, const std::string& dir, double rate, double probe_s) {
+  const std::string url = pg.CreateDatabase();
+  const std::string report = dir + "/latency-sim.json";
+  ProbeLatencyResult r;
+  std::vector<double> ms;
+  {
+    Platform platform(dir, "bench-latency", url);
+    auto sim = StartPacedSim(platform.MqttUrl(), rate, 0, report, "bench-latency-sim");
+    // The load is flowing end to end: a second's worth of readings acknowledged.
+    if (!WaitFor([&] { return platform.TryEdge().acked >= 3 * rate; }, std::chrono::seconds(60))) {
+      throw std::runtime_error("(6): the simulator's readings do not reach the cloud");
+    }
+    auto stub = strata::v1::Telemetry::NewStub(
+        grpc::CreateChannel(platform.GrpcAddress(), grpc::InsecureChannelCredentials()));
+    auto visible = [&](std::int64_t k) {
+      strata::v1::LatestTelemetryRequest req;
+      req.set_device_id(kProbeDevice);
+      req.add_keys("probe");
+      strata::v1::LatestTelemetryResponse res;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+      if (!stub->Latest(&ctx, req, &res).ok()) return false;  // NOT_FOUND until the device exists
+      for (const auto& reading : res.readings()) {
+        if (reading.key() == "probe" && reading.value().kind_case() == strata::v1::Value::kIntValue &&
+            reading.value().int_value() == k) {
+          return true;
+        }
+      }
+      return false;
+    };
+    mqtt::async_client probe(platform.MqttUrl(), "bench-probe");
+    mqtt::connect_options opts;
+    opts.set_clean_session(true);
+    probe.connect(opts)->wait();
+    const std::string topic = std::string("v1/devices/") + kProbeDevice + "/telemetry";
+    // Publishes k and returns how long until Latest shows it; -1 if not within 5 s.
+    auto measure = [&](std::int64_t k) {
+      const std::string payload =
+          "{\"ts\":" + std::to_string(UnixMs()) + ",\"values\":{\"probe\":" + std::to_string(k) + "}}";
+      const auto sent = Clock::now();
+      auto token = probe.publish(topic, payload.data(), payload.size(), 1, false);
+      double latency = -1;
+      while (Clock::now() - sent < std::chrono::seconds(5)) {
+        if (visible(k)) {
+          latency = Seconds(Clock::now() - sent) * 1000;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+      }
+      token->wait_for(std::chrono::seconds(5));
+      return latency;
+    };
+    // Probe 0 registers the device (its first batch does, in the cloud); not counted.
+    if (measure(0) < 0 && !WaitFor([&] { return visible(0); }, std::chrono::seconds(30))) {
+      throw std::runtime_error("(6): the probe device never became visible");
+    }
+    const auto start = Clock::now();
+    std::int64_t k = 1;
+    for (; Seconds(Clock::now() - start) < probe_s; ++k) {
+      // The probe's own pace (one message per 100 ms), not a wait for a condition.
+      std::this_thread::sleep_until(start + std::chrono::milliseconds(100 * (k - 1)));
+      const double latency = measure(k);
+      if (latency < 0) {
+        ++r.timeouts;
+      } else {
+        ms.push_back(latency);
+      }
+    }
+    probe.disconnect()->wait();
+    const SimRun run = FinishSim(*sim, report, true, std::chrono::seconds(30));
+    r.sim_rate = run.published / run.elapsed_s;
+    // Every probe stored once (0 .. k-1).
+    if (!WaitFor([&] { return CountStored(url, kProbeDevice).rows >= k; }, std::chrono::seconds(30))) {
+      throw std::runtime_error("(6): not every probe was stored");
+    }
+    r.probes_stored = CountStored(url, kProbeDevice).rows;
+  }
+  DropDatabase(pg, url);
+  if (ms.empty()) throw std::runtime_error("(6): no probe became visible within 5 s");
+  r.samples = ms.size();
+  r.latency = Summarize(ms);
+  return r;
+}
+
+struct DrainResult {
+  double outage_s = 0;
+  double backlog_at_restart = 0;  // strata_edge_buffer_readings just before the restart
+  double cloud_ready_s = 0;       // restart → /readyz
+  double reconnect_s = -1;        // restart → the edge's stream is back
+  double drain_deadline_s = 0;
+  double drain_s = -1;            // restart → backlog back at ≤ 2 s worth; -1 if not by the deadline
+  double drain_rate = 0;          // readings/s: (backlog at restart + published meanwhile) / drain_s
+  double backlog_at_end = 0;      // the buffer when drained, or at the deadline
+  double acked_rate = 0;          // readings/s the cloud acknowledged from the restart to then
+  std::uint64_t expected = 0;     // readings strata-sim published in the whole run
+  double unacked = 0;             // of those, not acknowledged when the final wait ended
+  StoredCount stored;
+  double dropped = 0;
+};
+
+// (7) strata-sim publishes `rate` msg/s throughout; strata-cloud is stopped (SIGTERM) for
+// `outage_s` and started again on the same database and ports. Drained when the edge's buffer
+// is back at ≤ 2 s worth of readings, at most 2 × outage + 120 s after the restart. Then
+// publishing stops and storage must hold every published reading once.
+DrainResult BacklogDrain(PgServer& pg, const std::string& dir, double rate, double outage_s) {
+  const std::string url = pg.CreateDatabase();
+  const std::string report = dir + "/drain-sim.json";
+  const double steady = 3 * rate;  // readings/s
+  DrainResult r;
+  r.outage_s = outage_s;
+  r.drain_deadline_s = 2 * outage_s + 120;
+  {
+    Platform platform(dir, "bench-drain", url);
+    auto sim = StartPacedSim(platform.MqttUrl(), rate, 0, report, "bench-drain-sim");
+    if (!WaitFor([&] { return platform.TryEdge().acked >= 2 * steady; }, std::chrono::seconds(60))) {
+      throw std::runtime_error("(7): the simulator's readings do not reach the cloud");
+    }
+    platform.StopCloud();
+    // The outage is the measured condition itself: its length is chosen, not waited for.
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<long>(outage_s * 1000)));
+    if (!sim->Running()) throw std::runtime_error("(7): strata-sim stopped during the outage: " + sim->Log());
+    const EdgeFigures before = platform.Edge();
+    r.backlog_at_restart = before.buffered;
+    const auto restart = Clock::now();
+    const auto deadline = restart + std::chrono::milliseconds(static_cast<long>(r.drain_deadline_s * 1000));
+    auto left = [&] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(std::max(deadline - Clock::now(), Clock::duration{}));
+    };
+    platform.StartCloud();
+    r.cloud_ready_s = Seconds(Clock::now() - restart);
+    if (WaitFor([&] { return platform.TryEdge().connects > before.connects; }, left())) {
+      r.reconnect_s = Seconds(Clock::now() - restart);
+    }
+    const bool drained = WaitFor(
+        [&] {
+          const auto f = platform.TryEdge();
+          return f.ok && f.buffered <= 2 * steady;
+        },
+        left());
+    const double waited = Seconds(Clock::now() - restart);
+    const EdgeFigures after = platform.Edge();
+    r.backlog_at_end = after.buffered;
+    r.acked_rate = (after.acked - before.acked) / waited;
+    if (drained) {
+      r.drain_s = waited;
+      r.drain_rate = (r.backlog_at_restart + steady * r.drain_s) / r.drain_s;
+    }
+    std::cerr << "    backlog " << Fmt(r.backlog_at_restart) << " readings at the restart; cloud ready after "
+              << Fmt(r.cloud_ready_s, 2) << " s, edge reconnected after " << Fmt(r.reconnect_s, 2) << " s; "
+              << (drained ? "drained" : "NOT drained") << " after " << Fmt(waited, 1) << " s (buffer "
+              << Fmt(r.backlog_at_end) << "); acknowledged " << Fmt(r.acked_rate) << " readings/s meanwhile\n";
+    const SimRun run = FinishSim(*sim, report, true, std::chrono::seconds(30));
+    r.expected = run.readings;
+    // Every reading must arrive; a backlog that did not drain may need longer than is worth
+    // waiting for, in which case exactly-once is reported as not verified.
+    WaitFor([&] { return platform.TryEdge().acked >= run.readings; },
+            drained ? std::chrono::seconds(300) : std::chrono::seconds(60));
+    const EdgeFigures last = platform.Edge();
+    r.unacked = static_cast<double>(run.readings) - last.acked;
+    r.dropped = last.dropped;
+    r.stored = CountStored(url, kSimDevices);
+  }
+  DropDatabase(pg, url);
+  return r;
+}
+
+// "5,6,7" → {5, 6, 7} (sorted, each once).
+std::set<int> ParseIntSet(const std::string& list) {
+  std::set<int> out;
+  std::istringstream in(list);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) out.insert(std::stoi(item));
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   bool smoke = false;
   std::string output;
+  std::set<int> only;
+  double platform_rate = 0;
+  std::vector<double> ladder_flag;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--smoke") smoke = true;
     if (a == "--output" && i + 1 < argc) output = argv[++i];
+    if (a == "--only" && i + 1 < argc) only = ParseIntSet(argv[++i]);
+    if (a == "--platform-rate" && i + 1 < argc) platform_rate = std::stod(argv[++i]);
+    if (a == "--ladder" && i + 1 < argc) {
+      for (int rate : ParseIntSet(argv[++i])) ladder_flag.push_back(rate);
+    }
   }
+  auto want = [&](int item) { return only.empty() || only.count(item) > 0; };
   const int messages = smoke ? 3000 : 200000;
   const int readings_n = smoke ? 9000 : 600000;
   TempDir dir;
   std::vector<Row> rows;
   bool ok = true;
   try {
-    std::cerr << "(1) broker ceiling...\n";
-    const double broker_q1 = BrokerCeiling(dir.path(), messages, 1);
-    const double broker_q0 = BrokerCeiling(dir.path(), messages, 0);
-    rows.push_back({"1. mosquitto → bare subscriber, QoS 1", Fmt(broker_q1) + " msg/s", "", "ceiling"});
-    rows.push_back({"1. mosquitto → bare subscriber, QoS 0", Fmt(broker_q0) + " msg/s", "", "ceiling"});
+    double broker_q1 = 0;
+    if (want(1)) {
+      std::cerr << "(1) broker ceiling...\n";
+      broker_q1 = BrokerCeiling(dir.path(), messages, 1);
+      const double broker_q0 = BrokerCeiling(dir.path(), messages, 0);
+      rows.push_back({"1. mosquitto → bare subscriber, QoS 1", Fmt(broker_q1) + " msg/s", "", "ceiling"});
+      rows.push_back({"1. mosquitto → bare subscriber, QoS 0", Fmt(broker_q0) + " msg/s", "", "ceiling"});
+      ok = ok && broker_q1 > 0 && broker_q0 > 0;
+    }
 
-    std::cerr << "(2) edge ingest...\n";
-    const EdgeIngest edge = EdgeIngestRate(dir.path(), messages, 1);
-    rows.push_back({"2. strata-edge ingest, uplink down, QoS 1", Fmt(edge.msgs_per_s) + " msg/s",
-                    Fmt(edge.msgs_per_s / broker_q1, 2) + " of (1) QoS 1", "≥ 0.8"});
-    ok = ok && edge.msgs_per_s > 0;
+    if (want(2) || want(8)) {
+      std::cerr << "(2) edge ingest...\n";
+      const EdgeIngest edge = EdgeIngestRate(dir.path(), messages, 1);
+      if (want(2)) {
+        rows.push_back({"2. strata-edge ingest, uplink down, QoS 1", Fmt(edge.msgs_per_s) + " msg/s",
+                        broker_q1 > 0 ? Fmt(edge.msgs_per_s / broker_q1, 2) + " of (1) QoS 1" : "", "≥ 0.8"});
+      }
+      if (want(8)) {
+        rows.push_back({"8. strata-edge RSS idle", Fmt(edge.rss_idle, 1) + " MiB (anonymous " + Fmt(edge.rss_idle_anon, 1) +
+                                                       ", mapped files " + Fmt(edge.rss_idle_file, 1) + ")",
+                        "", "≤ 15 MiB"});
+        rows.push_back({"8. strata-edge RSS peak during (2)", Fmt(edge.rss_peak, 1) + " MiB", "", "≤ 64 MiB"});
+      }
+      ok = ok && edge.msgs_per_s > 0 && edge.rss_idle > 0;
+    }
 
-    std::cerr << "(3, 4) database ceiling and cloud ingest...\n";
-    PgServer pg;
-    const std::string url = pg.CreateDatabase();
-    const auto readings = MakeReadings(readings_n);
-    const unsigned short grpc = FreePort(), http = FreePort();
-    auto cloud = StartCloud(url, dir.path(), grpc, http);  // applies the schema
-    const double cloud_rate = CloudIngest("127.0.0.1:" + std::to_string(grpc), readings);
-    cloud->Stop(SIGTERM);
-    const double copy_rate = DatabaseCeiling(url, readings);
-    rows.push_back({"3. COPY into the telemetry table", Fmt(copy_rate) + " rows/s", "", "ceiling"});
-    rows.push_back({"4. strata-cloud EdgeSync ingest on PostgreSQL", Fmt(cloud_rate) + " readings/s",
-                    Fmt(cloud_rate / copy_rate, 2) + " of (3)", "≥ 0.7"});
-    rows.push_back({"8. strata-edge RSS idle", Fmt(edge.rss_idle, 1) + " MiB", "", "≤ 15 MiB"});
-    rows.push_back({"8. strata-edge RSS peak during (2)", Fmt(edge.rss_peak, 1) + " MiB", "", "≤ 64 MiB"});
-    ok = ok && broker_q1 > 0 && broker_q0 > 0 && copy_rate > 0 && cloud_rate > 0 && edge.rss_idle > 0;
+    std::unique_ptr<PgServer> pg;
+    auto postgres = [&]() -> PgServer& {
+      if (!pg) pg = std::make_unique<PgServer>();
+      return *pg;
+    };
+    if (want(3) || want(4)) {
+      std::cerr << "(3, 4) database ceiling and cloud ingest...\n";
+      const std::string url = postgres().CreateDatabase();
+      const auto readings = MakeReadings(readings_n);
+      const unsigned short grpc = FreePort(), http = FreePort();
+      auto cloud = StartCloud(url, dir.path(), grpc, http);  // applies the schema
+      const double cloud_rate = CloudIngest("127.0.0.1:" + std::to_string(grpc), readings);
+      cloud->Stop(SIGTERM);
+      const double copy_rate = DatabaseCeiling(url, readings);
+      rows.push_back({"3. COPY into the telemetry table", Fmt(copy_rate) + " rows/s", "", "ceiling"});
+      rows.push_back({"4. strata-cloud EdgeSync ingest on PostgreSQL", Fmt(cloud_rate) + " readings/s",
+                      Fmt(cloud_rate / copy_rate, 2) + " of (3)", "≥ 0.7"});
+      ok = ok && copy_rate > 0 && cloud_rate > 0;
+    }
 
-    std::cerr << "(8) edge backlog...\n";
-    const int backlog = smoke ? 9000 : 1000000;
-    const double backlog_rss = EdgeBacklogPeakRss(dir.path(), backlog);
-    rows.push_back({"8. strata-edge RSS peak, backlog of " + std::to_string(backlog) + " readings",
-                    Fmt(backlog_rss, 1) + " MiB", "", "≤ 64 MiB"});
+    if (want(8)) {
+      std::cerr << "(8) edge backlog...\n";
+      const int backlog = smoke ? 9000 : 1000000;
+      const double backlog_rss = EdgeBacklogPeakRss(dir.path(), backlog);
+      rows.push_back({"8. strata-edge RSS peak, backlog of " + std::to_string(backlog) + " readings",
+                      Fmt(backlog_rss, 1) + " MiB", "", "≤ 64 MiB"});
+      ok = ok && backlog_rss > 0;
+    }
 
-    std::cerr << "(9) queries...\n";
-    std::size_t loaded = 0;
-    const auto [agg, latest] = QueryLatency(pg.CreateDatabase(), dir.path(), smoke ? 10 : 3334, &loaded);
-    rows.push_back({"9. Aggregate, 1 key, 24 h in 1-min buckets, " + std::to_string(loaded) + " readings stored",
-                    "p50 " + Fmt(agg.p50_ms, 1) + " ms, p99 " + Fmt(agg.p99_ms, 1) + " ms", "", "p50 ≤ 20 ms"});
-    rows.push_back({"9. Latest, each of 1,000 devices", "p50 " + Fmt(latest.p50_ms, 1) + " ms, p99 " +
-                    Fmt(latest.p99_ms, 1) + " ms", "", ""});
-    ok = ok && backlog_rss > 0 && agg.p50_ms > 0 && latest.p50_ms > 0;
+    if (want(9)) {
+      std::cerr << "(9) queries...\n";
+      std::size_t loaded = 0;
+      const auto [agg, latest] = QueryLatency(postgres().CreateDatabase(), dir.path(), smoke ? 10 : 3334, &loaded);
+      rows.push_back({"9. Aggregate, 1 key, 24 h in 1-min buckets, " + std::to_string(loaded) + " readings stored",
+                      "p50 " + Fmt(agg.p50_ms, 1) + " ms, p99 " + Fmt(agg.p99_ms, 1) + " ms", "", "p50 ≤ 20 ms"});
+      rows.push_back({"9. Latest, each of 1,000 devices", "p50 " + Fmt(latest.p50_ms, 1) + " ms, p99 " +
+                      Fmt(latest.p99_ms, 1) + " ms", "", ""});
+      ok = ok && agg.p50_ms > 0 && latest.p50_ms > 0;
+    }
+
+    // (5)-(7): the whole platform. Smoke: two short rungs and a 5 s outage.
+    const std::vector<double> ladder =
+        !ladder_flag.empty() ? ladder_flag
+        : smoke              ? std::vector<double>{500, 1000}
+                             : std::vector<double>{2500, 5000, 7500, 10000, 15000, 20000, 25000};
+    const double rung_s = smoke ? 5 : 60;
+    const double target5 = 25000;
+    // (6) and (7) run at half of (5): of this run's figure, else --platform-rate, else (5)'s
+    // target (the top of the smoke ladder in smoke mode).
+    std::string half_of = platform_rate > 0 ? Fmt(platform_rate) + " msg/s (--platform-rate)"
+                                            : Fmt(smoke ? ladder.back() : target5) + " msg/s (target of (5); not run)";
+    double r5 = platform_rate > 0 ? platform_rate : (smoke ? ladder.back() : target5);
+    if (want(5)) {
+      std::cerr << "(5) highest sustained rate through the whole platform...\n";
+      const Ladder l = SustainedRate(postgres(), dir.path(), ladder, rung_s,
+                                     std::chrono::seconds(10));
+      std::string climbed;
+      for (const auto& rung : l.rungs) {
+        climbed += (climbed.empty() ? "" : ", ") + Fmt(rung.rate) + (rung.sustained ? " held" : " failed");
+      }
+      rows.push_back({"5. whole platform on PostgreSQL, highest publish rate held " + Fmt(rung_s) +
+                          " s, every reading stored once (QoS 1, 3 values, 1,000 devices)",
+                      Fmt(l.sustained) + " msg/s (" + Fmt(3 * l.sustained) + " readings/s); ladder: " + climbed,
+                      Fmt(l.sustained / target5, 2) + " of target" +
+                          (broker_q1 > 0 ? ", " + Fmt(l.sustained / broker_q1, 2) + " of (1) QoS 1" : ""),
+                      "≥ 25000 msg/s"});
+      if (!l.rungs.empty() && !l.rungs.back().sustained) {
+        const Rung& f = l.rungs.back();
+        rows.push_back({"5. first rate not held: " + Fmt(f.rate) + " msg/s", f.why, "", ""});
+      }
+      if (l.sustained > 0) {
+        r5 = l.sustained;
+        half_of = Fmt(l.sustained) + " msg/s of (5)";
+      } else {
+        r5 = ladder.front();
+        half_of = Fmt(ladder.front()) + " msg/s (the lowest rung: (5) held none)";
+      }
+      ok = ok && l.sustained > 0;
+    }
+    const double half = r5 / 2;
+
+    if (want(6)) {
+      std::cerr << "(6) publish → Latest latency at " << Fmt(half) << " msg/s...\n";
+      const std::string batch_max = EdgeDefault(dir.path(), "batch-max");
+      const std::string linger = EdgeDefault(dir.path(), "batch-linger-ms");
+      const auto p = ProbeLatency(postgres(), dir.path(), half, smoke ? 3 : 60);
+      rows.push_back({"6. probe publish → visible in Latest (gRPC), 1 probe per 100 ms while strata-sim publishes " +
+                          Fmt(half) + " msg/s (half of " + half_of + "); edge defaults: batches of ≤ " + batch_max +
+                          " readings, linger ≤ " + linger + " ms",
+                      "p50 " + Fmt(p.latency.p50_ms, 1) + " ms, p99 " + Fmt(p.latency.p99_ms, 1) + " ms (" +
+                          std::to_string(p.samples) + " probes, " + std::to_string(p.timeouts) +
+                          " not visible within 5 s; strata-sim published " + Fmt(p.sim_rate) + " msg/s)",
+                      "", "p99 ≤ 100 ms"});
+      ok = ok && p.samples > 0 && p.latency.p50_ms > 0;
+    }
+
+    if (want(7)) {
+      const double outage = smoke ? 5 : 300;
+      std::cerr << "(7) backlog drain after a " << Fmt(outage) << " s outage at " << Fmt(half) << " msg/s...\n";
+      const auto d = BacklogDrain(postgres(), dir.path(), half, outage);
+      const double steady = 3 * half;
+      const std::string restart = "cloud ready after " + Fmt(d.cloud_ready_s, 1) + " s, edge reconnected after " +
+                                  (d.reconnect_s < 0 ? std::string("never") : Fmt(d.reconnect_s, 1) + " s");
+      rows.push_back({"7. backlog drain: strata-cloud stopped " + Fmt(outage) + " s, then restarted, while strata-sim "
+                          "publishes " + Fmt(half) + " msg/s (half of " + half_of + ")",
+                      d.drain_s < 0
+                          ? "not drained within " + Fmt(d.drain_deadline_s) + " s of the restart: buffer " +
+                                Fmt(d.backlog_at_restart) + " → " + Fmt(d.backlog_at_end) + " readings; " + restart +
+                                "; acknowledged " + Fmt(d.acked_rate) + " readings/s"
+                          : Fmt(d.backlog_at_restart) + " readings backlog drained in " + Fmt(d.drain_s, 1) + " s (" +
+                                restart + "): " + Fmt(d.drain_rate) + " readings/s",
+                      d.drain_s < 0 ? Fmt(d.acked_rate / steady, 2) + "× the steady " + Fmt(steady) +
+                                          " readings/s (acknowledged)"
+                                    : Fmt(d.drain_rate / steady, 2) + "× the steady " + Fmt(steady) + " readings/s",
+                      "≥ 3×"});
+      const bool verified = d.unacked <= 0;
+      const bool once = verified && d.stored.rows == static_cast<std::int64_t>(d.expected) &&
+                        d.stored.distinct == d.stored.rows && d.dropped == 0;
+      rows.push_back({"7. exactly once after the outage",
+                      "stored " + std::to_string(d.stored.rows) + " rows (" + std::to_string(d.stored.distinct) +
+                          " distinct) of " + std::to_string(d.expected) + " published readings; edge dropped " +
+                          Fmt(d.dropped) + (verified ? "" : "; " + Fmt(d.unacked) + " still unacknowledged"),
+                      "",
+                      "equal, 0 dropped: " +
+                          std::string(once ? "met" : verified ? "**missed**" : "not verified (backlog not drained)")});
+      ok = ok && d.drain_s > 0 && once;
+    }
   } catch (const std::exception& e) {
     std::cerr << "strata_bench: " << e.what() << "\n";
     ok = false;
   }
+
+  // Rows in measurement order ("5. ..." before "8. ..."), whatever order they ran in.
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const Row& a, const Row& b) { return std::stoi(a.what) < std::stoi(b.what); });
 
   std::time_t now = std::time(nullptr);
   char date[32];
