@@ -623,6 +623,7 @@ struct Rung {
   double unstored_at_end = 0;  // readings published but not acknowledged by the cloud
   double buffered_at_end = 0;  // strata_edge_buffer_readings at the same moment
   double ack_s = -1;           // end of publishing → the last reading acknowledged
+  double unacked_final = 0;    // readings still unacknowledged when the last wait ended
   std::uint64_t expected = 0;
   StoredCount stored;
 };
@@ -665,6 +666,7 @@ Rung RunRung(PgServer& pg, const std::string& dir, double rate, double duration_
     const EdgeFigures last = platform.Edge();
     dropped = last.dropped;
     rejected = last.rejected;
+    r.unacked_final = static_cast<double>(run.readings) - last.acked;
     r.stored = CountStored(url, kSimDevices);
     std::cerr << "    " << Fmt(rate) << " msg/s: published " << run.published << " in " << Fmt(run.elapsed_s, 2)
               << " s; at the end " << Fmt(r.unstored_at_end) << " readings unacknowledged (" << Fmt(r.buffered_at_end)
@@ -687,7 +689,10 @@ Rung RunRung(PgServer& pg, const std::string& dir, double rate, double duration_
   if (r.ack_s < 0) {
     failed.push_back("not all acknowledged within " + Fmt(Seconds(ack_deadline), 0) + " s after publishing");
   }
-  if (r.stored.rows != static_cast<std::int64_t>(r.expected) || r.stored.distinct != r.stored.rows) {
+  if (r.unacked_final > 0) {
+    failed.push_back("exactly-once not verified: " + Fmt(r.unacked_final) +
+                     " readings still unacknowledged 300 s after publishing");
+  } else if (r.stored.rows != static_cast<std::int64_t>(r.expected) || r.stored.distinct != r.stored.rows) {
     failed.push_back("stored " + std::to_string(r.stored.rows) + " rows (" + std::to_string(r.stored.distinct) +
                      " distinct) of " + std::to_string(r.expected) + " published readings");
   }
@@ -928,6 +933,12 @@ int main(int argc, char** argv) {
   const int readings_n = smoke ? 9000 : 600000;
   TempDir dir;
   std::vector<Row> rows;
+  // Each row also goes to stderr as soon as it is measured, so a long run that is cut short
+  // still leaves its figures in the log.
+  auto add = [&rows](Row row) {
+    std::cerr << "  | " << row.what << " | " << row.figure << " | " << row.ratio << " | " << row.target << " |\n";
+    rows.push_back(std::move(row));
+  };
   bool ok = true;
   try {
     double broker_q1 = 0;
@@ -935,8 +946,8 @@ int main(int argc, char** argv) {
       std::cerr << "(1) broker ceiling...\n";
       broker_q1 = BrokerCeiling(dir.path(), messages, 1);
       const double broker_q0 = BrokerCeiling(dir.path(), messages, 0);
-      rows.push_back({"1. mosquitto → bare subscriber, QoS 1", Fmt(broker_q1) + " msg/s", "", "ceiling"});
-      rows.push_back({"1. mosquitto → bare subscriber, QoS 0", Fmt(broker_q0) + " msg/s", "", "ceiling"});
+      add({"1. mosquitto → bare subscriber, QoS 1", Fmt(broker_q1) + " msg/s", "", "ceiling"});
+      add({"1. mosquitto → bare subscriber, QoS 0", Fmt(broker_q0) + " msg/s", "", "ceiling"});
       ok = ok && broker_q1 > 0 && broker_q0 > 0;
     }
 
@@ -944,14 +955,14 @@ int main(int argc, char** argv) {
       std::cerr << "(2) edge ingest...\n";
       const EdgeIngest edge = EdgeIngestRate(dir.path(), messages, 1);
       if (want(2)) {
-        rows.push_back({"2. strata-edge ingest, uplink down, QoS 1", Fmt(edge.msgs_per_s) + " msg/s",
+        add({"2. strata-edge ingest, uplink down, QoS 1", Fmt(edge.msgs_per_s) + " msg/s",
                         broker_q1 > 0 ? Fmt(edge.msgs_per_s / broker_q1, 2) + " of (1) QoS 1" : "", "≥ 0.8"});
       }
       if (want(8)) {
-        rows.push_back({"8. strata-edge RSS idle", Fmt(edge.rss_idle, 1) + " MiB (anonymous " + Fmt(edge.rss_idle_anon, 1) +
+        add({"8. strata-edge RSS idle", Fmt(edge.rss_idle, 1) + " MiB (anonymous " + Fmt(edge.rss_idle_anon, 1) +
                                                        ", mapped files " + Fmt(edge.rss_idle_file, 1) + ")",
                         "", "≤ 15 MiB"});
-        rows.push_back({"8. strata-edge RSS peak during (2)", Fmt(edge.rss_peak, 1) + " MiB", "", "≤ 64 MiB"});
+        add({"8. strata-edge RSS peak during (2)", Fmt(edge.rss_peak, 1) + " MiB", "", "≤ 64 MiB"});
       }
       ok = ok && edge.msgs_per_s > 0 && edge.rss_idle > 0;
     }
@@ -970,8 +981,8 @@ int main(int argc, char** argv) {
       const double cloud_rate = CloudIngest("127.0.0.1:" + std::to_string(grpc), readings);
       cloud->Stop(SIGTERM);
       const double copy_rate = DatabaseCeiling(url, readings);
-      rows.push_back({"3. COPY into the telemetry table", Fmt(copy_rate) + " rows/s", "", "ceiling"});
-      rows.push_back({"4. strata-cloud EdgeSync ingest on PostgreSQL", Fmt(cloud_rate) + " readings/s",
+      add({"3. COPY into the telemetry table", Fmt(copy_rate) + " rows/s", "", "ceiling"});
+      add({"4. strata-cloud EdgeSync ingest on PostgreSQL", Fmt(cloud_rate) + " readings/s",
                       Fmt(cloud_rate / copy_rate, 2) + " of (3)", "≥ 0.7"});
       ok = ok && copy_rate > 0 && cloud_rate > 0;
     }
@@ -980,7 +991,7 @@ int main(int argc, char** argv) {
       std::cerr << "(8) edge backlog...\n";
       const int backlog = smoke ? 9000 : 1000000;
       const double backlog_rss = EdgeBacklogPeakRss(dir.path(), backlog);
-      rows.push_back({"8. strata-edge RSS peak, backlog of " + std::to_string(backlog) + " readings",
+      add({"8. strata-edge RSS peak, backlog of " + std::to_string(backlog) + " readings",
                       Fmt(backlog_rss, 1) + " MiB", "", "≤ 64 MiB"});
       ok = ok && backlog_rss > 0;
     }
@@ -989,9 +1000,9 @@ int main(int argc, char** argv) {
       std::cerr << "(9) queries...\n";
       std::size_t loaded = 0;
       const auto [agg, latest] = QueryLatency(postgres().CreateDatabase(), dir.path(), smoke ? 10 : 3334, &loaded);
-      rows.push_back({"9. Aggregate, 1 key, 24 h in 1-min buckets, " + std::to_string(loaded) + " readings stored",
+      add({"9. Aggregate, 1 key, 24 h in 1-min buckets, " + std::to_string(loaded) + " readings stored",
                       "p50 " + Fmt(agg.p50_ms, 1) + " ms, p99 " + Fmt(agg.p99_ms, 1) + " ms", "", "p50 ≤ 20 ms"});
-      rows.push_back({"9. Latest, each of 1,000 devices", "p50 " + Fmt(latest.p50_ms, 1) + " ms, p99 " +
+      add({"9. Latest, each of 1,000 devices", "p50 " + Fmt(latest.p50_ms, 1) + " ms, p99 " +
                       Fmt(latest.p99_ms, 1) + " ms", "", ""});
       ok = ok && agg.p50_ms > 0 && latest.p50_ms > 0;
     }
@@ -1016,7 +1027,7 @@ int main(int argc, char** argv) {
       for (const auto& rung : l.rungs) {
         climbed += (climbed.empty() ? "" : ", ") + Fmt(rung.rate) + (rung.sustained ? " held" : " failed");
       }
-      rows.push_back({"5. whole platform on PostgreSQL, highest publish rate held " + Fmt(rung_s) +
+      add({"5. whole platform on PostgreSQL, highest publish rate held " + Fmt(rung_s) +
                           " s, every reading stored once (QoS 1, 3 values, 1,000 devices)",
                       Fmt(l.sustained) + " msg/s (" + Fmt(3 * l.sustained) + " readings/s); ladder: " + climbed,
                       Fmt(l.sustained / target5, 2) + " of target" +
@@ -1024,7 +1035,7 @@ int main(int argc, char** argv) {
                       "≥ 25000 msg/s"});
       if (!l.rungs.empty() && !l.rungs.back().sustained) {
         const Rung& f = l.rungs.back();
-        rows.push_back({"5. first rate not held: " + Fmt(f.rate) + " msg/s", f.why, "", ""});
+        add({"5. first rate not held: " + Fmt(f.rate) + " msg/s", f.why, "", ""});
       }
       if (l.sustained > 0) {
         r5 = l.sustained;
@@ -1042,7 +1053,7 @@ int main(int argc, char** argv) {
       const std::string batch_max = EdgeDefault(dir.path(), "batch-max");
       const std::string linger = EdgeDefault(dir.path(), "batch-linger-ms");
       const auto p = ProbeLatency(postgres(), dir.path(), half, smoke ? 3 : 60);
-      rows.push_back({"6. probe publish → visible in Latest (gRPC), 1 probe per 100 ms while strata-sim publishes " +
+      add({"6. probe publish → visible in Latest (gRPC), 1 probe per 100 ms while strata-sim publishes " +
                           Fmt(half) + " msg/s (half of " + half_of + "); edge defaults: batches of ≤ " + batch_max +
                           " readings, linger ≤ " + linger + " ms",
                       "p50 " + Fmt(p.latency.p50_ms, 1) + " ms, p99 " + Fmt(p.latency.p99_ms, 1) + " ms (" +
@@ -1059,7 +1070,7 @@ int main(int argc, char** argv) {
       const double steady = 3 * half;
       const std::string restart = "cloud ready after " + Fmt(d.cloud_ready_s, 1) + " s, edge reconnected after " +
                                   (d.reconnect_s < 0 ? std::string("never") : Fmt(d.reconnect_s, 1) + " s");
-      rows.push_back({"7. backlog drain: strata-cloud stopped " + Fmt(outage) + " s, then restarted, while strata-sim "
+      add({"7. backlog drain: strata-cloud stopped " + Fmt(outage) + " s, then restarted, while strata-sim "
                           "publishes " + Fmt(half) + " msg/s (half of " + half_of + ")",
                       d.drain_s < 0
                           ? "not drained within " + Fmt(d.drain_deadline_s) + " s of the restart: buffer " +
@@ -1074,7 +1085,7 @@ int main(int argc, char** argv) {
       const bool verified = d.unacked <= 0;
       const bool once = verified && d.stored.rows == static_cast<std::int64_t>(d.expected) &&
                         d.stored.distinct == d.stored.rows && d.dropped == 0;
-      rows.push_back({"7. exactly once after the outage",
+      add({"7. exactly once after the outage",
                       "stored " + std::to_string(d.stored.rows) + " rows (" + std::to_string(d.stored.distinct) +
                           " distinct) of " + std::to_string(d.expected) + " published readings; edge dropped " +
                           Fmt(d.dropped) + (verified ? "" : "; " + Fmt(d.unacked) + " still unacknowledged"),
