@@ -296,6 +296,11 @@ TEST_P(EdgeE2ETest, EdgeKilledDuringPublishingStoresEachReadingOnceAndLosesAtMos
   // the killed connection): the same (device, key, ts) written again with the same value,
   // so storage still holds each reading once (checked above). Measured, and bounded like the
   // loss: at most what was in flight between Paho and the buffer.
+  // The cloud counts a batch's writes after its commit and before its ack, so the sentinel can
+  // be readable a moment before the counter includes it: wait until the edge holds nothing
+  // unacked, which the cloud's counter then covers.
+  ASSERT_TRUE(WaitFor([&] { return edge_->Get("strata_edge_buffer_readings") == 0; }, std::chrono::seconds(30)))
+      << "the edge still holds " << edge_->Get("strata_edge_buffer_readings") << " unacked readings";
   const double writes = CloudMetric("strata_cloud_edge_readings_stored_total");
   const double rewritten = writes - static_cast<double>(seen.size() + 1);
   std::cout << "[ measured ] after the SIGKILL " << rewritten << " committed readings were delivered again\n";
