@@ -217,10 +217,14 @@ grpc::Status EdgeHub::Serve(const std::string& edge_id,
       spdlog::default_logger()->flush();
       _exit(86);
     }
-    for (std::size_t i = 0; i < batches.size(); ++i) {
-      const auto& result = (*results)[i];
+    // Counted for the whole group before any ack goes out: the group is committed even if the
+    // edge goes away halfway through its acks.
+    for (const auto& result : *results) {
       if (result.written == 0) batches_duplicate_.Inc();
       readings_stored_.Inc(result.written);
+    }
+    for (std::size_t i = 0; i < batches.size(); ++i) {
+      const auto& result = (*results)[i];
       out.Clear();
       auto* ack = out.mutable_ack();
       ack->set_last_seq(batches[i]->last_seq());
