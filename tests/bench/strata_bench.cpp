@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -82,6 +83,75 @@ double StatusMiB(pid_t pid, const std::string& field) {
 }
 
 double RssMiB(pid_t pid) { return StatusMiB(pid, "VmRSS"); }
+
+std::string Fmt(double v, int precision = 0) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(precision) << v;
+  return s.str();
+}
+
+// The fields of /proc/PID/stat after the command name (which may hold spaces): [0] is the
+// state, [1] the parent pid, [11] utime, [12] stime, [13] cutime, [14] cstime (clock ticks).
+std::vector<std::string> StatFields(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return {};
+  std::istringstream rest(line.substr(close + 1));
+  std::vector<std::string> fields;
+  for (std::string f; rest >> f;) fields.push_back(f);
+  return fields;
+}
+
+// CPU seconds (user + system) `pid` has used; with `reaped`, also those of its children it
+// has waited for. 0 when the process is gone.
+double CpuSeconds(pid_t pid, bool reaped = false) {
+  const auto f = StatFields(pid);
+  if (f.size() < 15) return 0;
+  double ticks = std::stod(f[11]) + std::stod(f[12]);
+  if (reaped) ticks += std::stod(f[13]) + std::stod(f[14]);
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// All of PostgreSQL: the postmaster, its live backends and workers, and those that exited.
+double PostgresCpuSeconds(pid_t postmaster) {
+  double total = CpuSeconds(postmaster, true);
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto f = StatFields(std::stoi(name));
+    if (f.size() > 1 && f[1] == std::to_string(postmaster)) total += CpuSeconds(std::stoi(name));
+  }
+  return total;
+}
+
+// Busy and total jiffies of the whole machine (the first line of /proc/stat).
+std::pair<double, double> MachineJiffies() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  in >> cpu;
+  double busy = 0, total = 0, v = 0;
+  for (int i = 0; i < 8 && in >> v; ++i) {  // user nice system idle iowait irq softirq steal
+    total += v;
+    if (i != 3 && i != 4) busy += v;
+  }
+  return {busy, total};
+}
+
+// Where the CPU goes while the whole platform runs: cores used by each process over a
+// window, and how busy the machine was.
+struct CpuSplit {
+  double sim = 0, broker = 0, edge = 0, cloud = 0, postgres = 0;
+  double machine_busy = 0;  // fraction of all cores
+  double others() const { return machine_busy * std::thread::hardware_concurrency() -
+                                 (sim + broker + edge + cloud + postgres); }
+  std::string Text() const {
+    return "strata-sim " + Fmt(sim, 2) + ", mosquitto " + Fmt(broker, 2) + ", strata-edge " + Fmt(edge, 2) +
+           ", strata-cloud " + Fmt(cloud, 2) + ", PostgreSQL " + Fmt(postgres, 2) + ", rest " + Fmt(others(), 2) +
+           " cores; machine " + Fmt(100 * machine_busy) + " % busy";
+  }
+};
 
 // The publisher every measurement uses. Manufacturing devices send three values per message,
 // about 110 bytes of JSON, over 1,000 device topics. With --start-ts and --step-ms 1 the
@@ -392,12 +462,6 @@ double CloudIngest(const std::string& grpc_address, const std::vector<Reading>& 
   return rate;
 }
 
-std::string Fmt(double v, int precision = 0) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(precision) << v;
-  return s.str();
-}
-
 std::string MachineLine() {
   utsname u{};
   uname(&u);
@@ -539,6 +603,9 @@ class Platform {
     return f;
   }
   std::string MqttUrl() const { return broker_.Url(); }
+  pid_t BrokerPid() const { return broker_.Pid(); }
+  pid_t EdgePid() const { return edge_ ? edge_->pid() : -1; }
+  pid_t CloudPid() const { return cloud_ ? cloud_->pid() : -1; }
   std::string GrpcAddress() const { return "127.0.0.1:" + std::to_string(grpc_); }
   const std::string& db_url() const { return db_url_; }
 
@@ -614,6 +681,29 @@ void DropDatabase(PgServer& pg, const std::string& url) {
   pqxx::nontransaction(c).exec("DROP DATABASE IF EXISTS " + c.quote_name(url.substr(url.rfind('/') + 1)));
 }
 
+struct CpuSnapshot {
+  double sim, broker, edge, cloud, postgres, busy, total;
+  Clock::time_point at;
+};
+
+CpuSnapshot TakeCpu(const Platform& platform, pid_t sim, pid_t postmaster) {
+  const auto [busy, total] = MachineJiffies();
+  return {CpuSeconds(sim),        CpuSeconds(platform.BrokerPid()),  CpuSeconds(platform.EdgePid()),
+          CpuSeconds(platform.CloudPid()), PostgresCpuSeconds(postmaster), busy, total, Clock::now()};
+}
+
+CpuSplit CpuBetween(const CpuSnapshot& a, const CpuSnapshot& b) {
+  const double s = Seconds(b.at - a.at);
+  CpuSplit c;
+  c.sim = (b.sim - a.sim) / s;
+  c.broker = (b.broker - a.broker) / s;
+  c.edge = (b.edge - a.edge) / s;
+  c.cloud = (b.cloud - a.cloud) / s;
+  c.postgres = (b.postgres - a.postgres) / s;
+  c.machine_busy = b.total > a.total ? (b.busy - a.busy) / (b.total - a.total) : 0;
+  return c;
+}
+
 // One rung of (5): the result and, when it failed, every condition that failed with its figure.
 struct Rung {
   double rate = 0;
@@ -626,6 +716,7 @@ struct Rung {
   double unacked_final = 0;    // readings still unacknowledged when the last wait ended
   std::uint64_t expected = 0;
   StoredCount stored;
+  CpuSplit cpu;  // while publishing, from 2 s in to 1 s before the end
 };
 
 // (5), one rate: a fresh platform on a fresh database, strata-sim at `rate` for `duration_s`.
@@ -648,6 +739,11 @@ Rung RunRung(PgServer& pg, const std::string& dir, double rate, double duration_
   {
     Platform platform(dir, name, url);
     auto sim = StartPacedSim(platform.MqttUrl(), rate, duration_s, report, name + "-sim");
+    const auto started = Clock::now();
+    std::this_thread::sleep_until(started + std::chrono::seconds(2));
+    const CpuSnapshot cpu_from = TakeCpu(platform, sim->pid(), pg.pid());
+    std::this_thread::sleep_until(started + std::chrono::milliseconds(static_cast<long>(std::max(duration_s - 1, 2.5) * 1000)));
+    r.cpu = CpuBetween(cpu_from, TakeCpu(platform, sim->pid(), pg.pid()));
     const SimRun run = FinishSim(*sim, report, false,
                                  std::chrono::milliseconds(static_cast<long>(duration_s * 1000)) +
                                      std::chrono::seconds(120));
@@ -672,7 +768,8 @@ Rung RunRung(PgServer& pg, const std::string& dir, double rate, double duration_
               << " s; at the end " << Fmt(r.unstored_at_end) << " readings unacknowledged (" << Fmt(r.buffered_at_end)
               << " in the edge buffer); all acknowledged " << (r.ack_s >= 0 ? Fmt(r.ack_s, 2) + " s" : "NOT")
               << " after; stored " << r.stored.rows << " rows (" << r.stored.distinct << " distinct) of "
-              << r.expected << "; edge acked " << Fmt(last.acked) << "\n";
+              << r.expected << "; edge acked " << Fmt(last.acked) << "\n    CPU while publishing: " << r.cpu.Text()
+              << "\n";
   }
   DropDatabase(pg, url);
 
@@ -1011,7 +1108,7 @@ int main(int argc, char** argv) {
     const std::vector<double> ladder =
         !ladder_flag.empty() ? ladder_flag
         : smoke              ? std::vector<double>{500, 1000}
-                             : std::vector<double>{2500, 5000, 7500, 10000, 15000, 20000, 25000};
+                             : std::vector<double>{2500, 5000, 7500, 10000, 12500, 15000, 17500, 20000, 25000};
     const double rung_s = smoke ? 5 : 60;
     const double target5 = 25000;
     // (6) and (7) run at half of (5): of this run's figure, else --platform-rate, else (5)'s
@@ -1033,6 +1130,13 @@ int main(int argc, char** argv) {
                       Fmt(l.sustained / target5, 2) + " of target" +
                           (broker_q1 > 0 ? ", " + Fmt(l.sustained / broker_q1, 2) + " of (1) QoS 1" : ""),
                       "≥ 25000 msg/s"});
+      for (const auto& rung : l.rungs) {
+        if (rung.rate != l.sustained && rung.sustained) continue;
+        add({"5. CPU while strata-sim publishes " + Fmt(rung.rate) + " msg/s (" +
+                 (rung.sustained ? "highest rate held" : "first rate not held") + "), cores of " +
+                 std::to_string(std::thread::hardware_concurrency()),
+             rung.cpu.Text(), "", ""});
+      }
       if (!l.rungs.empty() && !l.rungs.back().sustained) {
         const Rung& f = l.rungs.back();
         add({"5. first rate not held: " + Fmt(f.rate) + " msg/s", f.why, "", ""});

@@ -17,6 +17,8 @@ class MosquittoServer {
 
   std::string Url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
   unsigned short Port() const { return port_; }
+  // The broker's process id, or -1 while it is stopped.
+  pid_t Pid() const { return process_ ? process_->pid() : -1; }
   // Graceful stop (SIGTERM: the broker saves its persistent sessions) and start again.
   void Restart();
   void Stop();

@@ -24,6 +24,8 @@ class PgServer {
   // Creates a new, uniquely named, empty database and returns its URL.
   std::string CreateDatabase();
   unsigned short port() const { return port_; }
+  // The postmaster's process id (its backends are its children).
+  pid_t pid() const { return pid_; }
 
   // Stops the server (fast shutdown) and removes its directory. Idempotent.
   void Stop();
