@@ -1066,7 +1066,7 @@ int main(int argc, char** argv) {
 
     std::unique_ptr<PgServer> pg;
     auto postgres = [&]() -> PgServer& {
-      if (!pg) pg = std::make_unique<PgServer>();
+      if (!pg) pg = std::make_unique<PgServer>(PgServer::Durability::kDurable);
       return *pg;
     };
     if (want(3) || want(4)) {

@@ -142,7 +142,7 @@ std::string Tail(const std::string& text, size_t n = 4000) {
 
 }  // namespace
 
-PgServer::PgServer() {
+PgServer::PgServer(Durability durability) {
   bindir_ = FindBinDir();
   const RunAs who = ServerUser();
 
@@ -178,13 +178,16 @@ PgServer::PgServer() {
     std::string failure;
     for (int attempt = 0; attempt < 3 && pid_ < 0; ++attempt) {
       port_ = FreePort();
-      // fsync, synchronous_commit and full_page_writes off: the data is thrown away after the
-      // tests, and crash safety is not what they test. Saves seconds per suite.
-      pid_ = Spawn({bindir_ + "/postgres", "-D", data, "-p", std::to_string(port_), "-c",
-                    "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + dir_, "-c", "fsync=off",
-                    "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300",
-                    "-c", "shared_buffers=64MB"},
-                   log, dir_, who);
+      std::vector<std::string> args = {bindir_ + "/postgres", "-D", data, "-p", std::to_string(port_),
+                                       "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + dir_,
+                                       "-c", "max_connections=300", "-c", "shared_buffers=64MB"};
+      if (durability == Durability::kFast) {
+        // Saves seconds per suite.
+        for (const char* setting : {"fsync=off", "synchronous_commit=off", "full_page_writes=off"}) {
+          args.insert(args.end(), {"-c", setting});
+        }
+      }
+      pid_ = Spawn(args, log, dir_, who);
       const auto deadline = Clock::now() + kStartTimeout;
       while (true) {
         if (auto exited = WaitExit(pid_, std::chrono::milliseconds(0))) {

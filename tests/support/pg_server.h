@@ -14,7 +14,11 @@ class PgServer {
  public:
   // Starts the server and waits until it accepts connections. Throws std::runtime_error,
   // with the server's log, when it cannot.
-  PgServer();
+  // kFast turns fsync, synchronous_commit and full_page_writes off (tests: the data is thrown
+  // away, and crash safety is not what they test). kDurable keeps PostgreSQL's defaults, as
+  // production runs it (the benchmarks).
+  enum class Durability { kFast, kDurable };
+  explicit PgServer(Durability durability = Durability::kFast);
   ~PgServer();
   PgServer(const PgServer&) = delete;
   PgServer& operator=(const PgServer&) = delete;
