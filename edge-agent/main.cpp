@@ -40,6 +40,7 @@ struct Flags {
   std::string buffer_sync = "full";
   std::size_t batch_max = 5000;
   int batch_linger_ms = 20;
+  int commit_linger_ms = 5;
   std::size_t window = 8;
   std::size_t queue_capacity = 10000;
   std::string log_level = "info";
@@ -101,6 +102,7 @@ int Run(const Flags& f) {
   iopts.limits.max_payload_bytes = f.max_payload_bytes;
   iopts.limits.max_keys = f.max_keys;
   iopts.queue_capacity = f.queue_capacity;
+  iopts.commit_linger = std::chrono::milliseconds(f.commit_linger_ms);
   iopts.unknown_devices =
       reject_unknown ? strata::edge::UnknownDevicePolicy::kReject : strata::edge::UnknownDevicePolicy::kRegister;
   strata::edge::Ingest ingest(iopts, buf, metrics, clock, &directory);
@@ -200,6 +202,9 @@ int main(int argc, char** argv) {
   strata::AddFlag(app, "batch-max", f.batch_max, "Most readings per batch to the cloud")->check(CLI::Range(1, 50000));
   strata::AddFlag(app, "batch-linger-ms", f.batch_linger_ms, "How long a batch waits to fill");
   strata::AddFlag(app, "window", f.window, "Most unacknowledged batches in flight")->check(CLI::Range(1, 1024));
+  strata::AddFlag(app, "commit-linger-ms", f.commit_linger_ms,
+                  "How long a buffer commit waits for more messages to join it (fewer fsyncs)")
+      ->check(CLI::Range(0, 1000));
   strata::AddFlag(app, "queue-capacity", f.queue_capacity, "Messages between MQTT and the pipeline (back-pressure beyond)");
   strata::AddFlag(app, "log-level", f.log_level, "trace, debug, info, warn or error");
   strata::AddFlag(app, "log-format", f.log_format, "text or json");

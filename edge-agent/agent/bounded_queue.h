@@ -3,6 +3,7 @@
 // socket, the broker holds the messages for our persistent session, and nothing is dropped.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -27,12 +28,17 @@ class BoundedQueue {
     return true;
   }
 
-  // Moves up to `max` items into `out`, waiting up to `timeout` for the first one.
-  // Returns false once the queue is closed and empty.
-  bool PopBatch(std::vector<T>& out, std::size_t max, std::chrono::milliseconds timeout) {
+  // Moves up to `max` items into `out`, waiting up to `timeout` for the first one and then up
+  // to `linger` for more to arrive (until `max` are there). Returns false once the queue is
+  // closed and empty.
+  bool PopBatch(std::vector<T>& out, std::size_t max, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds linger = std::chrono::milliseconds(0)) {
     std::unique_lock lock(mu_);
     not_empty_.wait_for(lock, timeout, [&] { return closed_ || !items_.empty(); });
     if (items_.empty()) return !closed_;
+    if (linger.count() > 0 && items_.size() < max) {
+      not_empty_.wait_for(lock, linger, [&] { return closed_ || items_.size() >= std::min(max, capacity_); });
+    }
     while (!items_.empty() && out.size() < max) {
       out.push_back(std::move(items_.front()));
       items_.pop_front();

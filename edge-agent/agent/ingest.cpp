@@ -150,7 +150,7 @@ void Ingest::PipelineLoop() {
   std::vector<RawMessage> batch;
   while (true) {
     batch.clear();
-    if (!queue_.PopBatch(batch, options_.max_commit_messages, std::chrono::milliseconds(200))) break;
+    if (!queue_.PopBatch(batch, options_.max_commit_messages, std::chrono::milliseconds(200), options_.commit_linger)) break;
     if (!batch.empty()) Process(batch);
     if (auto expired = buffer_.EnforceAge(); expired.ok() && *expired > 0) {
       spdlog::warn("buffer: dropped {} readings older than the maximum age", *expired);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,10 @@ struct IngestOptions {
   std::size_t queue_capacity = 10000;
   // Most messages folded into one buffer commit.
   std::size_t max_commit_messages = 5000;
+  // How long the pipeline waits, after the first message of a commit group, for more to
+  // join it. Fewer commits (each one an fsync with --buffer-sync=full) for at most this much
+  // added latency; 0 commits whatever is queued at once.
+  std::chrono::milliseconds commit_linger{5};
   UnknownDevicePolicy unknown_devices = UnknownDevicePolicy::kRegister;
 };
 
