@@ -3,7 +3,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
 
 namespace strata::edge {
@@ -63,23 +62,20 @@ Ingest::Ingest(IngestOptions options, Buffer& buffer, MetricsRegistry& metrics, 
   }
   metrics.AddCallbackGauge("strata_edge_ingest_queue_depth", "Messages received but not yet processed",
                            [this] { return static_cast<double>(queue_.Size()); });
-  if (options_.persistence_dir.empty()) {
-    client_ = std::make_unique<mqtt::async_client>(options_.mqtt_url, options_.client_id);
-  } else {
-    std::filesystem::create_directories(options_.persistence_dir);
-    client_ = std::make_unique<mqtt::async_client>(options_.mqtt_url, options_.client_id, options_.persistence_dir);
-  }
-  client_->set_message_callback([this](mqtt::const_message_ptr msg) {
-    // Paho's thread: no work here, only the hand-over (which waits when the queue is full).
-    // The queue is closed only after the client is destroyed, so this cannot fail.
-    queue_.Push(RawMessage{msg->get_topic(), msg->get_payload_str(), clock_()});
-  });
-  client_->set_connection_lost_handler([this](const std::string& cause) {
-    mqtt_connected_ = false;
-    mqtt_connected_gauge_.Set(0);
-    spdlog::warn("mqtt: connection lost: {}", cause.empty() ? "unknown cause" : cause);
-    cv_.notify_all();
-  });
+  if (!options_.persistence_dir.empty()) std::filesystem::create_directories(options_.persistence_dir);
+  client_ = std::make_unique<MqttClient>(
+      options_.mqtt_url, options_.client_id, options_.persistence_dir,
+      [this](std::string_view topic, std::string_view payload) {
+        // Paho's thread: no work here, only the hand-over (which waits when the queue is full).
+        // The queue is closed only after the client is destroyed, so this cannot fail.
+        queue_.Push(RawMessage{std::string(topic), std::string(payload), clock_()});
+      },
+      [this](const std::string& cause) {
+        mqtt_connected_ = false;
+        mqtt_connected_gauge_.Set(0);
+        spdlog::warn("mqtt: connection lost: {}", cause.empty() ? "unknown cause" : cause);
+        cv_.notify_all();
+      });
 }
 
 Ingest::~Ingest() { Stop(); }
@@ -93,10 +89,8 @@ void Ingest::Stop() {
   if (stopping_.exchange(true)) return;
   cv_.notify_all();
   if (supervisor_.joinable()) supervisor_.join();
-  try {
-    if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(5));
-  } catch (const mqtt::exception& e) {
-    spdlog::warn("mqtt: disconnect: {}", e.what());
+  if (client_->IsConnected()) {
+    if (auto s = client_->Disconnect(std::chrono::seconds(5)); !s.ok()) spdlog::warn("mqtt: {}", s.ToString());
   }
   mqtt_connected_ = false;
   mqtt_connected_gauge_.Set(0);
@@ -111,34 +105,27 @@ void Ingest::SupervisorLoop() {
   auto backoff = std::chrono::milliseconds(200);
   const std::string filter = options_.topic_prefix + "/+/telemetry";
   while (!stopping_) {
-    if (!client_->is_connected()) {
-      mqtt::connect_options opts;
-      opts.set_clean_session(false);  // persistent session: the broker keeps our QoS 1 messages
-      opts.set_keep_alive_interval(std::chrono::seconds(20));
-      opts.set_automatic_reconnect(false);
-      try {
-        auto tok = client_->connect(opts);
-        if (!tok->wait_for(std::chrono::seconds(5))) throw mqtt::exception(-1, "connect timed out");
-        const bool session_present = tok->get_connect_response().is_session_present();
-        if (!session_present) {
-          // A new session (first start, or the broker lost it): subscribe (again).
-          if (!client_->subscribe(filter, 1)->wait_for(std::chrono::seconds(5))) {
-            client_->disconnect()->wait_for(std::chrono::seconds(2));
-            throw mqtt::exception(-1, "subscribe timed out");
-          }
-        }
-        mqtt_connected_ = true;
-        mqtt_connected_gauge_.Set(1);
-        backoff = std::chrono::milliseconds(200);
-        spdlog::info("mqtt: connected to {} as {} ({}), subscribed to {}", options_.mqtt_url, options_.client_id,
-                     session_present ? "session resumed" : "new session", filter);
-      } catch (const mqtt::exception& e) {
-        spdlog::debug("mqtt: cannot connect to {}: {}", options_.mqtt_url, e.what());
+    if (!client_->IsConnected()) {
+      // Persistent session (clean_session false): the broker keeps our QoS 1 messages.
+      auto connected = client_->Connect(false, std::chrono::seconds(20), std::chrono::seconds(5));
+      absl::Status status = connected.status();
+      if (connected.ok() && !*connected) {
+        // A new session (first start, or the broker lost it): subscribe (again).
+        status = client_->Subscribe(filter, 1, std::chrono::seconds(5));
+        if (!status.ok()) (void)client_->Disconnect(std::chrono::seconds(2));
+      }
+      if (!status.ok()) {
+        spdlog::debug("mqtt: cannot connect to {}: {}", options_.mqtt_url, status.ToString());
         std::unique_lock lock(mu_);
         cv_.wait_for(lock, backoff, [this] { return stopping_.load(); });
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
         continue;
       }
+      mqtt_connected_ = true;
+      mqtt_connected_gauge_.Set(1);
+      backoff = std::chrono::milliseconds(200);
+      spdlog::info("mqtt: connected to {} as {} ({}), subscribed to {}", options_.mqtt_url, options_.client_id,
+                   *connected ? "session resumed" : "new session", filter);
     }
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, std::chrono::milliseconds(500),

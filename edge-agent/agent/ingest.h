@@ -22,10 +22,7 @@
 #include "agent/bounded_queue.h"
 #include "agent/buffer.h"
 #include "agent/decoder.h"
-
-namespace mqtt {
-class async_client;
-}
+#include "agent/mqtt_client.h"
 
 namespace strata::edge {
 
@@ -101,7 +98,7 @@ class Ingest {
   const DeviceDirectory* directory_;
   Decoder decoder_;
   BoundedQueue<RawMessage> queue_;
-  std::unique_ptr<mqtt::async_client> client_;
+  std::unique_ptr<MqttClient> client_;
   std::thread pipeline_;
   std::thread supervisor_;
   std::atomic<bool> stopping_{false};

@@ -1,0 +1,197 @@
+#include "agent/mqtt_client.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+
+#include <MQTTAsync.h>
+
+namespace strata::edge {
+namespace {
+
+// One request (connect, subscribe, disconnect) waiting for Paho's onSuccess/onFailure. The
+// caller may give up (timeout) before Paho answers, so the callback never touches the caller's
+// memory directly: it finds the request by id in a registry, and an id no longer there (the
+// caller gave up) is ignored. Ids are never reused.
+struct Pending {
+  bool done = false;
+  bool ok = false;
+  int code = 0;
+  std::string error;
+  bool session_present = false;
+  int granted_qos = -1;
+};
+
+std::mutex registry_mu;
+std::condition_variable registry_cv;
+std::map<std::uintptr_t, Pending> registry;  // guarded by registry_mu
+std::uintptr_t next_id = 1;                  // guarded by registry_mu
+
+std::uintptr_t Register() {
+  std::lock_guard lock(registry_mu);
+  const std::uintptr_t id = next_id++;
+  registry.emplace(id, Pending{});
+  return id;
+}
+
+void* AsContext(std::uintptr_t id) { return reinterpret_cast<void*>(id); }
+
+template <typename Fill>
+void Complete(void* context, Fill fill) {
+  std::lock_guard lock(registry_mu);
+  auto it = registry.find(reinterpret_cast<std::uintptr_t>(context));
+  if (it == registry.end()) return;  // the caller gave up
+  fill(it->second);
+  it->second.done = true;
+  registry_cv.notify_all();
+}
+
+void OnConnected(void* context, MQTTAsync_successData* data) {
+  Complete(context, [data](Pending& p) {
+    p.ok = true;
+    p.session_present = data != nullptr && data->alt.connect.sessionPresent != 0;
+  });
+}
+
+void OnSubscribed(void* context, MQTTAsync_successData* data) {
+  Complete(context, [data](Pending& p) {
+    p.ok = true;
+    if (data != nullptr) p.granted_qos = data->alt.qos;
+  });
+}
+
+void OnDisconnected(void* context, MQTTAsync_successData*) {
+  Complete(context, [](Pending& p) { p.ok = true; });
+}
+
+void OnFailure(void* context, MQTTAsync_failureData* data) {
+  Complete(context, [data](Pending& p) {
+    p.ok = false;
+    if (data != nullptr) {
+      p.code = data->code;
+      if (data->message != nullptr) p.error = data->message;
+    }
+  });
+}
+
+// Waits for request `id` and removes it from the registry either way.
+absl::StatusOr<Pending> Await(std::uintptr_t id, std::chrono::milliseconds timeout, const char* what) {
+  std::unique_lock lock(registry_mu);
+  const bool answered = registry_cv.wait_for(lock, timeout, [id] { return registry.at(id).done; });
+  Pending p = std::move(registry.at(id));
+  registry.erase(id);
+  if (!answered) return absl::DeadlineExceededError(std::string(what) + " timed out");
+  if (!p.ok) {
+    return absl::UnavailableError(std::string(what) + " failed: " +
+                                  (p.error.empty() ? "code " + std::to_string(p.code) : p.error));
+  }
+  return p;
+}
+
+void Forget(std::uintptr_t id) {
+  std::lock_guard lock(registry_mu);
+  registry.erase(id);
+}
+
+absl::Status CallError(const char* what, int rc) {
+  return absl::UnavailableError(std::string(what) + ": " + MQTTAsync_strerror(rc));
+}
+
+}  // namespace
+
+MqttClient::MqttClient(const std::string& url, const std::string& client_id, const std::string& persistence_dir,
+                       MessageHandler on_message, ConnectionLostHandler on_lost)
+    : url_(url), on_message_(std::move(on_message)), on_lost_(std::move(on_lost)) {
+  MQTTAsync handle = nullptr;
+  MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer;
+  const int persistence = persistence_dir.empty() ? MQTTCLIENT_PERSISTENCE_NONE : MQTTCLIENT_PERSISTENCE_DEFAULT;
+  void* context = persistence_dir.empty() ? nullptr : const_cast<char*>(persistence_dir.c_str());
+  int rc = MQTTAsync_createWithOptions(&handle, url.c_str(), client_id.c_str(), persistence, context, &create);
+  if (rc != MQTTASYNC_SUCCESS) {
+    throw std::runtime_error("mqtt: cannot create a client for " + url + ": " + MQTTAsync_strerror(rc));
+  }
+  handle_ = handle;
+  rc = MQTTAsync_setCallbacks(
+      handle, this,
+      [](void* self, char* cause) {
+        static_cast<MqttClient*>(self)->on_lost_(cause == nullptr ? std::string() : std::string(cause));
+        if (cause != nullptr) MQTTAsync_free(cause);
+      },
+      [](void* self, char* topic, int topic_len, MQTTAsync_message* message) -> int {
+        const std::string_view t = topic_len > 0 ? std::string_view(topic, topic_len) : std::string_view(topic);
+        const std::string_view payload(static_cast<const char*>(message->payload),
+                                       static_cast<std::size_t>(message->payloadlen));
+        static_cast<MqttClient*>(self)->on_message_(t, payload);
+        MQTTAsync_freeMessage(&message);
+        MQTTAsync_free(topic);
+        return 1;  // handled: Paho does not deliver it again
+      },
+      nullptr);
+  if (rc != MQTTASYNC_SUCCESS) {
+    MQTTAsync_destroy(&handle);
+    throw std::runtime_error(std::string("mqtt: cannot set callbacks: ") + MQTTAsync_strerror(rc));
+  }
+}
+
+MqttClient::~MqttClient() {
+  MQTTAsync handle = handle_;
+  MQTTAsync_destroy(&handle);
+}
+
+absl::StatusOr<bool> MqttClient::Connect(bool clean_session, std::chrono::seconds keep_alive,
+                                         std::chrono::milliseconds timeout) {
+  const std::uintptr_t id = Register();
+  MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
+  opts.cleansession = clean_session ? 1 : 0;
+  opts.keepAliveInterval = static_cast<int>(keep_alive.count());
+  opts.automaticReconnect = 0;
+  opts.connectTimeout = static_cast<int>(std::max<std::int64_t>(1, timeout.count() / 1000));
+  opts.onSuccess = OnConnected;
+  opts.onFailure = OnFailure;
+  opts.context = AsContext(id);
+  if (const int rc = MQTTAsync_connect(handle_, &opts); rc != MQTTASYNC_SUCCESS) {
+    Forget(id);
+    return CallError("connect", rc);
+  }
+  auto p = Await(id, timeout, "connect");
+  if (!p.ok()) return p.status();
+  return p->session_present;
+}
+
+absl::Status MqttClient::Subscribe(const std::string& filter, int qos, std::chrono::milliseconds timeout) {
+  const std::uintptr_t id = Register();
+  MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+  opts.onSuccess = OnSubscribed;
+  opts.onFailure = OnFailure;
+  opts.context = AsContext(id);
+  if (const int rc = MQTTAsync_subscribe(handle_, filter.c_str(), qos, &opts); rc != MQTTASYNC_SUCCESS) {
+    Forget(id);
+    return CallError("subscribe", rc);
+  }
+  auto p = Await(id, timeout, "subscribe");
+  if (!p.ok()) return p.status();
+  if (p->granted_qos == 0x80) return absl::PermissionDeniedError("subscribe to " + filter + " refused by the broker");
+  return absl::OkStatus();
+}
+
+absl::Status MqttClient::Disconnect(std::chrono::milliseconds timeout) {
+  const std::uintptr_t id = Register();
+  MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;
+  opts.timeout = static_cast<int>(timeout.count());
+  opts.onSuccess = OnDisconnected;
+  opts.onFailure = OnFailure;
+  opts.context = AsContext(id);
+  if (const int rc = MQTTAsync_disconnect(handle_, &opts); rc != MQTTASYNC_SUCCESS) {
+    Forget(id);
+    return CallError("disconnect", rc);
+  }
+  return Await(id, timeout + std::chrono::seconds(1), "disconnect").status();
+}
+
+bool MqttClient::IsConnected() const { return MQTTAsync_isConnected(handle_) != 0; }
+
+}  // namespace strata::edge

@@ -1,0 +1,44 @@
+// The edge's MQTT client: a thin synchronous face over Paho C's asynchronous client.
+//
+// The agent uses Paho C directly (not the C++ wrapper) so that strata-edge can link it
+// statically: Debian ships libpaho-mqtt3as.a but no static Paho C++. See docs/architecture.md
+// ("One lean binary").
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include <absl/status/status.h>
+#include <absl/status/statusor.h>
+
+namespace strata::edge {
+
+class MqttClient {
+ public:
+  // Called on Paho's thread. Blocking here holds back the next message (flow control).
+  using MessageHandler = std::function<void(std::string_view topic, std::string_view payload)>;
+  using ConnectionLostHandler = std::function<void(const std::string& cause)>;
+
+  // persistence_dir empty: no persistence; else Paho's file persistence in that directory.
+  MqttClient(const std::string& url, const std::string& client_id, const std::string& persistence_dir,
+             MessageHandler on_message, ConnectionLostHandler on_lost);
+  ~MqttClient();  // ends all callbacks before it returns
+  MqttClient(const MqttClient&) = delete;
+  MqttClient& operator=(const MqttClient&) = delete;
+
+  // Connects (no automatic reconnect); returns whether the broker still had our session.
+  absl::StatusOr<bool> Connect(bool clean_session, std::chrono::seconds keep_alive, std::chrono::milliseconds timeout);
+  absl::Status Subscribe(const std::string& filter, int qos, std::chrono::milliseconds timeout);
+  absl::Status Disconnect(std::chrono::milliseconds timeout);
+  bool IsConnected() const;
+
+ private:
+  void* handle_ = nullptr;  // MQTTAsync
+  std::string url_;
+  MessageHandler on_message_;
+  ConnectionLostHandler on_lost_;
+};
+
+}  // namespace strata::edge
