@@ -8,6 +8,7 @@ packages=(
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libgrpc-dev libabsl-dev
   golang-github-gogo-googleapis-dev
   libboost-dev libboost-system-dev
+  libssl-dev zlib1g-dev libc-ares-dev libre2-dev  # static archives for strata-edge (cmake/StaticEdge.cmake)
   libpqxx-dev libpq-dev libsqlite3-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libpaho-mqttpp-dev libpaho-mqtt-dev
