@@ -104,14 +104,22 @@ void Ingest::Stop() {
 void Ingest::SupervisorLoop() {
   auto backoff = std::chrono::milliseconds(200);
   const std::string filter = options_.topic_prefix + "/+/telemetry";
+  bool subscribed = false;  // by this process, on any connection
   while (!stopping_) {
-    if (!client_->IsConnected()) {
+    if (!mqtt_connected_ || !client_->IsConnected()) {
+      mqtt_connected_ = false;
+      // A connection we did not finish setting up (a connect that answered after we gave up,
+      // a failed subscribe): start it again.
+      if (client_->IsConnected()) (void)client_->Disconnect(std::chrono::seconds(2));
       // Persistent session (clean_session false): the broker keeps our QoS 1 messages.
       auto connected = client_->Connect(false, std::chrono::seconds(20), std::chrono::seconds(5));
       absl::Status status = connected.status();
-      if (connected.ok() && !*connected) {
-        // A new session (first start, or the broker lost it): subscribe (again).
+      // Subscribe on a new session (first start, or the broker lost it), and once per process
+      // even on a resumed one: a subscribe that failed before a restart would otherwise leave
+      // a session that is resumed, never subscribed again, and gets nothing.
+      if (connected.ok() && (!*connected || !subscribed)) {
         status = client_->Subscribe(filter, 1, std::chrono::seconds(5));
+        subscribed = status.ok();
         if (!status.ok()) (void)client_->Disconnect(std::chrono::seconds(2));
       }
       if (!status.ok()) {

@@ -26,15 +26,24 @@ struct Pending {
   int granted_qos = -1;
 };
 
-std::mutex registry_mu;
-std::condition_variable registry_cv;
-std::map<std::uintptr_t, Pending> registry;  // guarded by registry_mu
-std::uintptr_t next_id = 1;                  // guarded by registry_mu
+struct Registry {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::uintptr_t, Pending> pending;  // guarded by mu
+  std::uintptr_t next_id = 1;                 // guarded by mu
+};
+
+// Never destroyed: a Paho thread may still answer while the process exits.
+Registry& registry() {
+  static auto* r = new Registry;
+  return *r;
+}
 
 std::uintptr_t Register() {
-  std::lock_guard lock(registry_mu);
-  const std::uintptr_t id = next_id++;
-  registry.emplace(id, Pending{});
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  const std::uintptr_t id = r.next_id++;
+  r.pending.emplace(id, Pending{});
   return id;
 }
 
@@ -42,12 +51,13 @@ void* AsContext(std::uintptr_t id) { return reinterpret_cast<void*>(id); }
 
 template <typename Fill>
 void Complete(void* context, Fill fill) {
-  std::lock_guard lock(registry_mu);
-  auto it = registry.find(reinterpret_cast<std::uintptr_t>(context));
-  if (it == registry.end()) return;  // the caller gave up
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  auto it = r.pending.find(reinterpret_cast<std::uintptr_t>(context));
+  if (it == r.pending.end()) return;  // the caller gave up
   fill(it->second);
   it->second.done = true;
-  registry_cv.notify_all();
+  r.cv.notify_all();
 }
 
 void OnConnected(void* context, MQTTAsync_successData* data) {
@@ -80,10 +90,11 @@ void OnFailure(void* context, MQTTAsync_failureData* data) {
 
 // Waits for request `id` and removes it from the registry either way.
 absl::StatusOr<Pending> Await(std::uintptr_t id, std::chrono::milliseconds timeout, const char* what) {
-  std::unique_lock lock(registry_mu);
-  const bool answered = registry_cv.wait_for(lock, timeout, [id] { return registry.at(id).done; });
-  Pending p = std::move(registry.at(id));
-  registry.erase(id);
+  Registry& r = registry();
+  std::unique_lock lock(r.mu);
+  const bool answered = r.cv.wait_for(lock, timeout, [&r, id] { return r.pending.at(id).done; });
+  Pending p = std::move(r.pending.at(id));
+  r.pending.erase(id);
   if (!answered) return absl::DeadlineExceededError(std::string(what) + " timed out");
   if (!p.ok) {
     return absl::UnavailableError(std::string(what) + " failed: " +
@@ -93,8 +104,9 @@ absl::StatusOr<Pending> Await(std::uintptr_t id, std::chrono::milliseconds timeo
 }
 
 void Forget(std::uintptr_t id) {
-  std::lock_guard lock(registry_mu);
-  registry.erase(id);
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  r.pending.erase(id);
 }
 
 absl::Status CallError(const char* what, int rc) {
@@ -118,8 +130,8 @@ MqttClient::MqttClient(const std::string& url, const std::string& client_id, con
   rc = MQTTAsync_setCallbacks(
       handle, this,
       [](void* self, char* cause) {
+        // Paho passes no cause today (NULL) and does not say who would own one: not freed.
         static_cast<MqttClient*>(self)->on_lost_(cause == nullptr ? std::string() : std::string(cause));
-        if (cause != nullptr) MQTTAsync_free(cause);
       },
       [](void* self, char* topic, int topic_len, MQTTAsync_message* message) -> int {
         const std::string_view t = topic_len > 0 ? std::string_view(topic, topic_len) : std::string_view(topic);
@@ -146,6 +158,9 @@ absl::StatusOr<bool> MqttClient::Connect(bool clean_session, std::chrono::second
                                          std::chrono::milliseconds timeout) {
   const std::uintptr_t id = Register();
   MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
+  // 3.1.1 only: with the default Paho falls back to 3.1 after a failed attempt, which can
+  // connect after this call has given up.
+  opts.MQTTVersion = MQTTVERSION_3_1_1;
   opts.cleansession = clean_session ? 1 : 0;
   opts.keepAliveInterval = static_cast<int>(keep_alive.count());
   opts.automaticReconnect = 0;
@@ -157,7 +172,9 @@ absl::StatusOr<bool> MqttClient::Connect(bool clean_session, std::chrono::second
     Forget(id);
     return CallError("connect", rc);
   }
-  auto p = Await(id, timeout, "connect");
+  // Paho's own connect timeout is `timeout`; wait a little longer so that its answer, not
+  // ours, ends the attempt.
+  auto p = Await(id, timeout + std::chrono::seconds(1), "connect");
   if (!p.ok()) return p.status();
   return p->session_present;
 }

@@ -24,11 +24,15 @@ class MqttClient {
   // persistence_dir empty: no persistence; else Paho's file persistence in that directory.
   MqttClient(const std::string& url, const std::string& client_id, const std::string& persistence_dir,
              MessageHandler on_message, ConnectionLostHandler on_lost);
-  ~MqttClient();  // ends all callbacks before it returns
+  // MQTTAsync_destroy: stops Paho's threads, waiting (Paho caps the wait at about 10 s) for a
+  // callback that is running. Disconnect first so that no new message callback starts.
+  ~MqttClient();
   MqttClient(const MqttClient&) = delete;
   MqttClient& operator=(const MqttClient&) = delete;
 
-  // Connects (no automatic reconnect); returns whether the broker still had our session.
+  // Connects with MQTT 3.1.1 (no automatic reconnect); returns whether the broker still had
+  // our session. A connect that ends in an error may still have connected late: callers
+  // check IsConnected() and Disconnect() before trying again.
   absl::StatusOr<bool> Connect(bool clean_session, std::chrono::seconds keep_alive, std::chrono::milliseconds timeout);
   absl::Status Subscribe(const std::string& filter, int qos, std::chrono::milliseconds timeout);
   absl::Status Disconnect(std::chrono::milliseconds timeout);
