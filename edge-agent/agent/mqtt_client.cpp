@@ -39,16 +39,6 @@ Registry& registry() {
   return *r;
 }
 
-std::uintptr_t Register() {
-  Registry& r = registry();
-  std::lock_guard lock(r.mu);
-  const std::uintptr_t id = r.next_id++;
-  r.pending.emplace(id, Pending{});
-  return id;
-}
-
-void* AsContext(std::uintptr_t id) { return reinterpret_cast<void*>(id); }
-
 template <typename Fill>
 void Complete(void* context, Fill fill) {
   Registry& r = registry();
@@ -103,21 +93,30 @@ absl::StatusOr<Pending> Await(std::uintptr_t id, std::chrono::milliseconds timeo
   return p;
 }
 
-void Forget(std::uintptr_t id) {
+// Issues one request: `start(context)` hands Paho its options with `context` set and returns
+// Paho's code; then waits for the answer.
+template <typename Start>
+absl::StatusOr<Pending> Request(const char* what, std::chrono::milliseconds wait, Start start) {
   Registry& r = registry();
-  std::lock_guard lock(r.mu);
-  r.pending.erase(id);
-}
-
-absl::Status CallError(const char* what, int rc) {
-  return absl::UnavailableError(std::string(what) + ": " + MQTTAsync_strerror(rc));
+  std::uintptr_t id;
+  {
+    std::lock_guard lock(r.mu);
+    id = r.next_id++;
+    r.pending.emplace(id, Pending{});
+  }
+  if (const int rc = start(reinterpret_cast<void*>(id)); rc != MQTTASYNC_SUCCESS) {
+    std::lock_guard lock(r.mu);
+    r.pending.erase(id);
+    return absl::UnavailableError(std::string(what) + ": " + MQTTAsync_strerror(rc));
+  }
+  return Await(id, wait, what);
 }
 
 }  // namespace
 
 MqttClient::MqttClient(const std::string& url, const std::string& client_id, const std::string& persistence_dir,
                        MessageHandler on_message, ConnectionLostHandler on_lost)
-    : url_(url), on_message_(std::move(on_message)), on_lost_(std::move(on_lost)) {
+    : on_message_(std::move(on_message)), on_lost_(std::move(on_lost)) {
   MQTTAsync handle = nullptr;
   MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer;
   const int persistence = persistence_dir.empty() ? MQTTCLIENT_PERSISTENCE_NONE : MQTTCLIENT_PERSISTENCE_DEFAULT;
@@ -156,7 +155,6 @@ MqttClient::~MqttClient() {
 
 absl::StatusOr<bool> MqttClient::Connect(bool clean_session, std::chrono::seconds keep_alive,
                                          std::chrono::milliseconds timeout) {
-  const std::uintptr_t id = Register();
   MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
   // 3.1.1 only: with the default Paho falls back to 3.1 after a failed attempt, which can
   // connect after this call has given up.
@@ -167,46 +165,39 @@ absl::StatusOr<bool> MqttClient::Connect(bool clean_session, std::chrono::second
   opts.connectTimeout = static_cast<int>(std::max<std::int64_t>(1, timeout.count() / 1000));
   opts.onSuccess = OnConnected;
   opts.onFailure = OnFailure;
-  opts.context = AsContext(id);
-  if (const int rc = MQTTAsync_connect(handle_, &opts); rc != MQTTASYNC_SUCCESS) {
-    Forget(id);
-    return CallError("connect", rc);
-  }
   // Paho's own connect timeout is `timeout`; wait a little longer so that its answer, not
   // ours, ends the attempt.
-  auto p = Await(id, timeout + std::chrono::seconds(1), "connect");
+  auto p = Request("connect", timeout + std::chrono::seconds(1), [&](void* context) {
+    opts.context = context;
+    return MQTTAsync_connect(handle_, &opts);
+  });
   if (!p.ok()) return p.status();
   return p->session_present;
 }
 
 absl::Status MqttClient::Subscribe(const std::string& filter, int qos, std::chrono::milliseconds timeout) {
-  const std::uintptr_t id = Register();
   MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
   opts.onSuccess = OnSubscribed;
   opts.onFailure = OnFailure;
-  opts.context = AsContext(id);
-  if (const int rc = MQTTAsync_subscribe(handle_, filter.c_str(), qos, &opts); rc != MQTTASYNC_SUCCESS) {
-    Forget(id);
-    return CallError("subscribe", rc);
-  }
-  auto p = Await(id, timeout, "subscribe");
+  auto p = Request("subscribe", timeout, [&](void* context) {
+    opts.context = context;
+    return MQTTAsync_subscribe(handle_, filter.c_str(), qos, &opts);
+  });
   if (!p.ok()) return p.status();
   if (p->granted_qos == 0x80) return absl::PermissionDeniedError("subscribe to " + filter + " refused by the broker");
   return absl::OkStatus();
 }
 
 absl::Status MqttClient::Disconnect(std::chrono::milliseconds timeout) {
-  const std::uintptr_t id = Register();
   MQTTAsync_disconnectOptions opts = MQTTAsync_disconnectOptions_initializer;
   opts.timeout = static_cast<int>(timeout.count());
   opts.onSuccess = OnDisconnected;
   opts.onFailure = OnFailure;
-  opts.context = AsContext(id);
-  if (const int rc = MQTTAsync_disconnect(handle_, &opts); rc != MQTTASYNC_SUCCESS) {
-    Forget(id);
-    return CallError("disconnect", rc);
-  }
-  return Await(id, timeout + std::chrono::seconds(1), "disconnect").status();
+  return Request("disconnect", timeout + std::chrono::seconds(1), [&](void* context) {
+           opts.context = context;
+           return MQTTAsync_disconnect(handle_, &opts);
+         })
+      .status();
 }
 
 bool MqttClient::IsConnected() const { return MQTTAsync_isConnected(handle_) != 0; }

@@ -40,7 +40,6 @@ class MqttClient {
 
  private:
   void* handle_ = nullptr;  // MQTTAsync
-  std::string url_;
   MessageHandler on_message_;
   ConnectionLostHandler on_lost_;
 };
