@@ -38,6 +38,8 @@ struct Flags {
   std::string log_level = "info";
   std::string log_format = "text";
   std::uint64_t crash_after_commits = 0;
+  int hello_timeout_ms = 10000;
+  int max_edge_streams = 256;
 };
 
 const std::set<std::string> kServiceNames = {"registry", "telemetry", "edgehub"};
@@ -76,12 +78,19 @@ int Run(const Flags& flags) {
   strata::Clock clock = strata::NowMs;
   strata::services::RegistryService registry(**db);
   strata::services::TelemetryService telemetry(**db, metrics, clock);
-  strata::services::EdgeHub hub(**db, metrics, clock, {flags.crash_after_commits});
+  strata::services::EdgeHubOptions hub_options;
+  hub_options.crash_after_commits = flags.crash_after_commits;
+  hub_options.hello_timeout = std::chrono::milliseconds(flags.hello_timeout_ms);
+  hub_options.max_streams = static_cast<std::size_t>(flags.max_edge_streams);
+  strata::services::EdgeHub hub(**db, metrics, clock, hub_options);
 
   grpc::EnableDefaultHealthCheckService(true);
   // Reflection lets grpcurl and grpc_cli call the API without the .proto files.
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // gRPC turns SO_REUSEPORT on by default: a second strata-cloud on the same address would
+  // then share the port and take edges at random. One process per address.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int grpc_port = 0;
   builder.AddListeningPort(flags.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
   std::vector<std::string> rest_services;
@@ -99,7 +108,7 @@ int Run(const Flags& flags) {
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || grpc_port == 0) {
-    spdlog::error("cannot listen for gRPC on {}", flags.grpc_listen);
+    spdlog::error("cannot listen for gRPC on {}: address in use or not available", flags.grpc_listen);
     return 2;
   }
 
@@ -152,6 +161,11 @@ int main(int argc, char** argv) {
   strata::AddFlag(app, "fault-crash-after-commits", flags.crash_after_commits,
           "Testing only: exit abruptly after committing this many edge batches, before acking")
       ->group("Testing");
+  strata::AddFlag(app, "hello-timeout-ms", flags.hello_timeout_ms,
+                  "An EdgeSync stream that sends no Hello within this long is closed")
+      ->check(CLI::Range(100, 600000));
+  strata::AddFlag(app, "max-edge-streams", flags.max_edge_streams, "Most EdgeSync streams open at once")
+      ->check(CLI::Range(1, 100000));
   try {
     app.parse(argc, argv);
     strata::ConfigureLogging(flags.log_level, flags.log_format);

@@ -116,14 +116,24 @@ int Run(const Flags& f) {
           nlohmann::json j = {{"edge_id", f.edge_id},
                               {"mqtt", {{"url", f.mqtt_url}, {"connected", ingest.MqttConnected()}}},
                               {"cloud", {{"address", f.cloud}, {"connected", uplink.Connected()},
-                                         {"high_water_mark", uplink.CloudMark()}}},
+                                         {"high_water_mark", uplink.CloudMark()},
+                                         {"last_error", uplink.LastError()},
+                                         {"readings_refused", uplink.Refused()},
+                                         {"last_refusal", uplink.LastRefusal()}}},
                               {"buffer", {{"readings", buf.Count()}, {"bytes", buf.Bytes()},
                                           {"oldest_age_seconds", buf.OldestAgeSeconds()},
                                           {"last_seq", buf.LastSeq()}, {"max_bytes", f.buffer_max_bytes},
                                           {"full_policy", f.buffer_full_policy}}},
                               {"ingest_queue_depth", ingest.QueueDepth()},
                               {"unknown_devices", f.unknown_devices}};
-          return {200, "application/json", j.dump(2)};
+          if (auto loss = uplink.LastBufferLoss(); loss.times > 0) {
+            j["buffer"]["lost"] = {{"times", loss.times},
+                                   {"detected_at", loss.detected_at},
+                                   {"cloud_mark", loss.cloud_mark},
+                                   {"local_last_seq", loss.local_last_seq},
+                                   {"what_to_do", "see docs/operations.md, \"A lost edge buffer\""}};
+          }
+          return {200, "application/json", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace)};
         }
         return {404, "application/json", R"({"error":"not found"})"};
       });

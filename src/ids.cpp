@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include <utf8cpp/utf8.h>
+
 namespace strata {
 namespace {
 
@@ -21,6 +23,8 @@ absl::Status ValidateId(std::string_view what, std::string_view id) {
                                         " must not contain '/', '+', '#' or control characters");
     }
   }
+  // Ids are stored as text and written into JSON: PostgreSQL refuses invalid UTF-8.
+  if (!utf8::is_valid(id.begin(), id.end())) return absl::InvalidArgumentError(std::string(what) + " is not valid UTF-8");
   return absl::OkStatus();
 }
 
@@ -32,6 +36,7 @@ absl::Status ValidateKey(std::string_view key) {
   for (unsigned char c : key) {
     if (IsControl(c)) return absl::InvalidArgumentError("telemetry key must not contain control characters");
   }
+  if (!utf8::is_valid(key.begin(), key.end())) return absl::InvalidArgumentError("telemetry key is not valid UTF-8");
   return absl::OkStatus();
 }
 

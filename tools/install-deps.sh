@@ -10,7 +10,7 @@ packages=(
   libboost-dev libboost-system-dev
   libssl-dev zlib1g-dev libc-ares-dev libre2-dev  # static archives for strata-edge (cmake/StaticEdge.cmake)
   libpqxx-dev libpq-dev libsqlite3-dev
-  libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
+  libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libutfcpp-dev
   libpaho-mqttpp-dev libpaho-mqtt-dev
   libgtest-dev libgmock-dev
   mosquitto mosquitto-clients

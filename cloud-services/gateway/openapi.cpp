@@ -96,7 +96,15 @@ class SchemaBuilder {
       for (int i = 0; i < type->field_count(); ++i) {
         properties[type->field(i)->name()] = FieldSchema(type->field(i));
       }
-      schemas_[type->full_name()] = json{{"type", "object"}, {"properties", properties}};
+      json schema{{"type", "object"}, {"properties", properties}};
+      if (type->full_name() == "strata.v1.Value") {
+        // A telemetry value: responses print the object form; requests may also give the
+        // bare scalar (21 an int64, 21.5 a double, true, "on"), as the transcoder reads it.
+        schema["maxProperties"] = 1;
+        schema = json{{"anyOf", json::array({json{{"type", "number"}}, json{{"type", "boolean"}},
+                                             json{{"type", "string"}}, schema})}};
+      }
+      schemas_[type->full_name()] = std::move(schema);
     }
     json out = json::object();
     for (auto& [name, schema] : schemas_) out[name] = schema;

@@ -13,6 +13,8 @@
 #include <google/protobuf/dynamic_message.h>
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
+#include <strata/telemetry/json.h>
+#include <strata/telemetry/model.h>
 
 #include "strata/v1/common.pb.h"
 #include "strata/v1/edgesync.pb.h"
@@ -364,6 +366,62 @@ absl::Status ApplyQueryParameter(Message& request, std::string_view raw_name, st
   return absl::OkStatus();
 }
 
+// strata.v1.Value (a telemetry value) may be written in JSON as the bare scalar it holds, the
+// shape devices send: 21 is an int_value, 21.5 / 21.0 / 1e3 a double_value, true a
+// bool_value, "on" a string_value, typed by the telemetry model (which refuses null, lists,
+// objects and integers beyond int64, naming the field). This rewrites each such scalar into
+// the canonical form protobuf's parser takes ({"intValue":"21"}: exact for every int64), for
+// any field of any request that holds a Value, however deep.
+absl::Status ExpandValueShorthand(const Descriptor* type, nlohmann::json& node, const std::string& path);
+
+absl::Status ExpandMessage(const Descriptor* type, nlohmann::json& node, const std::string& path) {
+  if (type == v1::Value::descriptor()) {
+    // The canonical object form ({"int_value":"21"}, as responses print it) is taken too.
+    if (node.is_object() && node.size() == 1 && type->FindFieldByName(node.begin().key()) != nullptr) {
+      return absl::OkStatus();
+    }
+    if (node.is_object() && node.size() == 1 && type->FindFieldByCamelcaseName(node.begin().key()) != nullptr) {
+      return absl::OkStatus();
+    }
+    v1::Value value;
+    if (auto verdict = telemetry::ValueFromJson(node, &value); !verdict.ok()) return verdict.ToStatus(path);
+    switch (value.kind_case()) {
+      case v1::Value::kIntValue: node = {{"intValue", std::to_string(value.int_value())}}; break;
+      case v1::Value::kDoubleValue: node = {{"doubleValue", value.double_value()}}; break;
+      case v1::Value::kBoolValue: node = {{"boolValue", value.bool_value()}}; break;
+      case v1::Value::kStringValue: node = {{"stringValue", value.string_value()}}; break;
+      case v1::Value::KIND_NOT_SET: break;  // ValueFromJson always sets one
+    }
+    return absl::OkStatus();
+  }
+  return ExpandValueShorthand(type, node, path);
+}
+
+absl::Status ExpandValueShorthand(const Descriptor* type, nlohmann::json& node, const std::string& path) {
+  if (!node.is_object() || type->file()->package() != "strata.v1") return absl::OkStatus();
+  for (auto& [name, child] : node.items()) {
+    const FieldDescriptor* f = type->FindFieldByName(name);
+    if (f == nullptr) f = type->FindFieldByCamelcaseName(name);
+    if (f == nullptr || f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;  // protobuf reports it
+    const std::string at = path.empty() ? name : Cat(path, ".", name);
+    if (f->is_map()) {
+      const FieldDescriptor* value_field = f->message_type()->map_value();
+      if (value_field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE || !child.is_object()) continue;
+      for (auto& [key, v] : child.items()) {
+        if (auto s = ExpandMessage(value_field->message_type(), v, Cat(at, ".", key)); !s.ok()) return s;
+      }
+    } else if (f->is_repeated()) {
+      if (!child.is_array()) continue;
+      for (std::size_t i = 0; i < child.size(); ++i) {
+        if (auto s = ExpandMessage(f->message_type(), child[i], Cat(at, "[", std::to_string(i), "]")); !s.ok()) return s;
+      }
+    } else if (auto s = ExpandMessage(f->message_type(), child, at); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool IsBlank(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](unsigned char c) { return absl::ascii_isspace(c); });
 }
@@ -376,40 +434,36 @@ absl::Status ApplyBody(const Route& route, Message& request, std::string_view bo
     return absl::OkStatus();
   }
   if (IsBlank(body)) return absl::OkStatus();
-  // Checked first so that a body can never be more than one JSON value, which is what makes
-  // wrapping it below safe: "[...], \"other_field\": ..." must not set other fields.
-  if (!nlohmann::json::accept(body)) {
-    std::string why = "request body is not valid JSON";
-    try {
-      nlohmann::json ignored = nlohmann::json::parse(body);
-    } catch (const nlohmann::json::parse_error& e) {
-      why = Cat(why, ": ", e.what());
-    }
-    return absl::InvalidArgumentError(why);
-  }
-  const std::string json_body(body);
+  // Parsed first, with bounded depth and exact number typing: the body can never be more
+  // than one JSON value, which is what makes wrapping it below safe ("[...], \"other\": ..."
+  // must not set other fields), and a hostile body costs at most its size.
+  auto parsed = telemetry::ParseBoundedJson(body);
+  if (!parsed.ok()) return absl::InvalidArgumentError(Cat("request body is not valid JSON: ", parsed.status().message()));
+  nlohmann::json doc = *std::move(parsed);
   if (route.body == "*") {
-    return FromProtobufStatus(google::protobuf::util::JsonStringToMessage(json_body, &request, StrictJson()),
+    if (auto s = ExpandValueShorthand(request.GetDescriptor(), doc, ""); !s.ok()) return s;
+    return FromProtobufStatus(google::protobuf::util::JsonStringToMessage(doc.dump(), &request, StrictJson()),
                               "invalid request body");
   }
   const FieldDescriptor* field = route.body_field;
   if (!field->is_repeated() && field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+    if (auto s = ExpandValueShorthand(field->message_type(), doc, ""); !s.ok()) return s;
     Message* target = request.GetReflection()->MutableMessage(&request, field);
-    return FromProtobufStatus(google::protobuf::util::JsonStringToMessage(json_body, target, StrictJson()),
+    return FromProtobufStatus(google::protobuf::util::JsonStringToMessage(doc.dump(), target, StrictJson()),
                               Cat("invalid request body (", field->name(), ")"));
   }
-  if (field->is_repeated() && !field->is_map()) {
-    // Valid JSON, so the first non-blank character tells the type. protobuf's parser would
-    // take a lone object as a one-element list; the contract is a list, so hold to it.
-    const std::size_t first = body.find_first_not_of(" \t\r\n");
-    if (body[first] != '[') {
-      return absl::InvalidArgumentError(
-          Cat("invalid request body: expected a JSON array (the \"", field->name(), "\" list)"));
-    }
+  if (field->is_repeated() && !field->is_map() && !doc.is_array()) {
+    // protobuf's parser would take a lone object as a one-element list; the contract is a
+    // list, so hold to it.
+    return absl::InvalidArgumentError(
+        Cat("invalid request body: expected a JSON array (the \"", field->name(), "\" list)"));
   }
-  // Lists and scalars: parse {"<field>": <body>} into the request.
-  const std::string wrapped = Cat("{\"", field->name(), "\":", json_body, "}");
-  return FromProtobufStatus(google::protobuf::util::JsonStringToMessage(wrapped, &request, StrictJson()),
+  // Lists and scalars: parse {"<field>": <body>} into the request. Errors name the elements
+  // as the client wrote them: "points[1].values.t", not "body.points[1]...".
+  nlohmann::json wrapped = nlohmann::json::object();
+  wrapped[field->name()] = std::move(doc);
+  if (auto s = ExpandValueShorthand(request.GetDescriptor(), wrapped, ""); !s.ok()) return s;
+  return FromProtobufStatus(google::protobuf::util::JsonStringToMessage(wrapped.dump(), &request, StrictJson()),
                             "invalid request body");
 }
 

@@ -6,12 +6,17 @@
 // below the mark and are acknowledged without being written again.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <cstdint>
 #include <string>
 
 #include <strata/clock.h>
 #include <strata/metrics.h>
+#include <strata/telemetry/model.h>
 
 #include "storage/store.h"
 #include "strata/v1/edgesync.grpc.pb.h"
@@ -27,6 +32,11 @@ inline constexpr std::size_t kMaxBatchesPerTransaction = 32;
 inline constexpr std::size_t kInboxCapacity = 64;
 
 struct EdgeHubOptions {
+  // A stream must say Hello within this long, or it is closed (DEADLINE_EXCEEDED).
+  std::chrono::milliseconds hello_timeout{10000};
+  // Most EdgeSync streams open at once (each holds two server threads); more are refused
+  // with RESOURCE_EXHAUSTED.
+  std::size_t max_streams = 256;
   // Fault injection for tests: when > 0, the process exits abruptly (as a crash would) right
   // after committing this many batches and before acknowledging the last one. Lets a test
   // reproduce "the cloud died between its commit and its ack".
@@ -42,26 +52,44 @@ class EdgeHub final : public v1::EdgeSync::Service {
 
  private:
   class Inbox;
+  struct Live;
 
   // Stores what the reader thread queued and acknowledges it, until the reader is done
   // (OK) or storing fails (the reason).
-  grpc::Status Serve(const std::string& edge_id, grpc::ServerReaderWriter<v1::CloudMessage, v1::EdgeMessage>& stream,
-                     Inbox& inbox);
+  grpc::Status Serve(const std::string& edge_id, std::uint64_t epoch,
+                     grpc::ServerReaderWriter<v1::CloudMessage, v1::EdgeMessage>& stream, Inbox& inbox);
+  // Takes the readings the model refuses out of `batch`, counts and logs them; returns how
+  // many were taken and the first one's description in `first`.
+  std::uint32_t RefuseInvalid(const std::string& edge_id, v1::TelemetryBatch& batch, std::string& first,
+                              std::map<telemetry::Reason, std::uint64_t>& logged);
+  // Registers the session as the live one of its edge in this process, ending an older one.
+  std::shared_ptr<Live> Register(const std::string& edge_id, grpc::ServerContext* context);
+  void Unregister(const std::string& edge_id, const std::shared_ptr<Live>& live);
 
   storage::Database& db_;
   Clock clock_;
   EdgeHubOptions options_;
   std::atomic<std::uint64_t> commits_{0};
+  std::atomic<std::size_t> streams_{0};
+  std::mutex live_mu_;
+  std::map<std::string, std::shared_ptr<Live>> live_;  // guarded by live_mu_: edge id -> its session here
   Gauge& connected_edges_;
   Counter& batches_received_;
   Counter& batches_duplicate_;
   Counter& batches_rejected_;
+  Counter& streams_refused_;
+  Counter& sessions_superseded_;
+  std::map<telemetry::Reason, Counter*> readings_refused_;
   Counter& readings_stored_;
   Counter& transactions_;
 };
 
-// OK when the batch is well formed: first_seq <= last_seq, seqs strictly increasing within
-// [first_seq, last_seq], valid device ids and keys, every value set.
-absl::Status ValidateBatch(const v1::TelemetryBatch& batch);
+// OK when the batch frame is well formed: 1 <= first_seq <= last_seq, at most
+// kMaxReadingsPerBatch readings, seqs strictly increasing within [first_seq, last_seq]. The
+// readings' content is checked one by one (CheckEdgeReading): a bad one never fails its batch.
+absl::Status ValidateBatchFrame(const v1::TelemetryBatch& batch);
+
+// The device id, then the telemetry model's checks of key, ts and value.
+telemetry::Verdict CheckEdgeReading(const v1::EdgeReading& reading);
 
 }  // namespace strata::services

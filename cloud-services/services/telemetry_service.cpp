@@ -1,17 +1,15 @@
 #include "services/telemetry_service.h"
 
-#include <cmath>
 
 #include "services/grpc_status.h"
 #include "services/page_token.h"
 #include "strata/ids.h"
+#include "strata/telemetry/model.h"
 
 namespace strata::services {
 namespace {
 
 using storage::kDefaultTenant;
-
-constexpr double kMaxExactInteger = 9007199254740992.0;  // 2^53
 
 absl::Status ValidateKeys(const google::protobuf::RepeatedPtrField<std::string>& keys, bool required) {
   if (required && keys.empty()) return absl::InvalidArgumentError("keys: at least one key is required");
@@ -37,30 +35,25 @@ absl::Status ValidateRange(std::int64_t start, std::int64_t end, bool end_requir
 absl::StatusOr<v1::Value> FromJsonValue(const google::protobuf::Value& v, const std::string& field) {
   v1::Value out;
   switch (v.kind_case()) {
-    case google::protobuf::Value::kNumberValue: {
-      const double d = v.number_value();
-      if (!std::isfinite(d)) return absl::InvalidArgumentError(field + ": number is not finite");
-      if (d == std::trunc(d) && std::fabs(d) < kMaxExactInteger) {
-        out.set_int_value(static_cast<std::int64_t>(d));
-      } else {
-        out.set_double_value(d);
-      }
-      return out;
-    }
+    case google::protobuf::Value::kNumberValue:
+      out.set_double_value(v.number_value());
+      break;
     case google::protobuf::Value::kBoolValue:
       out.set_bool_value(v.bool_value());
-      return out;
+      break;
     case google::protobuf::Value::kStringValue:
       out.set_string_value(v.string_value());
-      return out;
+      break;
     case google::protobuf::Value::kNullValue:
       return absl::InvalidArgumentError(field + ": null is not a telemetry value");
     case google::protobuf::Value::kListValue:
     case google::protobuf::Value::kStructValue:
-      return absl::InvalidArgumentError(field + ": nested lists and objects are not telemetry values");
+      return absl::InvalidArgumentError(field + ": lists and objects are not telemetry values");
     default:
-      return absl::InvalidArgumentError(field + ": value is missing");
+      return absl::InvalidArgumentError(field + ": value is not set");
   }
+  if (auto verdict = telemetry::CheckValue(out); !verdict.ok()) return verdict.ToStatus(field);
+  return out;
 }
 
 TelemetryService::TelemetryService(storage::Database& db, MetricsRegistry& metrics, Clock clock)
@@ -93,18 +86,28 @@ grpc::Status TelemetryService::Write(grpc::ServerContext*, const v1::WriteTeleme
   for (int i = 0; i < req->points_size(); ++i) {
     const auto& p = req->points(i);
     const std::string where = "points[" + std::to_string(i) + "]";
-    if (p.ts() < 0) return reject(absl::InvalidArgumentError(where + ".ts must not be negative"));
-    if (p.values().empty()) return reject(absl::InvalidArgumentError(where + ".values must not be empty"));
+    const std::int64_t ts = p.ts() == 0 ? now : p.ts();
+    if (auto verdict = telemetry::CheckTimestamp(ts); !verdict.ok()) return reject(verdict.ToStatus(where + ".ts"));
+    if (p.values().empty() && p.json_values().empty()) {
+      return reject(absl::InvalidArgumentError(where + ".values must not be empty"));
+    }
+    auto add = [&](const std::string& key, v1::Value value) -> absl::Status {
+      const std::string field = where + ".values." + key;
+      if (auto verdict = telemetry::CheckKey(key); !verdict.ok()) return verdict.ToStatus(where + ".values");
+      if (auto verdict = telemetry::CheckValue(value); !verdict.ok()) return verdict.ToStatus(field);
+      points.push_back(storage::Point{key, ts, std::move(value)});
+      return absl::OkStatus();
+    };
     for (const auto& [key, value] : p.values()) {
-      if (auto s = ValidateKey(key); !s.ok()) {
-        return reject(absl::InvalidArgumentError(where + ".values: " + std::string(s.message())));
-      }
-      auto typed = FromJsonValue(value, where + ".values." + key);
+      if (auto s = add(key, value); !s.ok()) return reject(s);
+    }
+    for (const auto& [key, value] : p.json_values()) {
+      auto typed = FromJsonValue(value, where + ".json_values." + key);
       if (!typed.ok()) return reject(typed.status());
-      points.push_back(storage::Point{key, p.ts() == 0 ? now : p.ts(), *std::move(typed)});
+      if (auto s = add(key, *std::move(typed)); !s.ok()) return reject(s);
     }
   }
-  if (auto s = db_.Telemetry().Write(kDefaultTenant, req->device_id(), points); !s.ok()) return ToGrpc(s);
+  if (auto s = db_.Telemetry().Write(kDefaultTenant, req->device_id(), points); !s.ok()) return reject(s);
   points_written_.Inc(points.size());
   out->set_written(static_cast<std::int64_t>(points.size()));
   return grpc::Status::OK;

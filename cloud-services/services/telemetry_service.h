@@ -35,8 +35,8 @@ class TelemetryService final : public v1::Telemetry::Service {
   Counter& writes_rejected_;
 };
 
-// Converts a JSON-friendly value into a typed one: integral numbers below 2^53 become
-// int_value, other numbers double_value. `field` names the value in the error.
+// The deprecated TelemetryPoint.json_values form as a typed value: a google.protobuf.Value
+// number is a double, so it stays one. `field` names the value in the error.
 absl::StatusOr<v1::Value> FromJsonValue(const google::protobuf::Value& v, const std::string& field);
 
 }  // namespace strata::services

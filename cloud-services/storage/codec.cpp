@@ -7,6 +7,7 @@
 
 #include <absl/strings/str_cat.h>
 #include <nlohmann/json.hpp>
+#include <strata/telemetry/model.h>
 
 namespace strata::storage {
 namespace {
@@ -77,27 +78,9 @@ std::string FormatDouble(double v) {
   return std::string(buf, end);
 }
 
-absl::Status ValidateValue(const v1::Value& value) {
-  switch (value.kind_case()) {
-    case v1::Value::kDoubleValue:
-      if (std::isnan(value.double_value())) return absl::InvalidArgumentError("NaN cannot be stored");
-      return absl::OkStatus();
-    case v1::Value::kIntValue:
-    case v1::Value::kBoolValue:
-    case v1::Value::kStringValue:
-      return absl::OkStatus();
-    case v1::Value::KIND_NOT_SET:
-      break;
-  }
-  return absl::InvalidArgumentError("value holds no kind");
-}
-
 absl::Status ValidatePoints(const std::vector<Point>& points) {
   for (const auto& p : points) {
-    if (p.key.empty()) return absl::InvalidArgumentError("empty telemetry key");
-    if (auto s = ValidateValue(p.value); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("key ", p.key, ": ", s.message()));
-    }
+    if (auto v = telemetry::CheckReading(p.key, p.ts, p.value); !v.ok()) return v.ToStatus("key " + p.key);
   }
   return absl::OkStatus();
 }
@@ -107,12 +90,17 @@ absl::Status ValidateBatch(const v1::TelemetryBatch& batch) {
   if (batch.last_seq() > kMaxSeq) return absl::InvalidArgumentError("last_seq above 2^63-1");
   for (const auto& r : batch.readings()) {
     if (r.device_id().empty()) return absl::InvalidArgumentError("reading without device_id");
-    if (r.key().empty()) return absl::InvalidArgumentError("reading without key");
-    if (auto s = ValidateValue(r.value()); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("seq ", r.seq(), ": ", s.message()));
+    if (auto v = telemetry::CheckReading(r.key(), r.ts(), r.value()); !v.ok()) {
+      return v.ToStatus("seq " + std::to_string(r.seq()));
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status SupersededError(std::string_view edge_id, std::uint64_t session_epoch, std::uint64_t current_epoch) {
+  return absl::AbortedError("a newer session of edge '" + std::string(edge_id) + "' started (epoch " +
+                            std::to_string(current_epoch) + ", this session's " + std::to_string(session_epoch) +
+                            "); this one may no longer write");
 }
 
 std::vector<v1::AggregateSeries> SeriesInKeyOrder(const std::vector<std::string>& keys,

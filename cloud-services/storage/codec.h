@@ -37,11 +37,13 @@ std::string EncodePgTextArray(const std::vector<std::string>& items);
 // Shortest text that reads back as the same double ("inf", "-inf" for infinities).
 std::string FormatDouble(double v);
 
-// INVALID_ARGUMENT unless the value holds one of its kinds (NaN is refused: neither JSON nor
-// SQLite can hold it).
-absl::Status ValidateValue(const v1::Value& value);
+// INVALID_ARGUMENT unless every reading passes the telemetry model
+// (<strata/telemetry/model.h>): both backends store exactly what it accepts.
 absl::Status ValidatePoints(const std::vector<Point>& points);
 absl::Status ValidateBatch(const v1::TelemetryBatch& batch);
+
+// ABORTED: the writing session of `edge_id` was replaced by a newer one (see EdgeSession).
+absl::Status SupersededError(std::string_view edge_id, std::uint64_t session_epoch, std::uint64_t current_epoch);
 
 // One series per requested key, in request order, with the buckets found for it (none for a
 // key without numeric data): the shape both backends return from Aggregate.

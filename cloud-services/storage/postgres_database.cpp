@@ -117,13 +117,14 @@ constexpr std::string_view kListEdges =
 constexpr std::string_view kTouchEdge =
     "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at, last_seen_at)"
     " VALUES ($1, $2, $2, $3, $3, $3)"
-    " ON CONFLICT (tenant_id, edge_id) DO UPDATE SET last_seen_at = excluded.last_seen_at"
-    " RETURNING high_water_mark";
+    " ON CONFLICT (tenant_id, edge_id) DO UPDATE SET last_seen_at = excluded.last_seen_at,"
+    " session_epoch = edges.session_epoch + 1"
+    " RETURNING high_water_mark, session_epoch";
 constexpr std::string_view kEnsureEdge =
     "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at)"
     " VALUES ($1, $2, $2, $3, $3) ON CONFLICT (tenant_id, edge_id) DO NOTHING";
 constexpr std::string_view kLockEdge =
-    "SELECT high_water_mark FROM edges WHERE tenant_id = $1 AND edge_id = $2 FOR UPDATE";
+    "SELECT high_water_mark, session_epoch FROM edges WHERE tenant_id = $1 AND edge_id = $2 FOR UPDATE";
 constexpr std::string_view kAdvanceEdge =
     "UPDATE edges SET high_water_mark = GREATEST(high_water_mark, $3), last_seen_at = $4"
     " WHERE tenant_id = $1 AND edge_id = $2 RETURNING high_water_mark";
@@ -313,7 +314,7 @@ StagingRow ToStagingRow(std::int64_t seq, const std::string& device_id, const st
       text = value.bool_value() ? "t" : "f";
       break;
     case v1::Value::kStringValue:
-    case v1::Value::KIND_NOT_SET:  // refused by ValidateValue() before we get here
+    case v1::Value::KIND_NOT_SET:  // refused by ValidatePoints() / ValidateBatch() before we get here
       text = value.string_value();
       break;
   }
@@ -539,13 +540,14 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
     });
   }
 
-  absl::StatusOr<std::uint64_t> TouchEdge(std::string_view tenant, std::string_view edge_id,
-                                          std::int64_t now_ms) override {
+  absl::StatusOr<EdgeSession> TouchEdge(std::string_view tenant, std::string_view edge_id,
+                                        std::int64_t now_ms) override {
     if (edge_id.empty()) return absl::InvalidArgumentError("empty edge_id");
-    return Run([&](PgPool::Lease& lease) -> absl::StatusOr<std::uint64_t> {
+    return Run([&](PgPool::Lease& lease) -> absl::StatusOr<EdgeSession> {
       pqxx::nontransaction tx(lease.conn());
       auto row = tx.exec_params1(Sql(kTouchEdge), Str(tenant), Str(edge_id), now_ms);
-      return static_cast<std::uint64_t>(row[0].as<std::int64_t>());
+      return EdgeSession{static_cast<std::uint64_t>(row[0].as<std::int64_t>()),
+                         static_cast<std::uint64_t>(row[1].as<std::int64_t>())};
     });
   }
 
@@ -643,7 +645,8 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
 
   absl::StatusOr<std::vector<EdgeBatchResult>> ApplyEdgeBatches(std::string_view tenant, std::string_view edge_id,
                                                                 std::span<const v1::TelemetryBatch* const> batches,
-                                                                std::int64_t now_ms) override {
+                                                                std::int64_t now_ms,
+                                                                std::uint64_t session_epoch) override {
     if (edge_id.empty()) return absl::InvalidArgumentError("empty edge_id");
     std::set<std::int64_t> days;
     for (const auto* batch : batches) {
@@ -659,8 +662,11 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       EnsurePartitions(lease.conn(), days);
       pqxx::work tx(lease.conn());
       tx.exec_params(Sql(kEnsureEdge), Str(tenant), Str(edge_id), now_ms);
-      auto mark =
-          static_cast<std::uint64_t>(tx.exec_params1(Sql(kLockEdge), Str(tenant), Str(edge_id))[0].as<std::int64_t>());
+      const auto edge = tx.exec_params1(Sql(kLockEdge), Str(tenant), Str(edge_id));
+      auto mark = static_cast<std::uint64_t>(edge[0].as<std::int64_t>());
+      if (auto epoch = static_cast<std::uint64_t>(edge[1].as<std::int64_t>()); epoch != session_epoch) {
+        return SupersededError(edge_id, session_epoch, epoch);
+      }
 
       std::vector<EdgeBatchResult> results;
       std::vector<const v1::EdgeReading*> fresh;  // above the mark, in seq order

@@ -100,7 +100,7 @@ class Stmt {
       case v1::Value::kStringValue: return Bind(first + 3, std::string_view(v.string_value()));
       case v1::Value::KIND_NOT_SET: break;
     }
-    return *this;  // unreachable after ValidateValue(); the CHECK constraint would refuse it
+    return *this;  // unreachable after ValidatePoints() / ValidateBatch(); the CHECK constraint would refuse it
   }
 
   // True when a row is ready; false when done.
@@ -229,13 +229,14 @@ constexpr std::string_view kListEdges =
 constexpr std::string_view kTouchEdge =
     "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at, last_seen_at)"
     " VALUES (?1, ?2, ?2, ?3, ?3, ?3)"
-    " ON CONFLICT (tenant_id, edge_id) DO UPDATE SET last_seen_at = excluded.last_seen_at"
-    " RETURNING high_water_mark";
+    " ON CONFLICT (tenant_id, edge_id) DO UPDATE SET last_seen_at = excluded.last_seen_at,"
+    " session_epoch = edges.session_epoch + 1"
+    " RETURNING high_water_mark, session_epoch";
 constexpr std::string_view kEnsureEdge =
     "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at)"
     " VALUES (?1, ?2, ?2, ?3, ?3) ON CONFLICT (tenant_id, edge_id) DO NOTHING";
 constexpr std::string_view kSelectHighWaterMark =
-    "SELECT high_water_mark FROM edges WHERE tenant_id = ?1 AND edge_id = ?2";
+    "SELECT high_water_mark, session_epoch FROM edges WHERE tenant_id = ?1 AND edge_id = ?2";
 constexpr std::string_view kAdvanceEdge =
     "UPDATE edges SET high_water_mark = max(high_water_mark, ?3), last_seen_at = ?4"
     " WHERE tenant_id = ?1 AND edge_id = ?2 RETURNING high_water_mark";
@@ -468,18 +469,18 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
     });
   }
 
-  absl::StatusOr<std::uint64_t> TouchEdge(std::string_view tenant, std::string_view edge_id,
-                                          std::int64_t now_ms) override {
+  absl::StatusOr<EdgeSession> TouchEdge(std::string_view tenant, std::string_view edge_id,
+                                        std::int64_t now_ms) override {
     if (edge_id.empty()) return absl::InvalidArgumentError("empty edge_id");
-    return Run([&]() -> absl::StatusOr<std::uint64_t> {
+    return Run([&]() -> absl::StatusOr<EdgeSession> {
       WriteTx tx(db_);
       Stmt s(db_, kTouchEdge);
       s.Bind(1, tenant).Bind(2, edge_id).Bind(3, now_ms);
       if (!s.Step()) return absl::InternalError("TouchEdge returned no row");
-      auto mark = static_cast<std::uint64_t>(s.Int(0));
+      EdgeSession session{static_cast<std::uint64_t>(s.Int(0)), static_cast<std::uint64_t>(s.Int(1))};
       s.Run();
       tx.Commit();
-      return mark;
+      return session;
     });
   }
 
@@ -559,7 +560,8 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
 
   absl::StatusOr<std::vector<EdgeBatchResult>> ApplyEdgeBatches(std::string_view tenant, std::string_view edge_id,
                                                                 std::span<const v1::TelemetryBatch* const> batches,
-                                                                std::int64_t now_ms) override {
+                                                                std::int64_t now_ms,
+                                                                std::uint64_t session_epoch) override {
     if (edge_id.empty()) return absl::InvalidArgumentError("empty edge_id");
     for (const auto* batch : batches) {
       if (auto s = ValidateBatch(*batch); !s.ok()) return s;
@@ -571,7 +573,9 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       mark_stmt.Bind(1, tenant).Bind(2, edge_id);
       if (!mark_stmt.Step()) return absl::InternalError("edge row vanished inside its transaction");
       auto mark = static_cast<std::uint64_t>(mark_stmt.Int(0));
+      const auto epoch = static_cast<std::uint64_t>(mark_stmt.Int(1));
       mark_stmt.Reset();
+      if (epoch != session_epoch) return SupersededError(edge_id, session_epoch, epoch);
 
       std::vector<EdgeBatchResult> results;
       std::map<std::string, std::int64_t> devices;  // device -> max ts written

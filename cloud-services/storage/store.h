@@ -69,6 +69,12 @@ class DeviceStore {
 // ---------------------------------------------------------------------------------------
 // Edges
 
+struct EdgeSession {
+  std::uint64_t high_water_mark = 0;
+  // Raised by every TouchEdge; a write with an older epoch is refused (ABORTED).
+  std::uint64_t epoch = 0;
+};
+
 class EdgeStore {
  public:
   virtual ~EdgeStore() = default;
@@ -78,9 +84,10 @@ class EdgeStore {
   virtual absl::StatusOr<std::vector<v1::Edge>> ListEdges(std::string_view tenant, int page_size,
                                                           std::string_view after_edge_id) = 0;
   // Called when an edge says Hello: creates the edge if it is new (enrolment is automatic
-  // until authentication lands), sets last_seen_at, and returns its high-water mark.
-  virtual absl::StatusOr<std::uint64_t> TouchEdge(std::string_view tenant, std::string_view edge_id,
-                                                  std::int64_t now_ms) = 0;
+  // until authentication lands), sets last_seen_at, starts a new session (the next epoch,
+  // which fences off every older session of the edge) and returns its high-water mark.
+  virtual absl::StatusOr<EdgeSession> TouchEdge(std::string_view tenant, std::string_view edge_id,
+                                                std::int64_t now_ms) = 0;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -152,15 +159,21 @@ class TelemetryStore {
   // set, and updating latest values and last_seen_at as Write does) and raises the mark to
   // max(mark, batch.last_seq). A batch wholly at or below the mark writes nothing. One
   // result per batch, in order; on error nothing is written.
+  //
+  // Fencing: `session_epoch` is the epoch TouchEdge gave the writing session (0 for an edge
+  // that never said Hello). If the edge's epoch is another one, a newer session started and
+  // the write is refused with ABORTED: the check and the write share the transaction, so an
+  // old session can never write or advance the mark after a newer one began.
   virtual absl::StatusOr<std::vector<EdgeBatchResult>> ApplyEdgeBatches(
       std::string_view tenant, std::string_view edge_id, std::span<const v1::TelemetryBatch* const> batches,
-      std::int64_t now_ms) = 0;
+      std::int64_t now_ms, std::uint64_t session_epoch) = 0;
 
   // ApplyEdgeBatches() for one batch.
   absl::StatusOr<EdgeBatchResult> ApplyEdgeBatch(std::string_view tenant, std::string_view edge_id,
-                                                 const v1::TelemetryBatch& batch, std::int64_t now_ms) {
+                                                 const v1::TelemetryBatch& batch, std::int64_t now_ms,
+                                                 std::uint64_t session_epoch = 0) {
     const v1::TelemetryBatch* one[] = {&batch};
-    auto results = ApplyEdgeBatches(tenant, edge_id, one, now_ms);
+    auto results = ApplyEdgeBatches(tenant, edge_id, one, now_ms, session_epoch);
     if (!results.ok()) return results.status();
     return results->front();
   }

@@ -1,10 +1,9 @@
 #include "agent/decoder.h"
 
-#include <limits>
-
 #include <nlohmann/json.hpp>
-
-#include "strata/ids.h"
+#include <strata/ids.h>
+#include <strata/telemetry/json.h>
+#include <strata/telemetry/model.h>
 
 namespace strata::edge {
 namespace {
@@ -20,11 +19,22 @@ void Reject(DecodeResult& out, RejectReason reason, std::string detail) {
   out.items.clear();
 }
 
+RejectReason FromModel(telemetry::Reason reason, const json& v) {
+  switch (reason) {
+    case telemetry::Reason::kInvalidKey: return RejectReason::kInvalidKey;
+    case telemetry::Reason::kInvalidTimestamp: return RejectReason::kInvalidTimestamp;
+    case telemetry::Reason::kWrongType: return v.is_object() ? RejectReason::kNestedObject : RejectReason::kWrongType;
+    case telemetry::Reason::kInvalidValue:
+    case telemetry::Reason::kOk: break;
+  }
+  return RejectReason::kInvalidValue;
+}
+
 // Appends one key's value; false (with `out` set to the rejection) if it is not acceptable.
 bool AddValue(const std::string& device, const std::string& key, const json& v, std::int64_t ts,
               const DecodeLimits& limits, DecodeResult& out) {
-  if (auto s = ValidateKey(key); !s.ok()) {
-    Reject(out, RejectReason::kInvalidKey, std::string(s.message()));
+  if (auto verdict = telemetry::CheckKey(key); !verdict.ok()) {
+    Reject(out, RejectReason::kInvalidKey, std::move(verdict.message));
     return false;
   }
   if (out.items.size() >= limits.max_keys) {
@@ -32,46 +42,13 @@ bool AddValue(const std::string& device, const std::string& key, const json& v, 
     return false;
   }
   EdgeItem item;
+  if (auto verdict = telemetry::ValueFromJson(v, &item.value); !verdict.ok()) {
+    Reject(out, FromModel(verdict.reason, v), "value of '" + key + "': " + verdict.message);
+    return false;
+  }
   item.device_id = device;
   item.key = key;
   item.ts = ts;
-  switch (v.type()) {
-    case json::value_t::boolean:
-      item.value.set_bool_value(v.get<bool>());
-      break;
-    case json::value_t::number_integer:
-      item.value.set_int_value(v.get<std::int64_t>());
-      break;
-    case json::value_t::number_unsigned: {
-      auto u = v.get<std::uint64_t>();
-      if (u <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-        item.value.set_int_value(static_cast<std::int64_t>(u));
-      } else {
-        item.value.set_double_value(static_cast<double>(u));
-      }
-      break;
-    }
-    case json::value_t::number_float:
-      item.value.set_double_value(v.get<double>());
-      break;
-    case json::value_t::string: {
-      const auto& s = v.get_ref<const std::string&>();
-      if (s.size() > limits.max_string_bytes) {
-        Reject(out, RejectReason::kOversized, "string value of '" + key + "' is longer than " +
-                                                  std::to_string(limits.max_string_bytes) + " bytes");
-        return false;
-      }
-      item.value.set_string_value(s);
-      break;
-    }
-    case json::value_t::object:
-      Reject(out, RejectReason::kNestedObject, "value of '" + key + "' is an object");
-      return false;
-    default:
-      Reject(out, RejectReason::kWrongType, "value of '" + key + "' is " + std::string(v.type_name()) +
-                                                "; expected a number, boolean or string");
-      return false;
-  }
   out.items.push_back(std::move(item));
   return true;
 }
@@ -92,10 +69,8 @@ bool AddPoint(const std::string& device, const json& point, std::int64_t receive
         Reject(out, RejectReason::kWrongType, "unexpected member '" + k + "' beside \"values\"");
         return false;
       }
-      if (v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0)) {
-        ts = v.get<std::int64_t>();
-      } else {
-        Reject(out, RejectReason::kWrongType, "ts must be a non-negative integer of milliseconds");
+      if (auto verdict = telemetry::TimestampFromJson(v, &ts); !verdict.ok()) {
+        Reject(out, RejectReason::kInvalidTimestamp, std::move(verdict.message));
         return false;
       }
     }
@@ -131,6 +106,8 @@ const char* ReasonLabel(RejectReason reason) {
     case RejectReason::kInvalidKey: return "invalid_key";
     case RejectReason::kTooManyKeys: return "too_many_keys";
     case RejectReason::kUnknownDevice: return "unknown_device";
+    case RejectReason::kInvalidTimestamp: return "invalid_timestamp";
+    case RejectReason::kInvalidValue: return "invalid_value";
   }
   return "unknown";
 }
@@ -161,8 +138,11 @@ void Decoder::Decode(std::string_view topic, std::string_view payload, std::int6
     return Reject(out, RejectReason::kOversized, std::to_string(payload.size()) + " bytes is over the limit of " +
                                                      std::to_string(limits_.max_payload_bytes));
   }
-  json doc = json::parse(payload, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return Reject(out, RejectReason::kInvalidJson, "payload is not valid JSON");
+  auto parsed = telemetry::ParseBoundedJson(payload);
+  if (!parsed.ok()) {
+    return Reject(out, RejectReason::kInvalidJson, "payload is not valid JSON: " + std::string(parsed.status().message()));
+  }
+  const json& doc = *parsed;
   const std::string device_id(device);
   if (doc.is_array()) {
     if (doc.empty()) return Reject(out, RejectReason::kWrongType, "empty array");

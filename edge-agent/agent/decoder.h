@@ -4,7 +4,8 @@
 //   {"temperature":21.5,"on":true}                  flat object, ts = receive time
 //   {"ts":1700000000000,"values":{"temperature":21.5}}
 //   [ either of the above, ... ]
-// Values are numbers, booleans or strings. JSON integers stay int64, other numbers double.
+// Values are numbers, booleans or strings, typed and checked by the telemetry model
+// (<strata/telemetry/model.h>): "21" is an int64, "21.0" and "1e3" are doubles.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,8 @@ enum class RejectReason {
   kInvalidKey,
   kTooManyKeys,
   kUnknownDevice,
+  kInvalidTimestamp,
+  kInvalidValue,
 };
 
 // The label used in strata_edge_messages_rejected_total{reason=...}.
@@ -33,13 +36,13 @@ const char* ReasonLabel(RejectReason reason);
 inline constexpr RejectReason kAllRejectReasons[] = {
     RejectReason::kInvalidTopic, RejectReason::kInvalidDeviceId, RejectReason::kOversized,
     RejectReason::kInvalidJson,  RejectReason::kWrongType,       RejectReason::kNestedObject,
-    RejectReason::kInvalidKey,   RejectReason::kTooManyKeys,     RejectReason::kUnknownDevice};
+    RejectReason::kInvalidKey,   RejectReason::kTooManyKeys,     RejectReason::kUnknownDevice,
+    RejectReason::kInvalidTimestamp, RejectReason::kInvalidValue};
 
 struct DecodeLimits {
   std::size_t max_payload_bytes = 64 * 1024;
   // Values in one message, over all its points.
   std::size_t max_keys = 1000;
-  std::size_t max_string_bytes = 4096;
 };
 
 struct EdgeItem {

@@ -8,16 +8,56 @@
 #include "strata/v1/edgesync.grpc.pb.h"
 
 namespace strata::edge {
+namespace {
+
+const char* GrpcCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    default: return "ERROR";
+  }
+}
+
+}  // namespace
 
 Uplink::Uplink(UplinkOptions options, Buffer& buffer, MetricsRegistry& metrics)
     : options_(std::move(options)),
       buffer_(buffer),
       acked_total_(metrics.GetCounter("strata_edge_readings_acked_total", "Readings the cloud acknowledged as stored")),
+      refused_total_(metrics.GetCounter("strata_edge_readings_refused_total",
+                                        "Readings the cloud refused (not stored; see the agent's log for why)")),
+      buffer_losses_(metrics.GetCounter("strata_edge_buffer_losses_total",
+                                        "Times the cloud held seqs this buffer never handed out: the buffer was "
+                                        "lost or replaced, and readings pending in it then are gone")),
       batches_sent_(metrics.GetCounter("strata_edge_batches_sent_total", "Batches sent to the cloud")),
       connects_total_(metrics.GetCounter("strata_edge_uplink_connects_total", "Successful EdgeSync handshakes")),
       connected_gauge_(metrics.GetGauge("strata_edge_uplink_connected", "1 while the EdgeSync stream is up")) {}
 
 Uplink::~Uplink() { Stop(); }
+
+Uplink::BufferLoss Uplink::LastBufferLoss() const {
+  std::lock_guard lock(mu_);
+  return buffer_loss_;
+}
+
+std::string Uplink::LastRefusal() const {
+  std::lock_guard lock(mu_);
+  return last_refusal_;
+}
+
+std::string Uplink::LastError() const {
+  std::lock_guard lock(mu_);
+  return last_error_;
+}
 
 void Uplink::Start() { thread_ = std::thread([this] { Run(); }); }
 
@@ -75,11 +115,40 @@ void Uplink::Session() {
   v1::CloudMessage in;
   if (!stream->Write(out) || !stream->Read(&in) || !in.has_welcome()) {
     auto status = stream->Finish();
-    spdlog::debug("uplink: cannot reach {}: {}", options_.cloud_address, status.error_message());
+    // Refused by the cloud (not merely unreachable): say why, once per distinct reason.
+    const std::string why = std::string(GrpcCodeName(status.error_code())) + ": " + status.error_message();
+    std::lock_guard lock(mu_);
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE && why != last_error_) {
+      spdlog::warn("uplink: the cloud at {} refused the session: {}", options_.cloud_address, why);
+    } else {
+      spdlog::debug("uplink: cannot reach {}: {}", options_.cloud_address, why);
+    }
+    last_error_ = why;
     return;
   }
   const std::uint64_t mark = in.welcome().high_water_mark();
   cloud_mark_ = mark;
+  if (const std::uint64_t last = buffer_.LastSeq(); mark > last) {
+    // The cloud stored seqs this buffer never handed out: this is not the buffer that sent
+    // them (deleted, truncated, restored from an old copy, or another gateway running with
+    // this edge id). Whatever the lost one held unacknowledged is gone; say so loudly.
+    buffer_losses_.Inc();
+    {
+      std::lock_guard lock(mu_);
+      ++buffer_loss_.times;
+      buffer_loss_.detected_at = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count();
+      buffer_loss_.cloud_mark = mark;
+      buffer_loss_.local_last_seq = last;
+    }
+    spdlog::error(
+        "uplink: BUFFER LOST: the cloud holds readings of edge {} up to seq {}, but this buffer has handed out seqs "
+        "only up to {}. The buffer was deleted, truncated or replaced since, or another gateway runs with this edge "
+        "id; readings it held that the cloud had not acknowledged are lost (how many cannot be known here). Pending "
+        "readings are renumbered above {} and sent. See docs/operations.md, \"A lost edge buffer\".",
+        options_.edge_id, mark, last, mark);
+  }
   if (auto s = buffer_.RebaseAbove(mark); !s.ok()) spdlog::error("uplink: {}", s.ToString());
   if (auto n = buffer_.AckUpTo(mark); n.ok() && *n > 0) {
     spdlog::info("uplink: cloud already has {} buffered readings (mark {})", *n, mark);
@@ -99,6 +168,16 @@ void Uplink::Session() {
     while (stream->Read(&msg)) {
       if (!msg.has_ack()) continue;
       cloud_mark_ = msg.ack().high_water_mark();
+      if (const auto refused = msg.ack().refused(); refused > 0) {
+        // Refused readings are not stored and never will be: they are acknowledged (and
+        // dropped from the buffer) with the batch, counted, and the reason logged.
+        refused_ += refused;
+        refused_total_.Inc(refused);
+        spdlog::warn("uplink: the cloud refused {} reading(s) of batch ..{}: {}", refused, msg.ack().last_seq(),
+                     msg.ack().refusal());
+        std::lock_guard lock(mu_);
+        last_refusal_ = msg.ack().refusal();
+      }
       auto n = buffer_.AckUpTo(msg.ack().last_seq());
       if (n.ok()) {
         acked_total_.Inc(*n);
@@ -115,6 +194,7 @@ void Uplink::Session() {
   });
 
   std::uint64_t next = mark;
+  bool write_failed = false;  // a failed write means the call is over: Finish() tells why
   auto last_send = std::chrono::steady_clock::now();
   while (!stopping_) {
     {
@@ -152,21 +232,34 @@ void Uplink::Session() {
       std::lock_guard lock(wmu);
       ++inflight;
     }
-    if (!stream->Write(out)) break;
+    if (!stream->Write(out)) {
+      write_failed = true;
+      break;
+    }
     if (out.has_batch()) batches_sent_.Inc();
     last_send = std::chrono::steady_clock::now();
   }
   connected_ = false;
   connected_gauge_.Set(0);
-  stream->WritesDone();
-  // Whatever ended the session, do not wait on a peer that may be gone: unacknowledged
+  bool cloud_ended;
+  {
+    std::lock_guard lock(wmu);
+    cloud_ended = broken || write_failed;
+  }
+  // When the cloud ended the stream, Finish() has its status (why: the edge logs it). When
+  // this side ends it, do not wait on a peer that may be gone. Either way unacknowledged
   // batches stay in the buffer and are sent again on the next connection.
-  ctx.TryCancel();
+  if (!cloud_ended) {
+    stream->WritesDone();
+    ctx.TryCancel();
+  }
   reader.join();
   auto status = stream->Finish();
   if (!stopping_) {
-    spdlog::warn("uplink: stream to {} ended: {} {}", options_.cloud_address, static_cast<int>(status.error_code()),
-                 status.error_message());
+    const std::string why = std::string(GrpcCodeName(status.error_code())) + ": " + status.error_message();
+    spdlog::warn("uplink: stream to {} ended: {}", options_.cloud_address, why);
+    std::lock_guard lock(mu_);
+    last_error_ = why;
   }
 }
 

@@ -49,6 +49,21 @@ class Uplink {
   bool Connected() const { return connected_.load(); }
   std::uint64_t CloudMark() const { return cloud_mark_.load(); }
 
+  // The last time the cloud's mark was found above this buffer's last seq: the buffer was
+  // lost or replaced after readings from it had reached the cloud.
+  struct BufferLoss {
+    std::uint64_t times = 0;        // since the agent started
+    std::int64_t detected_at = 0;   // ms since the epoch
+    std::uint64_t cloud_mark = 0;   // the cloud held readings up to this seq...
+    std::uint64_t local_last_seq = 0;  // ...while this buffer had handed out seqs only to here
+  };
+  BufferLoss LastBufferLoss() const;
+  // Readings the cloud refused (the telemetry model), and the last refusal it gave.
+  std::uint64_t Refused() const { return refused_.load(); }
+  std::string LastRefusal() const;
+  // Why the last stream ended, as the cloud said (empty while none ended).
+  std::string LastError() const;
+
  private:
   void Run();
   // One connection's life; returns when the stream breaks or Stop() is called.
@@ -61,11 +76,17 @@ class Uplink {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> connected_{false};
   std::atomic<std::uint64_t> cloud_mark_{0};
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;  // Stop() wakes backoff sleeps and window waits
   void* active_context_ = nullptr;  // grpc::ClientContext* of the live stream; guarded by mu_
+  BufferLoss buffer_loss_;          // guarded by mu_
+  std::string last_refusal_;        // guarded by mu_
+  std::string last_error_;          // guarded by mu_
+  std::atomic<std::uint64_t> refused_{0};
 
   Counter& acked_total_;
+  Counter& refused_total_;
+  Counter& buffer_losses_;
   Counter& batches_sent_;
   Counter& connects_total_;
   Gauge& connected_gauge_;

@@ -12,11 +12,11 @@ namespace strata {
 inline constexpr std::size_t kMaxIdBytes = 128;
 inline constexpr std::size_t kMaxKeyBytes = 256;
 
-// OK when `id` is 1..128 bytes with no '/', '+', '#' or control characters. `what` names the
+// OK when `id` is 1..128 bytes of valid UTF-8 with no '/', '+', '#' or control characters. `what` names the
 // field in the error ("device_id").
 [[nodiscard]] absl::Status ValidateId(std::string_view what, std::string_view id);
 
-// OK when a telemetry key is 1..256 bytes without control characters.
+// OK when a telemetry key is 1..256 bytes of valid UTF-8 without control characters.
 [[nodiscard]] absl::Status ValidateKey(std::string_view key);
 
 }  // namespace strata

@@ -69,7 +69,7 @@ TEST_P(CloudGrpcTest, RegistryAndTelemetryThroughStubs) {
   for (int i = 0; i < 5; ++i) {
     auto* p = write.add_points();
     p->set_ts(kT0 + i);
-    (*p->mutable_values())["power"].set_number_value(100.25 + i);
+    (*p->mutable_values())["power"].set_double_value(100.25 + i);
   }
   v1::WriteTelemetryResponse written;
   ASSERT_TRUE(telemetry_->Write(Ctx().get(), write, &written).ok());
@@ -227,25 +227,107 @@ TEST_P(CloudGrpcTest, RepeatedBatchIsAckedButStoredOnce) {
   EXPECT_EQ(e.high_water_mark(), 5u);
 }
 
-TEST_P(CloudGrpcTest, MalformedBatchIsRejectedWithoutWriting) {
+TEST_P(CloudGrpcTest, PoisonReadingsAreRefusedAloneAndTheStreamGoesOn) {
+  // Each of these once stalled a gateway: the backend refused the whole batch, the stream
+  // ended, the edge resent it forever and every later reading waited behind it.
   EdgeStream edge(cloud_->Channel(), "gw-b");
-  auto bad = MakeBatch(1, 2, "tank-2");
-  bad.mutable_readings(1)->clear_value();
-  EXPECT_FALSE(edge.Send(bad));
-  EXPECT_EQ(edge.Close().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EdgeStream again(cloud_->Channel(), "gw-b");
-  EXPECT_EQ(again.mark, 0u);
-  EXPECT_TRUE(again.Close().ok());
+  auto batch = MakeBatch(1, 7, "tank-2");
+  batch.mutable_readings(1)->set_ts(300000000000000);                    // year 11476
+  batch.mutable_readings(2)->set_ts(INT64_MAX);
+  batch.mutable_readings(3)->mutable_value()->set_string_value(std::string("a\0b", 3));
+  batch.mutable_readings(4)->clear_value();
+  batch.mutable_readings(5)->set_device_id("a/b");
+  auto ack = edge.Send(batch);
+  ASSERT_TRUE(ack) << "the batch is acknowledged, not the stream ended";
+  EXPECT_EQ(ack->written(), 2u);
+  EXPECT_EQ(ack->refused(), 5u);
+  EXPECT_EQ(ack->high_water_mark(), 7u) << "the mark moves past the refused readings";
+  EXPECT_THAT(ack->refusal(), HasSubstr("seq 2"));
+  EXPECT_THAT(ack->refusal(), HasSubstr("outside"));
+  auto next = edge.Send(MakeBatch(8, 10, "tank-2"));
+  ASSERT_TRUE(next) << "the next batch goes through";
+  EXPECT_EQ(next->written(), 3u);
+  EXPECT_EQ(next->refused(), 0u);
+  EXPECT_TRUE(edge.Close().ok());
+  EXPECT_EQ(AllReadings("tank-2").size(), 5u);
+
+  const auto metrics = cloud_->Http("GET", "/metrics").body;
+  EXPECT_EQ(MetricSample(metrics, "strata_cloud_edge_readings_refused_total{reason=\"invalid_timestamp\"}"), 2);
+  EXPECT_EQ(MetricSample(metrics, "strata_cloud_edge_readings_refused_total{reason=\"invalid_value\"}"), 2);
+  EXPECT_EQ(MetricSample(metrics, "strata_cloud_edge_readings_refused_total{reason=\"invalid_key\"}"), 1);
+  EXPECT_EQ(MetricSample(metrics, "strata_cloud_edge_batches_rejected_total"), 0);
 }
 
-TEST_P(CloudGrpcTest, PipelinedBatchesAreAckedInOrderThenAMalformedOneEndsTheStream) {
+TEST_P(CloudGrpcTest, ANewerSessionOfTheSameEdgeEndsTheOlderOne) {
+  // A gateway reconnects (to this replica or another) while its old stream is still open:
+  // the old one can neither write nor acknowledge after the new one started.
+  EdgeStream older(cloud_->Channel(), "gw-s");
+  std::uint64_t acked = 0;
+  for (std::uint64_t b = 0; b < 10; ++b) {
+    auto ack = older.Send(MakeBatch(b * 100 + 1, (b + 1) * 100, "tank-s"));
+    ASSERT_TRUE(ack);
+    acked = ack->high_water_mark();
+  }
+  EdgeStream newer(cloud_->Channel(), "gw-s");
+  EXPECT_EQ(newer.mark, acked);
+  EXPECT_FALSE(older.Send(MakeBatch(1001, 1100, "tank-s"))) << "the older session is closed";
+  for (std::uint64_t b = 10; b < 20; ++b) {
+    auto ack = newer.Send(MakeBatch(b * 100 + 1, (b + 1) * 100, "tank-s"));
+    ASSERT_TRUE(ack);
+    acked = ack->high_water_mark();
+  }
+  EXPECT_TRUE(newer.Close().ok());
+  EXPECT_EQ(acked, 2000u);
+  EXPECT_EQ(AllReadings("tank-s").size(), 2000u) << "every acknowledged reading stored, once";
+  const auto metrics = cloud_->Http("GET", "/metrics").body;
+  EXPECT_EQ(MetricSample(metrics, "strata_cloud_edge_sessions_superseded_total"), 1);
+}
+
+TEST_P(CloudGrpcTest, AStreamWithoutHelloIsClosedAtItsDeadline) {
+  cloud_->Stop();
+  cloud_->Restart({"--hello-timeout-ms", "300", "--max-edge-streams", "4"});
+  auto stub = v1::EdgeSync::NewStub(cloud_->Channel());
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReaderWriter<v1::EdgeMessage, v1::CloudMessage>>> idle;
+  for (int i = 0; i < 4; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    idle.push_back(stub->Connect(contexts.back().get()));
+  }
+  // A fifth stream is refused while four are open (and waiting for their Hello deadline).
+  {
+    grpc::ClientContext ctx;
+    auto extra = stub->Connect(&ctx);
+    v1::CloudMessage m;
+    EXPECT_FALSE(extra->Read(&m));
+    EXPECT_EQ(extra->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  const auto started = std::chrono::steady_clock::now();
+  for (auto& s : idle) {
+    // The server cancels the call to wake its reader, so the client sees CANCELLED; the
+    // cloud logs "no hello within 300 ms" and counts it.
+    v1::CloudMessage m;
+    EXPECT_FALSE(s->Read(&m));
+    EXPECT_FALSE(s->Finish().ok());
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  // Their slots are free again: a real edge connects.
+  EdgeStream edge(cloud_->Channel(), "gw-h");
+  auto ack = edge.Send(MakeBatch(1, 2, "tank-h"));
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->written(), 2u);
+  EXPECT_TRUE(edge.Close().ok());
+  const auto metrics = cloud_->Http("GET", "/metrics").body;
+  EXPECT_EQ(MetricSample(metrics, "strata_cloud_edge_streams_refused_total"), 5);
+}
+
+TEST_P(CloudGrpcTest, PipelinedBatchesAreAckedInOrderThenAMalformedFrameEndsTheStream) {
   EdgeStream edge(cloud_->Channel(), "gw-p");
   constexpr std::uint64_t kBatches = 40, kPer = 5;
   for (std::uint64_t b = 0; b < kBatches; ++b) {
     ASSERT_TRUE(edge.Post(MakeBatch(b * kPer + 1, (b + 1) * kPer, "tank-p")));
   }
   auto bad = MakeBatch(kBatches * kPer + 1, kBatches * kPer + 2, "tank-p");
-  bad.mutable_readings(0)->set_device_id("");
+  bad.mutable_readings(1)->set_seq(kBatches * kPer + 1);  // seqs not increasing: a broken frame
   ASSERT_TRUE(edge.Post(bad));
   for (std::uint64_t b = 0; b < kBatches; ++b) {
     auto ack = edge.NextAck();
@@ -257,7 +339,7 @@ TEST_P(CloudGrpcTest, PipelinedBatchesAreAckedInOrderThenAMalformedOneEndsTheStr
   EXPECT_FALSE(edge.NextAck()) << "nothing for the malformed batch";
   const auto status = edge.Close();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(status.error_message(), HasSubstr("device_id"));
+  EXPECT_THAT(status.error_message(), HasSubstr("not increasing"));
   EXPECT_EQ(AllReadings("tank-p").size(), kBatches * kPer) << "each reading once";
 
   // Batches waiting together share a transaction; never more transactions than batches.

@@ -15,7 +15,7 @@ class DecoderTest : public ::testing::Test {
     decoder_.Decode(topic, payload, kNow, r);
     return r;
   }
-  Decoder decoder_{"v1/devices", DecodeLimits{1024, 5, 64}};
+  Decoder decoder_{"v1/devices", DecodeLimits{8192, 5}};
 };
 
 TEST_F(DecoderTest, FlatObjectGetsReceiveTime) {
@@ -59,13 +59,26 @@ TEST_F(DecoderTest, RejectsWithReasons) {
       {R"(42)", RejectReason::kWrongType},
       {R"([])", RejectReason::kWrongType},
       {R"({})", RejectReason::kWrongType},
-      {R"({"ts":"now","values":{"t":1}})", RejectReason::kWrongType},
-      {R"({"ts":-5,"values":{"t":1}})", RejectReason::kWrongType},
+      {R"({"ts":"now","values":{"t":1}})", RejectReason::kInvalidTimestamp},
+      {R"({"ts":-5,"values":{"t":1}})", RejectReason::kInvalidTimestamp},
+      {R"({"ts":1.5,"values":{"t":1}})", RejectReason::kInvalidTimestamp},
+      {R"({"ts":300000000000000,"values":{"t":1}})", RejectReason::kInvalidTimestamp},
+      {R"({"ts":9223372036854775807,"values":{"t":1}})", RejectReason::kInvalidTimestamp},
+      {R"({"ts":18446744073709551615,"values":{"t":1}})", RejectReason::kInvalidTimestamp},
+      {R"({"ts":1e3,"values":{"t":1}})", RejectReason::kInvalidTimestamp},
+      {R"({"u":18446744073709551615})", RejectReason::kInvalidValue},
+      {R"({"u":123456789012345678901234567890})", RejectReason::kInvalidJson},
+      {R"({"u":1e400})", RejectReason::kInvalidJson},
+      {R"({"s":"a\u0000b"})", RejectReason::kInvalidValue},
+      // JSON text is UTF-8: the parser refuses anything else, in values and in keys.
+      {"{\"s\":\"\xff\xfe\"}", RejectReason::kInvalidJson},
+      {"{\"k\xc3\x28\":1}", RejectReason::kInvalidJson},
+      {std::string(40, '[') + std::string(40, ']'), RejectReason::kInvalidJson},
       {R"({"ts":1,"values":{"t":1},"extra":2})", RejectReason::kWrongType},
       {R"({"a":1,"b":2,"c":3,"d":4,"e":5,"f":6})", RejectReason::kTooManyKeys},
       {R"({"":1})", RejectReason::kInvalidKey},
-      {std::string(R"({"s":")") + std::string(100, 'x') + R"("})", RejectReason::kOversized},
-      {std::string(R"({"s":")") + std::string(2000, 'x') + R"("})", RejectReason::kOversized},
+      {std::string(R"({"s":")") + std::string(4097, 'x') + R"("})", RejectReason::kInvalidValue},
+      {std::string(R"({"s":")") + std::string(9000, 'x') + R"("})", RejectReason::kOversized},
   };
   for (const auto& c : cases) {
     auto r = Decode(c.payload);
@@ -88,10 +101,22 @@ TEST_F(DecoderTest, TopicsAndDeviceIds) {
 }
 
 TEST_F(DecoderTest, BigIntegersAndAGoodMessageAfterABadOne) {
-  auto big = Decode(R"({"u":18446744073709551615,"i":-9223372036854775808})");
+  auto big = Decode(R"({"u":9223372036854775807,"i":-9223372036854775808,"x":9007199254740993})");
   ASSERT_TRUE(big.ok) << big.detail;
   EXPECT_EQ(big.items[0].value.int_value(), INT64_MIN);
-  EXPECT_TRUE(big.items[1].value.has_double_value());
+  EXPECT_EQ(big.items[1].value.int_value(), INT64_MAX);
+  EXPECT_EQ(big.items[2].value.int_value(), 9007199254740993) << "no rounding through a double";
+  auto typed = Decode(R"({"a":21.0,"b":1e3,"c":21,"d":-0.0})");
+  ASSERT_TRUE(typed.ok) << typed.detail;
+  EXPECT_TRUE(typed.items[0].value.has_double_value()) << "21.0 is a double";
+  EXPECT_TRUE(typed.items[1].value.has_double_value()) << "1e3 is a double";
+  EXPECT_EQ(typed.items[2].value.int_value(), 21);
+  EXPECT_TRUE(typed.items[3].value.has_double_value());
+  auto string_ts = Decode(R"({"ts":"1700000000000","values":{"t":1}})");
+  ASSERT_TRUE(string_ts.ok) << "a ts in protobuf's int64 string form: " << string_ts.detail;
+  EXPECT_EQ(string_ts.items[0].ts, 1700000000000);
+  auto max_ts = Decode(R"({"ts":253402300799999,"values":{"t":1}})");
+  EXPECT_TRUE(max_ts.ok) << "the last millisecond of 9999 is in range: " << max_ts.detail;
   EXPECT_FALSE(Decode("{").ok);
   EXPECT_TRUE(Decode(R"({"t":1})").ok) << "state does not leak between messages";
 }

@@ -137,11 +137,11 @@ TEST_F(TranscoderTest, TelemetryRoutes) {
   EXPECT_EQ(write.device_id(), "d1");
   ASSERT_EQ(write.points_size(), 2);
   EXPECT_EQ(write.points(0).ts(), 1700000000000);
-  EXPECT_DOUBLE_EQ(write.points(0).values().at("temperature").number_value(), 21.5);
+  EXPECT_DOUBLE_EQ(write.points(0).values().at("temperature").double_value(), 21.5);
   EXPECT_TRUE(write.points(0).values().at("on").bool_value());
   EXPECT_EQ(write.points(0).values().at("mode").string_value(), "eco");
   EXPECT_EQ(write.points(1).ts(), 0);
-  EXPECT_DOUBLE_EQ(write.points(1).values().at("rpm").number_value(), 3);
+  EXPECT_EQ(write.points(1).values().at("rpm").int_value(), 3);
 
   auto query = Ok<v1::QueryTelemetryRequest>(
       "GET", "/v1/devices/d1/telemetry?keys=temperature&keys=humidity&start=1000&end=2000&limit=50&order=DESC&page_token=t",
@@ -378,7 +378,10 @@ TEST_F(TranscoderTest, OpenApiDocument) {
   EXPECT_EQ(device["labels"]["type"], "object");
   EXPECT_EQ(device["labels"]["additionalProperties"]["type"], "string");
   EXPECT_EQ(device["created_at"]["type"], "string");
-  EXPECT_EQ(schemas["strata.v1.TelemetryPoint"]["properties"]["values"]["additionalProperties"], nlohmann::json::object());
+  EXPECT_EQ(schemas["strata.v1.TelemetryPoint"]["properties"]["values"]["additionalProperties"]["$ref"],
+            "#/components/schemas/strata.v1.Value");
+  EXPECT_EQ(schemas["strata.v1.Value"]["anyOf"][0]["type"], "number") << "a bare scalar is a value";
+  EXPECT_EQ(schemas["strata.v1.Value"]["anyOf"][3]["properties"]["int_value"]["format"], "int64");
   EXPECT_FALSE(schemas.contains("strata.v1.UpdateDeviceRequest"));  // not referenced: the body is the device
   EXPECT_EQ(schemas["strata.v1.AggregationFunction"]["enum"],
             nlohmann::json::array({"AGGREGATION_FUNCTION_UNSPECIFIED", "AVG", "MIN", "MAX", "SUM", "COUNT"}));

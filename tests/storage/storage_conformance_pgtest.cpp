@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <set>
 #include <string>
@@ -16,7 +17,9 @@
 
 #include <pqxx/pqxx>
 
+#include "storage/migrations.h"
 #include "storage/store.h"
+#include "strata/telemetry/model.h"
 #include "support/pg_server.h"
 #include "support/process.h"
 
@@ -338,7 +341,7 @@ TEST_P(StorageTest, EdgesCreateGetListTouch) {
   // TouchEdge enrols an unknown edge and records when it was seen.
   auto mark = db_->Edges().TouchEdge(kDefaultTenant, "edge-a", 5000);
   ASSERT_TRUE(mark.ok()) << mark.status();
-  EXPECT_EQ(*mark, 0u);
+  EXPECT_EQ(mark->high_water_mark, 0u);
   mark = db_->Edges().TouchEdge(kDefaultTenant, "edge-b", 6000);
   ASSERT_TRUE(mark.ok());
   got = db_->Edges().GetEdge(kDefaultTenant, "edge-b");
@@ -697,10 +700,11 @@ TEST_P(StorageTest, EdgeBatchesAreStoredOnceAndAdvanceTheMark) {
   EXPECT_EQ(edge->created_at(), 7000);
   auto mark = db_->Edges().TouchEdge(kDefaultTenant, "edge-1", 10000);
   ASSERT_TRUE(mark.ok());
-  EXPECT_EQ(*mark, 7u);
+  EXPECT_EQ(mark->high_water_mark, 7u);
 
   // A batch wholly below the mark writes nothing and does not lower it.
-  r = t.ApplyEdgeBatch(kDefaultTenant, "edge-1", Batch(1, 2, {R(1, "known", "t", kT0 + 100, D(1))}), 11000);
+  r = t.ApplyEdgeBatch(kDefaultTenant, "edge-1", Batch(1, 2, {R(1, "known", "t", kT0 + 100, D(1))}), 11000,
+                       mark->epoch);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->written, 0u);
   EXPECT_EQ(r->high_water_mark, 7u);
@@ -756,7 +760,7 @@ TEST_P(StorageTest, SeveralEdgeBatchesInOneCallAreAppliedInOrder) {
   const auto b3 = Batch(3, 5, {R(3, "d", "u", kT0, I(-3)), R(4, "d", "t", kT0 + 1, I(4)), R(5, "e", "t", kT0, I(5))});
   const auto b4 = Batch(2, 2, {R(2, "d", "t", kT0 + 9, I(-2))});
   const v1::TelemetryBatch* batches[] = {&b1, &b2, &b3, &b4};
-  auto r = db_->Telemetry().ApplyEdgeBatches(kDefaultTenant, "edge-1", batches, 1);
+  auto r = db_->Telemetry().ApplyEdgeBatches(kDefaultTenant, "edge-1", batches, 1, 0);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->size(), 4u);
   EXPECT_EQ((*r)[0].written, 3u);
@@ -779,7 +783,73 @@ TEST_P(StorageTest, SeveralEdgeBatchesInOneCallAreAppliedInOrder) {
   EXPECT_EQ((*latest)[0].value().int_value(), 4);
   auto mark = db_->Edges().TouchEdge(kDefaultTenant, "edge-1", 2);
   ASSERT_TRUE(mark.ok());
-  EXPECT_EQ(*mark, 5u);
+  EXPECT_EQ(mark->high_water_mark, 5u);
+}
+
+TEST_P(StorageTest, ANewerSessionFencesOffTheOlderOne) {
+  // Two sessions of one edge overlap (a gateway reconnected to another replica while its
+  // old stream was still open): only the newer may write or move the mark.
+  auto older = db_->Edges().TouchEdge(kDefaultTenant, "edge-f", 1);
+  auto newer = db_->Edges().TouchEdge(kDefaultTenant, "edge-f", 2);
+  ASSERT_TRUE(older.ok() && newer.ok());
+  EXPECT_NE(older->epoch, newer->epoch);
+  auto stale = db_->Telemetry().ApplyEdgeBatch(kDefaultTenant, "edge-f", Batch(1, 1000, {R(1, "f", "t", kT0, I(1))}),
+                                               3, older->epoch);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted) << stale.status();
+  EXPECT_TRUE(QueryAll("f").empty()) << "a fenced-off session writes nothing";
+  auto edge = db_->Edges().GetEdge(kDefaultTenant, "edge-f");
+  ASSERT_TRUE(edge.ok());
+  EXPECT_EQ(edge->high_water_mark(), 0u) << "nor moves the mark";
+  auto fresh = db_->Telemetry().ApplyEdgeBatch(kDefaultTenant, "edge-f", Batch(1, 1, {R(1, "f", "t", kT0, I(2))}), 4,
+                                               newer->epoch);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->written, 1u);
+  EXPECT_EQ(QueryAll("f").size(), 1u);
+}
+
+TEST_P(StorageTest, BothBackendsTakeAndRefuseTheSameReadings) {
+  // The telemetry model's edges: what one backend stores the other stores, what one refuses
+  // the other refuses, with INVALID_ARGUMENT and nothing written.
+  ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, MakeDevice("m")).ok());
+  v1::Value nul;
+  nul.set_string_value(std::string("a\0b", 3));
+  v1::Value bad_utf8;
+  bad_utf8.set_string_value("\xff\xfe");
+  v1::Value nan;
+  nan.set_double_value(std::numeric_limits<double>::quiet_NaN());
+  struct Case {
+    Point point;
+    bool stored;
+  };
+  const std::vector<Case> cases = {
+      {P("t", 0, I(1)), true},
+      {P("t", strata::telemetry::kMaxTs, I(1)), true},
+      {P("t", kT0, S(std::string(strata::telemetry::kMaxStringBytes, 'x'))), true},
+      {P("t", kT0, I(INT64_MIN)), true},
+      {P("t", strata::telemetry::kMaxTs + 1, I(1)), false},
+      {P("t", 300000000000000, I(1)), false},
+      {P("t", INT64_MAX, I(1)), false},
+      {P("t", -1, I(1)), false},
+      {P("t", kT0, nul), false},
+      {P("t", kT0, bad_utf8), false},
+      {P("t", kT0, nan), false},
+      {P("t", kT0, S(std::string(strata::telemetry::kMaxStringBytes + 1, 'x'))), false},
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto& [p, stored] = cases[i];
+    auto s = db_->Telemetry().Write(kDefaultTenant, "m", {p});
+    const std::uint64_t seq = i + 1;
+    auto b = db_->Telemetry().ApplyEdgeBatch(kDefaultTenant, "edge-m", Batch(seq, seq, {R(seq, "m", p.key, p.ts, p.value)}),
+                                             1, 0);
+    if (stored) {
+      EXPECT_TRUE(s.ok()) << "case " << i << ": " << s;
+      EXPECT_TRUE(b.ok()) << "case " << i << ": " << b.status();
+    } else {
+      EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << "case " << i << ": " << s;
+      EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument) << "case " << i << ": " << b.status();
+    }
+  }
+  EXPECT_EQ(QueryAll("m").size(), 3u) << "ts 0, kMaxTs, and kT0 (written twice: the last write wins)";
 }
 
 TEST_P(StorageTest, AFailedEdgeBatchCallWritesNothing) {
@@ -787,7 +857,7 @@ TEST_P(StorageTest, AFailedEdgeBatchCallWritesNothing) {
   auto bad = Batch(2, 2, {R(2, "d", "t", kT0 + 1, I(2))});
   bad.mutable_readings(0)->clear_value();
   const v1::TelemetryBatch* batches[] = {&good, &bad};
-  EXPECT_EQ(db_->Telemetry().ApplyEdgeBatches(kDefaultTenant, "edge-1", batches, 1).status().code(),
+  EXPECT_EQ(db_->Telemetry().ApplyEdgeBatches(kDefaultTenant, "edge-1", batches, 1, 0).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(QueryAll("d").empty());
 }
@@ -809,6 +879,11 @@ TEST_P(StorageTest, StringsAreStoredLiterallyEverywhere) {
   for (const auto& nasty : kNastyStrings) {
     SCOPED_TRACE(nasty);
     const std::string id = nasty + "#" + std::to_string(n++);
+    // A telemetry key may not hold control characters (the telemetry model); values may.
+    std::string key = nasty;
+    for (char& c : key) {
+      if (static_cast<unsigned char>(c) < 0x20) c = '_';
+    }
     v1::Device d;
     d.set_device_id(id);
     d.set_name(nasty);
@@ -834,34 +909,34 @@ TEST_P(StorageTest, StringsAreStoredLiterallyEverywhere) {
     ASSERT_EQ(list->size(), 1u);
     EXPECT_EQ((*list)[0].device_id(), id);
 
-    ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, id, {P(nasty, kT0, S(nasty)), P("plain", kT0, S(nasty))}).ok());
+    ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, id, {P(key, kT0, S(nasty)), P("plain", kT0, S(nasty))}).ok());
     TelemetryQuery tq;
     tq.device_id = id;
-    tq.keys = {nasty};
+    tq.keys = {key};
     auto rs = db_->Telemetry().Query(kDefaultTenant, tq);
     ASSERT_TRUE(rs.ok()) << rs.status();
     ASSERT_EQ(rs->size(), 1u);
-    EXPECT_EQ((*rs)[0].key(), nasty);
+    EXPECT_EQ((*rs)[0].key(), key);
     EXPECT_EQ((*rs)[0].value().string_value(), nasty);
-    tq.after = TelemetryCursor{.ts = kT0, .key = nasty};
+    tq.after = TelemetryCursor{.ts = kT0, .key = key};
     tq.keys.clear();
     rs = db_->Telemetry().Query(kDefaultTenant, tq);
     ASSERT_TRUE(rs.ok()) << rs.status();
-    for (const auto& r : *rs) EXPECT_GT(r.key(), nasty);
-    auto latest = db_->Telemetry().Latest(kDefaultTenant, id, {nasty});
+    for (const auto& r : *rs) EXPECT_GT(r.key(), key);
+    auto latest = db_->Telemetry().Latest(kDefaultTenant, id, {key});
     ASSERT_TRUE(latest.ok()) << latest.status();
     ASSERT_EQ(latest->size(), 1u);
     EXPECT_EQ((*latest)[0].value().string_value(), nasty);
-    AggregateQuery aq{.device_id = id, .keys = {nasty, "plain"}, .start = 0, .end = kT0 + 1, .interval = 1000,
+    AggregateQuery aq{.device_id = id, .keys = {key, "plain"}, .start = 0, .end = kT0 + 1, .interval = 1000,
                       .function = v1::COUNT};
     auto agg = db_->Telemetry().Aggregate(kDefaultTenant, aq);
     ASSERT_TRUE(agg.ok()) << agg.status();
     ASSERT_EQ(agg->size(), 2u);
-    EXPECT_EQ((*agg)[0].key(), nasty);
+    EXPECT_EQ((*agg)[0].key(), key);
 
     // Through the edge path too: device id, key and value.
     const std::string edge = "edge " + nasty;
-    auto r = db_->Telemetry().ApplyEdgeBatch(kDefaultTenant, edge, Batch(1, 1, {R(1, id + "/e", nasty, kT0, S(nasty))}),
+    auto r = db_->Telemetry().ApplyEdgeBatch(kDefaultTenant, edge, Batch(1, 1, {R(1, id + "/e", key, kT0, S(nasty))}),
                                              1);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->written, 1u);
@@ -1009,7 +1084,8 @@ TEST_F(PostgresOnlyTest, ConcurrentOpensMigrateOnce) {
   EXPECT_EQ(ok.load(), 4);
   pqxx::connection c(fresh);
   pqxx::nontransaction tx(c);
-  EXPECT_EQ(tx.exec1("SELECT count(*) FROM schema_migrations")[0].as<int>(), 1);
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM schema_migrations")[0].as<std::size_t>(), strata::storage::PostgresMigrations().size())
+      << "each migration once";
 }
 
 TEST_F(PostgresOnlyTest, PoolReconnectsAfterTheServerDropsConnections) {

@@ -2,6 +2,8 @@
 // validation and page tokens.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "services/edge_hub.h"
 #include "services/page_token.h"
 #include "services/telemetry_service.h"
@@ -9,10 +11,13 @@
 namespace strata::services {
 namespace {
 
-TEST(FromJsonValueTest, IntegralNumbersBecomeIntegersOthersDoubles) {
+TEST(FromJsonValueTest, NumbersStayDoubles) {
+  // The deprecated json_values form: a google.protobuf.Value number is a double, and the
+  // caller's type is kept (an integral 42.0 is not turned into an int64).
   google::protobuf::Value v;
   v.set_number_value(42);
-  EXPECT_EQ(FromJsonValue(v, "f")->int_value(), 42);
+  EXPECT_TRUE(FromJsonValue(v, "f")->has_double_value());
+  EXPECT_DOUBLE_EQ(FromJsonValue(v, "f")->double_value(), 42);
   v.set_number_value(21.5);
   EXPECT_DOUBLE_EQ(FromJsonValue(v, "f")->double_value(), 21.5);
   v.set_number_value(1e300);
@@ -33,6 +38,10 @@ TEST(FromJsonValueTest, RejectsNullListsAndObjectsNamingTheField) {
   EXPECT_FALSE(FromJsonValue(v, "f").ok());
   v.mutable_struct_value();
   EXPECT_FALSE(FromJsonValue(v, "f").ok());
+  v.set_string_value(std::string("a\0b", 3));
+  EXPECT_FALSE(FromJsonValue(v, "f").ok()) << "the telemetry model's string rules apply to this form too";
+  v.set_number_value(std::numeric_limits<double>::quiet_NaN());
+  EXPECT_FALSE(FromJsonValue(v, "f").ok());
 }
 
 v1::TelemetryBatch Batch(std::uint64_t first, std::uint64_t last, std::vector<std::uint64_t> seqs) {
@@ -50,18 +59,32 @@ v1::TelemetryBatch Batch(std::uint64_t first, std::uint64_t last, std::vector<st
   return b;
 }
 
-TEST(ValidateBatchTest, AcceptsGapsRejectsDisorder) {
-  EXPECT_TRUE(ValidateBatch(Batch(1, 10, {1, 2, 5, 10})).ok());
-  EXPECT_FALSE(ValidateBatch(Batch(0, 1, {1})).ok());
-  EXPECT_FALSE(ValidateBatch(Batch(5, 4, {})).ok());
-  EXPECT_FALSE(ValidateBatch(Batch(1, 10, {2, 2})).ok());
-  EXPECT_FALSE(ValidateBatch(Batch(1, 10, {11})).ok());
+TEST(ValidateBatchFrameTest, AcceptsGapsRejectsDisorder) {
+  EXPECT_TRUE(ValidateBatchFrame(Batch(1, 10, {1, 2, 5, 10})).ok());
+  EXPECT_FALSE(ValidateBatchFrame(Batch(0, 1, {1})).ok());
+  EXPECT_FALSE(ValidateBatchFrame(Batch(5, 4, {})).ok());
+  EXPECT_FALSE(ValidateBatchFrame(Batch(1, 10, {2, 2})).ok());
+  EXPECT_FALSE(ValidateBatchFrame(Batch(1, 10, {11})).ok());
+  EXPECT_FALSE(ValidateBatchFrame(Batch(1, 18446744073709551615ull, {1})).ok());
+  // The content of a reading is not the frame's business: it is refused on its own.
   auto b = Batch(1, 1, {1});
   b.mutable_readings(0)->clear_value();
-  EXPECT_FALSE(ValidateBatch(b).ok());
-  b = Batch(1, 1, {1});
-  b.mutable_readings(0)->set_device_id("a/b");
-  EXPECT_FALSE(ValidateBatch(b).ok());
+  EXPECT_TRUE(ValidateBatchFrame(b).ok());
+}
+
+TEST(CheckEdgeReadingTest, OneRuleForEveryField) {
+  auto b = Batch(1, 6, {1, 2, 3, 4, 5, 6});
+  EXPECT_TRUE(CheckEdgeReading(b.readings(0)).ok());
+  b.mutable_readings(1)->clear_value();
+  b.mutable_readings(2)->set_device_id("a/b");
+  b.mutable_readings(3)->set_ts(300000000000000);
+  b.mutable_readings(4)->mutable_value()->set_string_value(std::string("a\0b", 3));
+  b.mutable_readings(5)->set_key("");
+  EXPECT_EQ(CheckEdgeReading(b.readings(1)).reason, telemetry::Reason::kInvalidValue);
+  EXPECT_EQ(CheckEdgeReading(b.readings(2)).reason, telemetry::Reason::kInvalidKey);
+  EXPECT_EQ(CheckEdgeReading(b.readings(3)).reason, telemetry::Reason::kInvalidTimestamp);
+  EXPECT_EQ(CheckEdgeReading(b.readings(4)).reason, telemetry::Reason::kInvalidValue);
+  EXPECT_EQ(CheckEdgeReading(b.readings(5)).reason, telemetry::Reason::kInvalidKey);
 }
 
 TEST(PageTokenTest, RoundTripsAndRejectsForeignTokens) {
