@@ -118,8 +118,15 @@ int Run(const Flags& flags) {
   gw_options.port = http.port;
   gw_options.threads = flags.http_threads;
   auto& database = **db;
-  strata::gateway::HttpHooks hooks{[&metrics] { return metrics.Render(); },
-                                   [&database] { return database.Ping().ok(); }};
+  strata::gateway::HttpHooks hooks{
+      [&metrics] { return metrics.Render(); }, [&database] { return database.Ping().ok(); },
+      [&metrics](int http_status) {
+        metrics
+            .GetCounter("strata_cloud_rest_requests_rejected_total",
+                        "REST requests refused by the gateway before any call (bad route, query or body)",
+                        {{"code", std::to_string(http_status)}})
+            .Inc();
+      }};
   auto gateway = strata::gateway::RestGateway::Create(gw_options, server->InProcessChannel(grpc::ChannelArguments()),
                                                       rest_services, hooks);
   if (!gateway.ok()) {

@@ -182,6 +182,17 @@ int Status(const std::string& http_listen) {
             << " bytes, oldest " << b["oldest_age_seconds"].get<double>() << " s, last seq " << b["last_seq"]
             << ", when full: " << b["full_policy"].get<std::string>() << "\n"
             << "ingest queue    " << j["ingest_queue_depth"] << " messages\n";
+  if (const auto& c = j["cloud"]; c.value("readings_refused", 0) > 0) {
+    std::cout << "refused         " << c["readings_refused"] << " readings by the cloud; last: "
+              << c.value("last_refusal", "") << "\n";
+  }
+  if (const auto& e = j["cloud"].value("last_error", ""); !e.empty()) std::cout << "last error      " << e << "\n";
+  if (b.contains("lost")) {
+    const auto& l = b["lost"];
+    std::cout << "BUFFER LOST     " << l["times"] << " time(s); the cloud had up to seq " << l["cloud_mark"]
+              << " while this buffer had handed out " << l["local_last_seq"]
+              << ": unacknowledged readings of the lost buffer are gone (docs/operations.md, \"A lost edge buffer\")\n";
+  }
   return 0;
 }
 

@@ -174,9 +174,9 @@ class Session : public std::enable_shared_from_this<Session> {
       version_ = parser_->get().version();
       keep_alive_ = false;
       drain_after_write_ = true;
-      Fail(WithHttpStatus(absl::InvalidArgumentError("request body larger than " +
-                                                     std::to_string(shared_->max_body_bytes) + " bytes"),
-                          413));
+      Reject(WithHttpStatus(absl::InvalidArgumentError("request body larger than " +
+                                                       std::to_string(shared_->max_body_bytes) + " bytes"),
+                            413));
       return;
     }
     if (ec == beast::error::timeout) {
@@ -189,7 +189,7 @@ class Session : public std::enable_shared_from_this<Session> {
       version_ = 11;
       keep_alive_ = false;
       drain_after_write_ = true;
-      Fail(absl::InvalidArgumentError("malformed HTTP request: " + ec.message()));
+      Reject(absl::InvalidArgumentError("malformed HTTP request: " + ec.message()));
       return;
     }
     spdlog::debug("REST connection ended: {}", ec.message());  // gone: nothing to answer
@@ -252,7 +252,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
     auto transcoded = shared_->transcoder->Transcode(method, path, query, request_.body());
     if (!transcoded.ok()) {
-      Fail(transcoded.status());
+      Reject(transcoded.status());
       return;
     }
     StartCall(*std::move(transcoded));
@@ -326,6 +326,12 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // Answers with the JSON error body, logging the failure once.
+  // Fail() for a request refused before any call: counted through hooks.rejected.
+  void Reject(const absl::Status& status) {
+    if (shared_->hooks.rejected) shared_->hooks.rejected(HttpStatusFor(status));
+    Fail(status);
+  }
+
   void Fail(const absl::Status& status) {
     const int http_status = HttpStatusFor(status);
     const std::string target = request_.target().empty() ? std::string("-") : std::string(request_.target());

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include <absl/status/status.h>
 #include <absl/status/statusor.h>
 #include <grpcpp/channel.h>
 
@@ -31,6 +32,10 @@ struct RestGatewayOptions {
 struct HttpHooks {
   std::function<std::string()> metrics;  // body of GET /metrics
   std::function<bool()> ready;           // GET /readyz: 200 when true, else 503
+  // A request refused before any gRPC call (no route, a bad body or query, too large,
+  // malformed HTTP), with the HTTP status it was answered with: the gateway's rejections,
+  // counted where they happen.
+  std::function<void(int http_status)> rejected;
 };
 
 class RestGateway {

@@ -7,6 +7,7 @@
 
 #include <absl/strings/str_cat.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <strata/telemetry/model.h>
 
 namespace strata::storage {
@@ -95,6 +96,25 @@ absl::Status ValidateBatch(const v1::TelemetryBatch& batch) {
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status NotFound(std::string_view kind, std::string_view id) {
+  return absl::NotFoundError(std::string(kind) + " '" + std::string(id) + "' not found");
+}
+
+absl::Status ConflictError(std::string_view backend, std::string_view detail) {
+  spdlog::debug("{}: {}", backend, detail);
+  return absl::AlreadyExistsError("already exists");
+}
+
+absl::Status UnavailableDbError(std::string_view backend, std::string_view detail) {
+  spdlog::warn("{}: {}", backend, detail);
+  return absl::UnavailableError("the database is unavailable; retry later");
+}
+
+absl::Status InternalDbError(std::string_view backend, std::string_view detail) {
+  spdlog::error("{}: {}", backend, detail);
+  return absl::InternalError("internal database error; see the server's log");
 }
 
 absl::Status SupersededError(std::string_view edge_id, std::uint64_t session_epoch, std::uint64_t current_epoch) {

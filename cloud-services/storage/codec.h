@@ -42,6 +42,25 @@ std::string FormatDouble(double v);
 absl::Status ValidatePoints(const std::vector<Point>& points);
 absl::Status ValidateBatch(const v1::TelemetryBatch& batch);
 
+// The statuses a backend returns for its own failures, in the API's words: the backend's
+// text (which may name hosts, tables or SQL) goes to the log only. `detail` is logged once
+// here (debug for a conflict, warn for unavailable, error otherwise).
+absl::Status ConflictError(std::string_view backend, std::string_view detail);
+absl::Status UnavailableDbError(std::string_view backend, std::string_view detail);
+absl::Status InternalDbError(std::string_view backend, std::string_view detail);
+
+// NOT_FOUND: "device 'pump-1' not found".
+absl::Status NotFound(std::string_view kind, std::string_view id);
+
+// A conflict on create as "<what> already exists" ("device 'pump-1' already exists").
+template <typename T>
+absl::StatusOr<T> NameConflict(absl::StatusOr<T> result, std::string_view what) {
+  if (result.status().code() == absl::StatusCode::kAlreadyExists) {
+    return absl::AlreadyExistsError(std::string(what) + " already exists");
+  }
+  return result;
+}
+
 // ABORTED: the writing session of `edge_id` was replaced by a newer one (see EdgeSession).
 absl::Status SupersededError(std::string_view edge_id, std::uint64_t session_epoch, std::uint64_t current_epoch);
 

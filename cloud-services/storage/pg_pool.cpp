@@ -1,5 +1,7 @@
 #include "pg_pool.h"
 
+#include "codec.h"
+
 #include <utility>
 
 #include <absl/strings/str_cat.h>
@@ -34,7 +36,7 @@ absl::StatusOr<std::unique_ptr<PgSession>> PgPool::Connect() const {
     return session;
   } catch (const std::exception& e) {
     // libpq's message names host and port, never the password.
-    return absl::UnavailableError(absl::StrCat("cannot connect to PostgreSQL: ", e.what()));
+    return UnavailableDbError("PostgreSQL", absl::StrCat("cannot connect: ", e.what()));
   }
 }
 

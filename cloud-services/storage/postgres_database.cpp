@@ -241,10 +241,11 @@ bool IsConnectionState(const std::string& state) {
 
 absl::Status SqlErrorStatus(const pqxx::sql_error& e) {
   const std::string& state = e.sqlstate();
-  if (state == "23505") return absl::AlreadyExistsError(e.what());
-  if (IsConnectionState(state) || state == "53300") return absl::UnavailableError(e.what());
-  if (absl::StartsWith(state, "22")) return absl::InvalidArgumentError(e.what());
-  return absl::InternalError(e.what());
+  if (state == "23505") return ConflictError("PostgreSQL", e.what());
+  if (IsConnectionState(state) || state == "53300") return UnavailableDbError("PostgreSQL", e.what());
+  // A data exception (22xxx) would mean a value the telemetry model let through that the
+  // database cannot take: a bug of ours, not the caller's input.
+  return InternalDbError("PostgreSQL", e.what());
 }
 
 v1::Value ReadValue(const pqxx::row& row, int first) {
@@ -426,7 +427,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
     if (device.device_id().empty()) return absl::InvalidArgumentError("empty device_id");
     const std::string labels = EncodeStringMap(device.labels());
     const std::string attributes = EncodeStringMap(device.attributes());
-    return Run([&](PgPool::Lease& lease) -> absl::StatusOr<v1::Device> {
+    return NameConflict<v1::Device>(Run([&](PgPool::Lease& lease) -> absl::StatusOr<v1::Device> {
       const std::int64_t now = NowMs();
       pqxx::nontransaction tx(lease.conn());
       tx.exec_params(Sql(kInsertDevice), Str(tenant), device.device_id(), device.name(), device.type(),
@@ -437,14 +438,14 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       out.set_updated_at(now);
       out.set_last_seen_at(0);
       return out;
-    });
+    }), "device '" + device.device_id() + "'");
   }
 
   absl::StatusOr<v1::Device> GetDevice(std::string_view tenant, std::string_view device_id) override {
     return Run([&](PgPool::Lease& lease) -> absl::StatusOr<v1::Device> {
       pqxx::nontransaction tx(lease.conn());
       auto r = tx.exec_params(Sql(kSelectDevice), Str(tenant), Str(device_id));
-      if (r.empty()) return absl::NotFoundError(absl::StrCat("device ", Str(device_id), " not found"));
+      if (r.empty()) return NotFound("device", Str(device_id));
       return ReadDevice(r[0], tenant);
     });
   }
@@ -479,7 +480,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       auto r = tx.exec_params(Sql(kUpdateDevice), Str(tenant), device.device_id(), fields.name, device.name(),
                               fields.type, device.type(), fields.labels, labels, fields.attributes, attributes,
                               NowMs());
-      if (r.empty()) return absl::NotFoundError(absl::StrCat("device ", device.device_id(), " not found"));
+      if (r.empty()) return NotFound("device", device.device_id());
       return ReadDevice(r[0], tenant);
     });
   }
@@ -488,7 +489,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
     return Run([&](PgPool::Lease& lease) -> absl::Status {
       pqxx::work tx(lease.conn());
       if (tx.exec_params(Sql(kDeleteDevice), Str(tenant), Str(device_id)).empty()) {
-        return absl::NotFoundError(absl::StrCat("device ", Str(device_id), " not found"));
+        return NotFound("device", Str(device_id));
       }
       tx.exec_params(Sql(kDeleteDeviceTelemetry), Str(tenant), Str(device_id));
       tx.exec_params(Sql(kDeleteDeviceLatest), Str(tenant), Str(device_id));
@@ -502,7 +503,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
   absl::StatusOr<v1::Edge> CreateEdge(std::string_view tenant, const v1::Edge& edge) override {
     if (edge.edge_id().empty()) return absl::InvalidArgumentError("empty edge_id");
     const std::string labels = EncodeStringMap(edge.labels());
-    return Run([&](PgPool::Lease& lease) -> absl::StatusOr<v1::Edge> {
+    return NameConflict<v1::Edge>(Run([&](PgPool::Lease& lease) -> absl::StatusOr<v1::Edge> {
       const std::int64_t now = NowMs();
       pqxx::nontransaction tx(lease.conn());
       tx.exec_params(Sql(kInsertEdge), Str(tenant), edge.edge_id(), edge.name(), labels, now);
@@ -513,14 +514,14 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       out.set_last_seen_at(0);
       out.set_high_water_mark(0);
       return out;
-    });
+    }), "edge '" + edge.edge_id() + "'");
   }
 
   absl::StatusOr<v1::Edge> GetEdge(std::string_view tenant, std::string_view edge_id) override {
     return Run([&](PgPool::Lease& lease) -> absl::StatusOr<v1::Edge> {
       pqxx::nontransaction tx(lease.conn());
       auto r = tx.exec_params(Sql(kSelectEdge), Str(tenant), Str(edge_id));
-      if (r.empty()) return absl::NotFoundError(absl::StrCat("edge ", Str(edge_id), " not found"));
+      if (r.empty()) return NotFound("edge", Str(edge_id));
       return ReadEdge(r[0], tenant);
     });
   }
@@ -567,7 +568,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       EnsurePartitions(lease.conn(), days);
       pqxx::work tx(lease.conn());
       if (tx.exec_params(Sql(kTouchDevice), Str(tenant), device, max_ts).empty()) {
-        return absl::NotFoundError(absl::StrCat("device ", Str(device_id), " not found"));
+        return NotFound("device", Str(device_id));
       }
       bool staging_created = false;
       if (!points.empty()) {
@@ -743,14 +744,13 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       } catch (const pqxx::broken_connection& e) {
         lease->MarkBroken();
         pool_->DropIdle();  // the others most likely went down with it
-        last = absl::UnavailableError(absl::StrCat("PostgreSQL connection lost: ", e.what()));
+        last = UnavailableDbError("PostgreSQL", absl::StrCat("connection lost: ", e.what()));
         if (attempt >= 2) break;
       } catch (const pqxx::in_doubt_error& e) {
         lease->MarkBroken();
-        return absl::UnavailableError(absl::StrCat("PostgreSQL commit outcome unknown: ", e.what()));
+        return UnavailableDbError("PostgreSQL", absl::StrCat("commit outcome unknown: ", e.what()));
       } catch (const pqxx::transaction_rollback& e) {  // deadlock, serialization failure
-        last = absl::UnavailableError(absl::StrCat("PostgreSQL transaction rolled back: ", e.what()));
-        spdlog::warn("PostgreSQL: retrying after rollback ({}): {}", attempt, e.what());
+        last = UnavailableDbError("PostgreSQL", absl::StrCat("transaction rolled back (attempt ", attempt, "): ", e.what()));
       } catch (const pqxx::sql_error& e) {
         if (e.sqlstate() == "23514" && attempt < kMaxAttempts) {
           // "no partition of relation found for row": a partition we knew of was dropped
@@ -759,18 +759,13 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
           last = SqlErrorStatus(e);
           continue;
         }
-        if (!IsConnectionState(e.sqlstate())) {
-          auto status = SqlErrorStatus(e);
-          if (status.code() == absl::StatusCode::kInternal) spdlog::error("PostgreSQL: {}", e.what());
-          return status;
-        }
+        if (!IsConnectionState(e.sqlstate())) return SqlErrorStatus(e);
         lease->MarkBroken();
         pool_->DropIdle();
         last = SqlErrorStatus(e);
         if (attempt >= 2) break;
       } catch (const std::exception& e) {
-        spdlog::error("PostgreSQL: {}", e.what());
-        return absl::InternalError(e.what());
+        return InternalDbError("PostgreSQL", e.what());
       }
     }
     return last;

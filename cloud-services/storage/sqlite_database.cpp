@@ -49,7 +49,7 @@ absl::Status ToStatus(const SqliteError& e) {
   switch (e.code) {
     case SQLITE_CONSTRAINT_PRIMARYKEY:
     case SQLITE_CONSTRAINT_UNIQUE:
-      return absl::AlreadyExistsError(e.what());
+      return ConflictError("SQLite", e.what());
     default:
       break;
   }
@@ -57,13 +57,11 @@ absl::Status ToStatus(const SqliteError& e) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
     case SQLITE_CANTOPEN:
-      return absl::UnavailableError(e.what());
-    case SQLITE_TOOBIG:
-    case SQLITE_MISMATCH:
-    case SQLITE_RANGE:
-      return absl::InvalidArgumentError(e.what());
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+      return UnavailableDbError("SQLite", e.what());
     default:
-      return absl::InternalError(e.what());
+      return InternalDbError("SQLite", e.what());
   }
 }
 
@@ -352,7 +350,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
 
   absl::StatusOr<v1::Device> CreateDevice(std::string_view tenant, const v1::Device& device) override {
     if (device.device_id().empty()) return absl::InvalidArgumentError("empty device_id");
-    return Run([&]() -> absl::StatusOr<v1::Device> {
+    return NameConflict<v1::Device>(Run([&]() -> absl::StatusOr<v1::Device> {
       const std::int64_t now = NowMs();
       Stmt s(db_, kInsertDevice);
       s.Bind(1, tenant).Bind(2, device.device_id()).Bind(3, device.name()).Bind(4, device.type())
@@ -365,14 +363,14 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       out.set_updated_at(now);
       out.set_last_seen_at(0);
       return out;
-    });
+    }), "device '" + device.device_id() + "'");
   }
 
   absl::StatusOr<v1::Device> GetDevice(std::string_view tenant, std::string_view device_id) override {
     return Run([&]() -> absl::StatusOr<v1::Device> {
       Stmt s(db_, kSelectDevice);
       s.Bind(1, tenant).Bind(2, device_id);
-      if (!s.Step()) return absl::NotFoundError(absl::StrCat("device ", Str(device_id), " not found"));
+      if (!s.Step()) return NotFound("device", Str(device_id));
       return ReadDevice(s, tenant);
     });
   }
@@ -407,7 +405,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
           .Bind(7, fields.labels).Bind(8, EncodeStringMap(device.labels()))
           .Bind(9, fields.attributes).Bind(10, EncodeStringMap(device.attributes()))
           .Bind(11, NowMs());
-      if (!s.Step()) return absl::NotFoundError(absl::StrCat("device ", device.device_id(), " not found"));
+      if (!s.Step()) return NotFound("device", device.device_id());
       auto out = ReadDevice(s, tenant);
       s.Run();
       return out;
@@ -419,7 +417,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       WriteTx tx(db_);
       Stmt del(db_, kDeleteDevice);
       del.Bind(1, tenant).Bind(2, device_id).Run();
-      if (sqlite3_changes(db_) == 0) return absl::NotFoundError(absl::StrCat("device ", Str(device_id), " not found"));
+      if (sqlite3_changes(db_) == 0) return NotFound("device", Str(device_id));
       Stmt(db_, kDeleteDeviceTelemetry).Bind(1, tenant).Bind(2, device_id).Run();
       Stmt(db_, kDeleteDeviceLatest).Bind(1, tenant).Bind(2, device_id).Run();
       tx.Commit();
@@ -431,7 +429,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
 
   absl::StatusOr<v1::Edge> CreateEdge(std::string_view tenant, const v1::Edge& edge) override {
     if (edge.edge_id().empty()) return absl::InvalidArgumentError("empty edge_id");
-    return Run([&]() -> absl::StatusOr<v1::Edge> {
+    return NameConflict<v1::Edge>(Run([&]() -> absl::StatusOr<v1::Edge> {
       const std::int64_t now = NowMs();
       Stmt(db_, kInsertEdge).Bind(1, tenant).Bind(2, edge.edge_id()).Bind(3, edge.name())
           .Bind(4, EncodeStringMap(edge.labels())).Bind(5, now).Run();
@@ -442,14 +440,14 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       out.set_last_seen_at(0);
       out.set_high_water_mark(0);
       return out;
-    });
+    }), "edge '" + edge.edge_id() + "'");
   }
 
   absl::StatusOr<v1::Edge> GetEdge(std::string_view tenant, std::string_view edge_id) override {
     return Run([&]() -> absl::StatusOr<v1::Edge> {
       Stmt s(db_, kSelectEdge);
       s.Bind(1, tenant).Bind(2, edge_id);
-      if (!s.Step()) return absl::NotFoundError(absl::StrCat("edge ", Str(edge_id), " not found"));
+      if (!s.Step()) return NotFound("edge", Str(edge_id));
       return ReadEdge(s, tenant);
     });
   }
@@ -494,7 +492,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       for (const auto& p : points) max_ts = std::max(max_ts, p.ts);
       Stmt touch(db_, kTouchDevice);
       touch.Bind(1, tenant).Bind(2, device_id).Bind(3, points.empty() ? std::int64_t{0} : max_ts).Run();
-      if (sqlite3_changes(db_) == 0) return absl::NotFoundError(absl::StrCat("device ", Str(device_id), " not found"));
+      if (sqlite3_changes(db_) == 0) return NotFound("device", Str(device_id));
       Stmt upsert(db_, kUpsertTelemetry);
       Stmt latest(db_, kUpsertLatest);
       // In batch order, so a later point of the same (key, ts) wins.
@@ -672,7 +670,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
     } catch (const SqliteError& e) {
       return ToStatus(e);
     } catch (const std::exception& e) {
-      return absl::InternalError(e.what());
+      return InternalDbError("SQLite", e.what());
     }
   }
 

@@ -1,5 +1,12 @@
 // REST API of a running strata-cloud, over real sockets, on both database backends.
+#include <sys/wait.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
 #include "cloud_fixture.h"
+#include "support/metrics_text.h"
 
 namespace strata::testing {
 namespace {
@@ -200,6 +207,80 @@ TEST_P(CloudRestTest, EverythingSurvivesARestart) {
   json latest = Get("/v1/devices/keep-1/telemetry/latest");
   ASSERT_EQ(latest["readings"].size(), 1u);
   EXPECT_EQ(latest["readings"][0]["value"]["int_value"], "7");
+}
+
+// Resident set of a process, from /proc.
+std::size_t RssKiB(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
+  }
+  return 0;
+}
+
+TEST_P(CloudRestTest, DeepNestingCostsNoMoreThanTheBody) {
+  // Four 8 MB bodies of '[' at once once took strata-cloud from 26 MB to 2.5 GB.
+  CreateDevice("d1");
+  const std::size_t before = RssKiB(cloud_->process().pid());
+  const std::string bomb(8 * 1024 * 1024 - 64, '[');
+  std::vector<std::thread> senders;
+  std::atomic<int> refused{0};
+  for (int i = 0; i < 4; ++i) {
+    senders.emplace_back([&] {
+      auto r = cloud_->Http("POST", "/v1/devices/d1/telemetry", bomb);
+      if (r.status == 400 && r.body.find("nested deeper than") != std::string::npos) ++refused;
+    });
+  }
+  for (auto& t : senders) t.join();
+  EXPECT_EQ(refused.load(), 4);
+  const std::size_t after = RssKiB(cloud_->process().pid());
+  // Four bodies are buffered at once (32 MB), plus what the allocator keeps of them.
+  EXPECT_LT(after, before + 96 * 1024) << "RSS " << before << " -> " << after << " KiB";
+  EXPECT_EQ(Get("/healthz")["status"], "ok");
+}
+
+TEST_P(CloudRestTest, ErrorsSpeakTheApisWords) {
+  CreateDevice("pump-1");
+  auto dup = cloud_->Http("POST", "/v1/devices", R"({"device_id":"pump-1"})");
+  EXPECT_EQ(dup.status, 409);
+  EXPECT_EQ(cloud_->Json(dup)["error"]["message"], "device 'pump-1' already exists") << dup.body;
+  auto missing = cloud_->Http("GET", "/v1/devices/nope");
+  EXPECT_EQ(cloud_->Json(missing)["error"]["message"], "device 'nope' not found") << missing.body;
+  ASSERT_EQ(cloud_->Http("POST", "/v1/edges", R"({"edge_id":"gw-1"})").status, 200);
+  auto dup_edge = cloud_->Http("POST", "/v1/edges", R"({"edge_id":"gw-1"})");
+  EXPECT_EQ(cloud_->Json(dup_edge)["error"]["message"], "edge 'gw-1' already exists") << dup_edge.body;
+  for (const auto& body : {dup.body, missing.body, dup_edge.body}) {
+    for (const char* internal : {"UNIQUE", "constraint", "step:", "COPY", "telemetry_staging", "sqlstate"}) {
+      EXPECT_EQ(body.find(internal), std::string::npos) << body;
+    }
+  }
+  // Rejected writes are counted, whatever rejected them.
+  for (const std::string& bad : std::vector<std::string>{R"([{"ts":-1,"values":{"t":1}}])",
+                                                         R"([{"ts":1,"values":{"t":null}}])",
+                                                         R"([{"ts":300000000000000,"values":{"t":1}}])"}) {
+    EXPECT_EQ(cloud_->Http("POST", "/v1/devices/pump-1/telemetry", bad).status, 400) << bad;
+  }
+  EXPECT_EQ(cloud_->Http("POST", "/v1/devices/ghost/telemetry", R"([{"ts":1,"values":{"t":1}}])").status, 404);
+  // Three by the Telemetry service (ts out of range twice, the unknown device); the null
+  // value by the REST gateway, before any call.
+  const auto metrics = cloud_->Http("GET", "/metrics").body;
+  EXPECT_EQ(MetricSample(metrics, "strata_cloud_api_writes_rejected_total"), 3);
+  EXPECT_EQ(MetricSample(metrics, "strata_cloud_rest_requests_rejected_total{code=\"400\"}"), 1);
+}
+
+TEST_P(CloudRestTest, ASecondCloudCannotShareTheGrpcPort) {
+  // gRPC's default SO_REUSEPORT once let a second process on the same port take edges at
+  // random. Now it fails to start, saying why.
+  const std::string grpc = cloud_->GrpcAddress();
+  Process second({BinaryPath("strata-cloud"), "--database", "sqlite://" + dir_.path() + "/second.db",
+                  "--grpc-listen", grpc, "--http-listen", "127.0.0.1:0"},
+                 dir_.path() + "/second.log");
+  const int status = second.Wait(std::chrono::seconds(20));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << status;
+  EXPECT_NE(second.Log().find("cannot listen for gRPC on " + grpc), std::string::npos) << second.Log();
+  EXPECT_EQ(second.Log().find("strata-cloud ready"), std::string::npos) << second.Log();
+  EXPECT_EQ(Get("/healthz")["status"], "ok") << "the first one serves on";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CloudRestTest, ::testing::Values("sqlite", "postgresql"),
