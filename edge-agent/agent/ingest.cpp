@@ -54,6 +54,9 @@ Ingest::Ingest(IngestOptions options, Buffer& buffer, MetricsRegistry& metrics, 
       queue_(options_.queue_capacity),
       received_(metrics.GetCounter("strata_edge_messages_received_total", "MQTT messages received")),
       accepted_(metrics.GetCounter("strata_edge_messages_accepted_total", "MQTT messages decoded and buffered")),
+      retained_repeats_(metrics.GetCounter("strata_edge_retained_repeats_total",
+                                           "Retained MQTT messages the broker delivered again on a resumed "
+                                           "session's subscribe, skipped: received when they were published")),
       mqtt_connected_gauge_(metrics.GetGauge("strata_edge_mqtt_connected", "1 while connected to the local broker")),
       buffer_errors_(metrics.GetCounter("strata_edge_buffer_errors_total", "Failed buffer commits (retried)")) {
   for (RejectReason r : kAllRejectReasons) {
@@ -65,9 +68,15 @@ Ingest::Ingest(IngestOptions options, Buffer& buffer, MetricsRegistry& metrics, 
   if (!options_.persistence_dir.empty()) std::filesystem::create_directories(options_.persistence_dir);
   client_ = std::make_unique<MqttClient>(
       options_.mqtt_url, options_.client_id, options_.persistence_dir,
-      [this](std::string_view topic, std::string_view payload) {
+      [this](std::string_view topic, std::string_view payload, bool replayed) {
         // Paho's thread: no work here, only the hand-over (which waits when the queue is full).
         // The queue is closed only after the client is destroyed, so this cannot fail.
+        if (replayed) {
+          // Received already when it was published (the subscription is in the session):
+          // ingesting it again would add a reading at every start.
+          retained_repeats_.Inc();
+          return;
+        }
         queue_.Push(RawMessage{std::string(topic), std::string(payload), clock_()});
       },
       [this](const std::string& cause) {

@@ -108,6 +108,7 @@ class Ingest {
 
   Counter& received_;
   Counter& accepted_;
+  Counter& retained_repeats_;
   std::map<RejectReason, Counter*> rejected_;
   Gauge& mqtt_connected_gauge_;
   Counter& buffer_errors_;

@@ -1,6 +1,7 @@
 #include "agent/mqtt_client.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -24,6 +25,9 @@ struct Pending {
   std::string error;
   bool session_present = false;
   int granted_qos = -1;
+  // Connect only: set from the CONNACK on Paho's thread, before it delivers any message of
+  // that session (the client's flag outlives the request).
+  std::atomic<bool>* session_flag = nullptr;
 };
 
 struct Registry {
@@ -54,6 +58,7 @@ void OnConnected(void* context, MQTTAsync_successData* data) {
   Complete(context, [data](Pending& p) {
     p.ok = true;
     p.session_present = data != nullptr && data->alt.connect.sessionPresent != 0;
+    if (p.session_flag != nullptr) p.session_flag->store(p.session_present);
   });
 }
 
@@ -96,13 +101,16 @@ absl::StatusOr<Pending> Await(std::uintptr_t id, std::chrono::milliseconds timeo
 // Issues one request: `start(context)` hands Paho its options with `context` set and returns
 // Paho's code; then waits for the answer.
 template <typename Start>
-absl::StatusOr<Pending> Request(const char* what, std::chrono::milliseconds wait, Start start) {
+absl::StatusOr<Pending> Request(const char* what, std::chrono::milliseconds wait, Start start,
+                                std::atomic<bool>* session_flag = nullptr) {
   Registry& r = registry();
   std::uintptr_t id;
   {
     std::lock_guard lock(r.mu);
     id = r.next_id++;
-    r.pending.emplace(id, Pending{});
+    Pending p;
+    p.session_flag = session_flag;
+    r.pending.emplace(id, std::move(p));
   }
   if (const int rc = start(reinterpret_cast<void*>(id)); rc != MQTTASYNC_SUCCESS) {
     std::lock_guard lock(r.mu);
@@ -136,7 +144,8 @@ MqttClient::MqttClient(const std::string& url, const std::string& client_id, con
         const std::string_view t = topic_len > 0 ? std::string_view(topic, topic_len) : std::string_view(topic);
         const std::string_view payload(static_cast<const char*>(message->payload),
                                        static_cast<std::size_t>(message->payloadlen));
-        static_cast<MqttClient*>(self)->on_message_(t, payload);
+        auto* client = static_cast<MqttClient*>(self);
+        client->on_message_(t, payload, message->retained != 0 && client->session_present_.load());
         MQTTAsync_freeMessage(&message);
         MQTTAsync_free(topic);
         return 1;  // handled: Paho does not deliver it again
@@ -167,10 +176,14 @@ absl::StatusOr<bool> MqttClient::Connect(bool clean_session, std::chrono::second
   opts.onFailure = OnFailure;
   // Paho's own connect timeout is `timeout`; wait a little longer so that its answer, not
   // ours, ends the attempt.
-  auto p = Request("connect", timeout + std::chrono::seconds(1), [&](void* context) {
-    opts.context = context;
-    return MQTTAsync_connect(handle_, &opts);
-  });
+  session_present_ = false;
+  auto p = Request(
+      "connect", timeout + std::chrono::seconds(1),
+      [&](void* context) {
+        opts.context = context;
+        return MQTTAsync_connect(handle_, &opts);
+      },
+      &session_present_);
   if (!p.ok()) return p.status();
   return p->session_present;
 }

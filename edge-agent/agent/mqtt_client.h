@@ -5,6 +5,7 @@
 // ("One lean binary").
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -18,7 +19,10 @@ namespace strata::edge {
 class MqttClient {
  public:
   // Called on Paho's thread. Blocking here holds back the next message (flow control).
-  using MessageHandler = std::function<void(std::string_view topic, std::string_view payload)>;
+  // `replayed`: a stored retained message that the broker delivered on subscribe while the
+  // session was resumed. The subscription lived in the session all along, so this client
+  // already received that message when it was published (live, or queued while offline).
+  using MessageHandler = std::function<void(std::string_view topic, std::string_view payload, bool replayed)>;
   using ConnectionLostHandler = std::function<void(const std::string& cause)>;
 
   // persistence_dir empty: no persistence; else Paho's file persistence in that directory.
@@ -40,6 +44,7 @@ class MqttClient {
 
  private:
   void* handle_ = nullptr;  // MQTTAsync
+  std::atomic<bool> session_present_{false};  // of the current connection (set on Paho's thread)
   MessageHandler on_message_;
   ConnectionLostHandler on_lost_;
 };

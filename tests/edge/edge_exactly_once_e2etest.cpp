@@ -88,8 +88,8 @@ class Publisher {
     } catch (...) {
     }
   }
-  void Publish(const std::string& topic, const std::string& payload) {
-    pending_.push_back(client_.publish(topic, payload.data(), payload.size(), 1, false));
+  void Publish(const std::string& topic, const std::string& payload, bool retained = false) {
+    pending_.push_back(client_.publish(topic, payload.data(), payload.size(), 1, retained));
     if (pending_.size() >= 500) Drain();
   }
   void Drain() {
@@ -473,6 +473,37 @@ TEST_P(EdgeE2ETest, ALostBufferIsReportedLoudly) {
   PublishRange(pub, 100, 150);
   ASSERT_TRUE(WaitStored(150));
   ExpectExactly(150);
+}
+
+TEST_P(EdgeE2ETest, RetainedMessagesAreStoredOnceHoweverOftenTheEdgeRestarts) {
+  // The broker redelivers a retained message at every subscribe; one without a ts once
+  // gained a new reading (stamped with the receive time) each time the agent started.
+  StartEdge();
+  Publisher pub(broker_.Url());
+  auto count = [&] {
+    auto r = cloud_->Http("GET", "/v1/devices/ret-1/telemetry");
+    return r.status == 200 ? cloud_->Json(r)["readings"].size() : 0u;
+  };
+  // Published while the agent runs...
+  pub.Publish("v1/devices/ret-1/telemetry", R"({"state":"open"})", /*retained=*/true);
+  pub.Drain();
+  ASSERT_TRUE(WaitFor([&] { return count() == 1; }, std::chrono::seconds(30)));
+  for (int restart = 0; restart < 3; ++restart) {
+    EXPECT_EQ(edge_->process().Stop(SIGTERM), 0);
+    edge_->Start();
+    ASSERT_TRUE(WaitFor([&] { return edge_->Get("strata_edge_retained_repeats_total") == 1; },
+                        std::chrono::seconds(30)))
+        << "the redelivered retained message is recognised; log:\n" << edge_->process().Log();
+  }
+  // ...and while it is stopped (queued in its session, and retained).
+  EXPECT_EQ(edge_->process().Stop(SIGTERM), 0);
+  pub.Publish("v1/devices/ret-1/telemetry", R"({"state":"closed"})", /*retained=*/true);
+  pub.Drain();
+  edge_->Start();
+  PublishRange(pub, 0, 20);
+  ASSERT_TRUE(WaitStored(20));
+  EXPECT_EQ(count(), 2u) << "each retained publish stored once, across five starts";
+  EXPECT_EQ(edge_->Get("strata_edge_retained_repeats_total"), 1);
 }
 
 TEST_P(EdgeE2ETest, BrokerRestartedBetweenPublishesLosesNothing) {
