@@ -22,6 +22,7 @@
 #include "gateway/rest_gateway.h"
 #include "services/edge_hub.h"
 #include "services/registry_service.h"
+#include "services/retention.h"
 #include "services/telemetry_service.h"
 #include "storage/store.h"
 
@@ -40,6 +41,7 @@ struct Flags {
   std::uint64_t crash_after_commits = 0;
   int hello_timeout_ms = 10000;
   int max_edge_streams = 256;
+  int retention_days = 0;
 };
 
 const std::set<std::string> kServiceNames = {"registry", "telemetry", "edgehub"};
@@ -83,6 +85,10 @@ int Run(const Flags& flags) {
   hub_options.hello_timeout = std::chrono::milliseconds(flags.hello_timeout_ms);
   hub_options.max_streams = static_cast<std::size_t>(flags.max_edge_streams);
   strata::services::EdgeHub hub(**db, metrics, clock, hub_options);
+  // Telemetry retention runs where telemetry is served (every replica may: it is idempotent).
+  strata::services::RetentionOptions retention_options;
+  if (services.count("telemetry")) retention_options.period = std::chrono::hours(24 * flags.retention_days);
+  strata::services::Retention retention(**db, metrics, clock, retention_options);
 
   grpc::EnableDefaultHealthCheckService(true);
   // Reflection lets grpcurl and grpc_cli call the API without the .proto files.
@@ -173,6 +179,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(100, 600000));
   strata::AddFlag(app, "max-edge-streams", flags.max_edge_streams, "Most EdgeSync streams open at once")
       ->check(CLI::Range(1, 100000));
+  strata::AddFlag(app, "retention-days", flags.retention_days,
+                  "Delete telemetry older than this many days, hourly (0 keeps everything; latest values stay)")
+      ->check(CLI::Range(0, 3650000));
   try {
     app.parse(argc, argv);
     strata::ConfigureLogging(flags.log_level, flags.log_format);

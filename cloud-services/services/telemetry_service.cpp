@@ -1,6 +1,8 @@
 #include "services/telemetry_service.h"
 
 
+#include <set>
+
 #include "services/grpc_status.h"
 #include "services/page_token.h"
 #include "strata/ids.h"
@@ -83,11 +85,17 @@ grpc::Status TelemetryService::Write(grpc::ServerContext*, const v1::WriteTeleme
   }
   const std::int64_t now = clock_();
   std::vector<storage::Point> points;
+  std::set<std::int64_t> days;  // PostgreSQL keeps a partition per UTC day
   for (int i = 0; i < req->points_size(); ++i) {
     const auto& p = req->points(i);
     const std::string where = "points[" + std::to_string(i) + "]";
     const std::int64_t ts = p.ts() == 0 ? now : p.ts();
     if (auto verdict = telemetry::CheckTimestamp(ts); !verdict.ok()) return reject(verdict.ToStatus(where + ".ts"));
+    if (days.insert(ts / kDayMs).second && days.size() > kMaxDaysPerWrite) {
+      return reject(absl::InvalidArgumentError(
+          "points span more than " + std::to_string(kMaxDaysPerWrite) +
+          " distinct UTC days; split the write (storage is partitioned by day)"));
+    }
     if (p.values().empty() && p.json_values().empty()) {
       return reject(absl::InvalidArgumentError(where + ".values must not be empty"));
     }

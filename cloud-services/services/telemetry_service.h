@@ -11,6 +11,10 @@
 namespace strata::services {
 
 inline constexpr int kMaxPointsPerWrite = 10000;
+// One write may touch at most this many UTC days: each is a PostgreSQL partition, and a write
+// of points a day apart once created thousands of them (and slowed every later query).
+inline constexpr std::size_t kMaxDaysPerWrite = 32;
+inline constexpr std::int64_t kDayMs = 86'400'000;
 inline constexpr int kDefaultQueryLimit = 1000;
 inline constexpr int kMaxQueryLimit = 10000;
 inline constexpr int kMaxKeysPerRequest = 100;

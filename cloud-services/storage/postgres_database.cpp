@@ -46,9 +46,8 @@ namespace {
 constexpr std::int64_t kDayMs = 86'400'000;
 // Partitions are made for today and this many days after it when the database opens.
 constexpr int kPartitionDaysAhead = 3;
-// Timestamps the partition names can spell: 0001-01-01 to 9999-12-31 UTC.
-constexpr std::int64_t kMinTs = -62'135'596'800'000;
-constexpr std::int64_t kEndTs = 253'402'300'800'000;
+// Partition names spell years 0001 to 9999; the telemetry model's ts range (1970 to 9999,
+// checked before any SQL) lies inside.
 // Any constant shared by every Strata process: the key of the migration advisory lock.
 constexpr std::int64_t kMigrationLockKey = 0x5374726174614d31;  // "StrataM1"
 constexpr int kMaxAttempts = 3;
@@ -70,6 +69,9 @@ constexpr std::string_view kListPartitions =
 // DDL takes no bind parameters: $0 is built from digits only, $1 and $2 are integers.
 constexpr std::string_view kCreatePartition =
     "CREATE TABLE IF NOT EXISTS $0 PARTITION OF telemetry FOR VALUES FROM ($1) TO ($2)";
+// Retention: detached without blocking writers of other days, then dropped.
+constexpr std::string_view kDetachPartition = "ALTER TABLE telemetry DETACH PARTITION $0 CONCURRENTLY";
+constexpr std::string_view kDropTable = "DROP TABLE IF EXISTS $0";
 
 constexpr std::string_view kInsertDevice =
     "INSERT INTO devices (tenant_id, device_id, name, type, labels, attributes, edge_id,"
@@ -227,12 +229,6 @@ std::optional<std::int64_t> DayOfPartition(std::string_view name) {
   return sys_days{date}.time_since_epoch().count();
 }
 
-absl::Status CheckTs(std::int64_t ts) {
-  if (ts < kMinTs || ts >= kEndTs) {
-    return absl::InvalidArgumentError(absl::StrCat("timestamp ", ts, " outside years 1 to 9999"));
-  }
-  return absl::OkStatus();
-}
 
 // Connection-level failures: the session is gone and the pool must not hand it out again.
 bool IsConnectionState(const std::string& state) {
@@ -559,7 +555,6 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
     std::set<std::int64_t> days;
     std::int64_t max_ts = 0;
     for (const auto& p : points) {
-      if (auto s = CheckTs(p.ts); !s.ok()) return s;
       days.insert(DayOf(p.ts));
       max_ts = std::max(max_ts, p.ts);
     }
@@ -653,7 +648,6 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
     for (const auto* batch : batches) {
       if (auto s = ValidateBatch(*batch); !s.ok()) return s;
       for (const auto& r : batch->readings()) {
-        if (auto s = CheckTs(r.ts()); !s.ok()) return s;
         days.insert(DayOf(r.ts()));
       }
     }
@@ -813,6 +807,33 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       // Session locks die with the session; a broken one releases it anyway.
       spdlog::warn("PostgreSQL: could not release the migration lock: {}", e.what());
     }
+  }
+
+  absl::StatusOr<RetentionResult> DropTelemetryBefore(std::int64_t cutoff_ms) override {
+    // Whole days only: a partition goes when its last millisecond is before the cutoff.
+    return Run([&](PgPool::Lease& lease) -> absl::StatusOr<RetentionResult> {
+      std::vector<std::pair<std::int64_t, std::string>> old;
+      {
+        pqxx::nontransaction tx(lease.conn());
+        for (const auto& row : tx.exec(Sql(kListPartitions))) {
+          auto name = row[0].as<std::string>();
+          if (auto day = DayOfPartition(name); day && (*day + 1) * kDayMs <= cutoff_ms) old.emplace_back(*day, name);
+        }
+      }
+      RetentionResult result;
+      for (const auto& [day, name] : old) {
+        {
+          std::lock_guard lock(partitions_mu_);
+          known_days_.erase(day);
+        }
+        pqxx::nontransaction tx(lease.conn());
+        // DETACH ... CONCURRENTLY cannot run in a transaction block: nontransaction.
+        tx.exec(absl::Substitute(Sql(kDetachPartition), name));
+        tx.exec(absl::Substitute(Sql(kDropTable), name));
+        ++result.partitions_dropped;
+      }
+      return result;
+    });
   }
 
   // Learns the partitions that exist and creates those for today and the next few days.

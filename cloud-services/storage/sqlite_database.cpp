@@ -239,6 +239,12 @@ constexpr std::string_view kAdvanceEdge =
     "UPDATE edges SET high_water_mark = max(high_water_mark, ?3), last_seen_at = ?4"
     " WHERE tenant_id = ?1 AND edge_id = ?2 RETURNING high_water_mark";
 
+// Retention: the oldest rows first, kRetentionChunk at a time.
+constexpr std::uint64_t kRetentionChunk = 10000;
+constexpr std::string_view kDeleteTelemetryBefore =
+    "DELETE FROM telemetry WHERE (tenant_id, device_id, key, ts) IN"
+    " (SELECT tenant_id, device_id, key, ts FROM telemetry WHERE ts < ?1 LIMIT 10000)";
+
 constexpr std::string_view kUpsertTelemetry =
     "INSERT INTO telemetry (tenant_id, device_id, key, ts, v_double, v_int, v_bool, v_string)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
@@ -610,6 +616,23 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       tx.Commit();
       return results;
     });
+  }
+
+  absl::StatusOr<RetentionResult> DropTelemetryBefore(std::int64_t cutoff_ms) override {
+    // In chunks, each its own short transaction, so writers wait for one chunk at most.
+    RetentionResult result;
+    for (;;) {
+      auto n = Run([&]() -> absl::StatusOr<std::uint64_t> {
+        WriteTx tx(db_);
+        Stmt(db_, kDeleteTelemetryBefore).Bind(1, cutoff_ms).Run();
+        const auto deleted = static_cast<std::uint64_t>(sqlite3_changes(db_));
+        tx.Commit();
+        return deleted;
+      });
+      if (!n.ok()) return n.status();
+      result.rows_deleted += *n;
+      if (*n < kRetentionChunk) return result;
+    }
   }
 
  private:

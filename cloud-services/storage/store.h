@@ -130,6 +130,11 @@ struct EdgeBatchResult {
   std::uint32_t written = 0;  // readings stored; 0 when the whole batch was at or below the mark
 };
 
+struct RetentionResult {
+  std::uint64_t partitions_dropped = 0;  // PostgreSQL
+  std::uint64_t rows_deleted = 0;        // SQLite
+};
+
 class TelemetryStore {
  public:
   virtual ~TelemetryStore() = default;
@@ -167,6 +172,10 @@ class TelemetryStore {
   virtual absl::StatusOr<std::vector<EdgeBatchResult>> ApplyEdgeBatches(
       std::string_view tenant, std::string_view edge_id, std::span<const v1::TelemetryBatch* const> batches,
       std::int64_t now_ms, std::uint64_t session_epoch) = 0;
+
+  // Retention: deletes telemetry older than `cutoff_ms` (latest values stay). PostgreSQL
+  // drops whole day partitions (those that end before the cutoff), SQLite deletes rows.
+  virtual absl::StatusOr<RetentionResult> DropTelemetryBefore(std::int64_t cutoff_ms) = 0;
 
   // ApplyEdgeBatches() for one batch.
   absl::StatusOr<EdgeBatchResult> ApplyEdgeBatch(std::string_view tenant, std::string_view edge_id,
