@@ -16,6 +16,7 @@ packages=(
   mosquitto mosquitto-clients
   postgresql-15 postgresql-client-15
   curl sqlite3 util-linux
+  clang-14 libfuzzer-14-dev libclang-rt-14-dev  # tools/fuzz.sh
 )
 
 missing=()

@@ -2,7 +2,8 @@
 # The README's test command: installs what is missing, builds, and runs the whole suite —
 # unit, PostgreSQL (a real server the harness starts), and end-to-end tests of the real
 # binaries — first in an optimised build, then again under AddressSanitizer and
-# UndefinedBehaviorSanitizer. Set STRATA_SKIP_SANITIZERS=1 to run only the first pass.
+# UndefinedBehaviorSanitizer, then runs each fuzz target for a bounded time. Set
+# STRATA_SKIP_SANITIZERS=1 to run only the first pass, STRATA_FUZZ_SECONDS=0 to skip fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +29,11 @@ if [ "${STRATA_SKIP_SANITIZERS:-0}" != 1 ]; then
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
   run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DSTRATA_SANITIZE=ON
+fi
+
+# Fuzzing, bounded: each libFuzzer target for STRATA_FUZZ_SECONDS (15) from its seed corpus;
+# tools/fuzz.sh alone runs them longer. STRATA_FUZZ_SECONDS=0 skips it.
+if [ "${STRATA_FUZZ_SECONDS:-15}" != 0 ]; then
+  echo "== fuzz (ASan + UBSan, ${STRATA_FUZZ_SECONDS:-15} s per target)"
+  bash tools/fuzz.sh --seconds "${STRATA_FUZZ_SECONDS:-15}"
 fi

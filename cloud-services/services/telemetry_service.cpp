@@ -83,6 +83,9 @@ grpc::Status TelemetryService::Write(grpc::ServerContext*, const v1::WriteTeleme
     return reject(absl::InvalidArgumentError("points: at most " + std::to_string(kMaxPointsPerWrite) +
                                              " points per request"));
   }
+  // json_values is deprecated for clients; the service still serves it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   const std::int64_t now = clock_();
   std::vector<storage::Point> points;
   std::set<std::int64_t> days;  // PostgreSQL keeps a partition per UTC day
@@ -115,6 +118,7 @@ grpc::Status TelemetryService::Write(grpc::ServerContext*, const v1::WriteTeleme
       if (auto s = add(key, *std::move(typed)); !s.ok()) return reject(s);
     }
   }
+#pragma GCC diagnostic pop
   if (auto s = db_.Telemetry().Write(kDefaultTenant, req->device_id(), points); !s.ok()) return reject(s);
   points_written_.Inc(points.size());
   out->set_written(static_cast<std::int64_t>(points.size()));
