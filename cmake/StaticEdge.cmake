@@ -9,7 +9,7 @@
 # expression in usage requirements is evaluated for the target being linked).
 
 option(STRATA_STATIC_EDGE "Link strata-edge against static archives of its dependencies" ON)
-if(STRATA_SANITIZE)
+if(STRATA_SANITIZE OR STRATA_TSAN)
   set(STRATA_STATIC_EDGE OFF)  # the sanitizer runtimes want the shared C++ runtime
 endif()
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <spdlog/spdlog.h>
+#include <utf8cpp/utf8.h>
 
 #include "services/grpc_status.h"
 #include "strata/ids.h"
@@ -76,14 +77,22 @@ EdgeHub::EdgeHub(storage::Database& db, MetricsRegistry& metrics, Clock clock, E
 
 struct EdgeHub::Live {
   grpc::ServerContext* context;
+  std::uint64_t epoch;
   std::atomic<bool> superseded{false};
 };
 
-std::shared_ptr<EdgeHub::Live> EdgeHub::Register(const std::string& edge_id, grpc::ServerContext* context) {
+std::shared_ptr<EdgeHub::Live> EdgeHub::Register(const std::string& edge_id, grpc::ServerContext* context,
+                                                 std::uint64_t epoch) {
   auto live = std::make_shared<Live>();
   live->context = context;
+  live->epoch = epoch;
   std::lock_guard lock(live_mu_);
   auto& slot = live_[edge_id];
+  if (slot && slot->epoch > epoch) {
+    // A newer session registered first (this handshake was slow): this one is the stale one.
+    live->superseded = true;
+    return live;
+  }
   if (slot) {
     // The database fences the old session anyway (its next write is refused); ending it
     // here frees its threads now instead of at its next batch.
@@ -114,8 +123,11 @@ std::uint32_t EdgeHub::RefuseInvalid(const std::string& edge_id, v1::TelemetryBa
     }
     ++refused;
     readings_refused_.at(verdict.reason)->Inc();
-    std::string what = "seq " + std::to_string(r.seq()) + " (device '" + r.device_id().substr(0, 128) + "', key '" +
-                       r.key().substr(0, 256) + "'): " + verdict.message;
+    // The refused reading's own fields may be what is wrong with it (invalid UTF-8, too
+    // long): quoted shortened and made valid UTF-8, since the text goes into a proto string.
+    std::string what = utf8::replace_invalid("seq " + std::to_string(r.seq()) + " (device '" +
+                                             r.device_id().substr(0, 128) + "', key '" + r.key().substr(0, 256) +
+                                             "'): " + verdict.message);
     // Logged once per reason and session, with this first one as the sample; the session's
     // end logs the totals.
     if (logged[verdict.reason]++ == 0) spdlog::warn("edge {}: refused reading {}", edge_id, what);
@@ -133,15 +145,21 @@ class EdgeHub::Inbox {
     v1::EdgeMessage message;
     std::uint32_t refused = 0;  // readings taken out of the batch by RefuseInvalid
     std::string refusal;        // the first of them
+    std::size_t bytes = 0;      // the message's size on the wire
   };
 
-  explicit Inbox(std::size_t capacity) : capacity_(capacity) {}
+  Inbox(std::size_t capacity, std::size_t max_bytes) : capacity_(capacity), max_bytes_(max_bytes) {}
 
-  // Blocks while full; false once Abandon() was called.
+  // Blocks while full (by count or by bytes; one message always fits an empty inbox); false
+  // once Abandon() was called. A stream that does not read its acks thus holds at most this
+  // much here, and the reader stops reading it (gRPC flow control does the rest).
   bool Push(Item item) {
     std::unique_lock lock(mu_);
-    space_.wait(lock, [&] { return abandoned_ || queue_.size() < capacity_; });
+    space_.wait(lock, [&] {
+      return abandoned_ || queue_.empty() || (queue_.size() < capacity_ && bytes_ + item.bytes <= max_bytes_);
+    });
     if (abandoned_) return false;
+    bytes_ += item.bytes;
     queue_.push_back(std::move(item));
     ready_.notify_one();
     return true;
@@ -169,14 +187,17 @@ class EdgeHub::Inbox {
     std::unique_lock lock(mu_);
     ready_.wait(lock, [&] { return closed_ || !queue_.empty(); });
     std::vector<Item> out;
-    std::size_t readings = 0;
+    std::size_t readings = 0, bytes = 0;
     while (!queue_.empty()) {
       auto& next = queue_.front().message;
       if (!out.empty() && (!next.has_batch() || out.size() >= max_batches ||
-                           readings + next.batch().readings_size() > max_readings)) {
+                           readings + next.batch().readings_size() > max_readings ||
+                           bytes + queue_.front().bytes > max_bytes_)) {
         break;
       }
       readings += next.has_batch() ? next.batch().readings_size() : 0;
+      bytes += queue_.front().bytes;
+      bytes_ -= queue_.front().bytes;
       out.push_back(std::move(queue_.front()));
       queue_.pop_front();
       if (!out.back().message.has_batch()) break;  // a heartbeat goes alone
@@ -192,7 +213,9 @@ class EdgeHub::Inbox {
 
  private:
   const std::size_t capacity_;
+  const std::size_t max_bytes_;
   std::mutex mu_;
+  std::size_t bytes_ = 0;  // guarded by mu_: of the queued messages
   std::condition_variable ready_, space_;
   std::deque<Item> queue_;
   bool closed_ = false;
@@ -236,7 +259,7 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
     gate_cv.notify_all();
   };
 
-  Inbox inbox(kInboxCapacity);
+  Inbox inbox(kInboxCapacity, kInboxMaxBytes);
   std::thread reader([&] {
     {
       v1::EdgeMessage m;
@@ -256,6 +279,7 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
       grpc::Status bad;
       item.refused = 0;
       item.refusal.clear();
+      item.bytes = item.message.ByteSizeLong();
       if (item.message.has_batch()) {
         batches_received_.Inc();
         auto* batch = item.message.mutable_batch();
@@ -327,7 +351,11 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
     spdlog::error("edge {}: cannot start a session: {}", edge_id, session.status().ToString());
     return refuse(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the cloud cannot reach its database; retry later"));
   }
-  auto live = Register(edge_id, context);
+  auto live = Register(edge_id, context, session->epoch);
+  if (live->superseded) {
+    return refuse(grpc::Status(grpc::StatusCode::ABORTED,
+                               "a newer session of edge '" + edge_id + "' started; this one is closed"));
+  }
 
   v1::CloudMessage out;
   out.mutable_welcome()->set_high_water_mark(session->high_water_mark);
@@ -346,12 +374,26 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
     ~Disconnect() { g.Add(-1); }
   } disconnect{connected_edges_};
 
+  // Ending with an error, the cloud says why in a Goodbye first: cancelling the call (the only
+  // way to wake a reader waiting in Read()) makes the call's own status CANCELLED at the edge.
+  auto goodbye = [&](const grpc::Status& why) {
+    out.Clear();
+    out.mutable_goodbye()->set_code(static_cast<int>(why.error_code()));
+    out.mutable_goodbye()->set_message(why.error_message());
+    stream->Write(out);  // best effort: the edge may be gone
+  };
   auto status = Serve(edge_id, session->epoch, *stream, inbox);
   inbox.Abandon();
-  if (!status.ok()) context->TryCancel();  // the reader may be waiting in Read()
+  if (!status.ok()) {
+    goodbye(status);
+    context->TryCancel();
+  }
   reader.join();
   Unregister(edge_id, live);
-  if (status.ok()) status = inbox.Why();
+  if (status.ok()) {
+    status = inbox.Why();  // the reader stopped at a malformed frame, or the stream ended
+    if (!status.ok()) goodbye(status);
+  }
   if (live->superseded || status.error_code() == grpc::StatusCode::ABORTED) {
     sessions_superseded_.Inc();
     status = grpc::Status(grpc::StatusCode::ABORTED, "a newer session of edge '" + edge_id +

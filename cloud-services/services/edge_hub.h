@@ -30,6 +30,8 @@ inline constexpr int kMaxReadingsPerBatch = 50000;
 inline constexpr std::size_t kMaxBatchesPerTransaction = 32;
 // Messages read ahead of the one being stored (the edge's window bounds them anyway).
 inline constexpr std::size_t kInboxCapacity = 64;
+// ...and at most this many bytes of them; a transaction's group is bounded by it too.
+inline constexpr std::size_t kInboxMaxBytes = 16 * 1024 * 1024;
 
 struct EdgeHubOptions {
   // A stream must say Hello within this long, or it is closed (DEADLINE_EXCEEDED).
@@ -63,7 +65,8 @@ class EdgeHub final : public v1::EdgeSync::Service {
   std::uint32_t RefuseInvalid(const std::string& edge_id, v1::TelemetryBatch& batch, std::string& first,
                               std::map<telemetry::Reason, std::uint64_t>& logged);
   // Registers the session as the live one of its edge in this process, ending an older one.
-  std::shared_ptr<Live> Register(const std::string& edge_id, grpc::ServerContext* context);
+  // A session that lost the race to a newer one comes back with `superseded` set.
+  std::shared_ptr<Live> Register(const std::string& edge_id, grpc::ServerContext* context, std::uint64_t epoch);
   void Unregister(const std::string& edge_id, const std::shared_ptr<Live>& live);
 
   storage::Database& db_;

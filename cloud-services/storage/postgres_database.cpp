@@ -117,14 +117,16 @@ constexpr std::string_view kListEdges =
     "SELECT edge_id, name, labels::text, created_at, updated_at, last_seen_at, high_water_mark"
     " FROM edges WHERE tenant_id = $1 AND edge_id > $2 ORDER BY edge_id LIMIT $3";
 constexpr std::string_view kTouchEdge =
-    "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at, last_seen_at)"
-    " VALUES ($1, $2, $2, $3, $3, $3)"
+    "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at, last_seen_at, session_epoch)"
+    " VALUES ($1, $2, $2, $3, $3, $3, 1)"
     " ON CONFLICT (tenant_id, edge_id) DO UPDATE SET last_seen_at = excluded.last_seen_at,"
     " session_epoch = edges.session_epoch + 1"
     " RETURNING high_water_mark, session_epoch";
 constexpr std::string_view kEnsureEdge =
     "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at)"
     " VALUES ($1, $2, $2, $3, $3) ON CONFLICT (tenant_id, edge_id) DO NOTHING";
+constexpr std::string_view kPeekEdge =
+    "SELECT high_water_mark, session_epoch FROM edges WHERE tenant_id = $1 AND edge_id = $2";
 constexpr std::string_view kLockEdge =
     "SELECT high_water_mark, session_epoch FROM edges WHERE tenant_id = $1 AND edge_id = $2 FOR UPDATE";
 constexpr std::string_view kAdvanceEdge =
@@ -652,9 +654,30 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       }
     }
     return Run([&](PgPool::Lease& lease) -> absl::StatusOr<std::vector<EdgeBatchResult>> {
-      // Partitions for every reading, including those the mark will skip: the mark is only
-      // known inside the transaction, and partitions cannot be made there.
-      EnsurePartitions(lease.conn(), days);
+      // Partitions cannot be made inside the batch's transaction, so they are made before it.
+      // When some day has none yet, the edge's mark and epoch are read first (the mark only
+      // grows): a fenced-off session or a resent batch then makes no partitions.
+      if (HasUnknownDay(days)) {
+        pqxx::result edge;
+        {
+          pqxx::nontransaction peek(lease.conn());  // closed before EnsurePartitions opens its own
+          edge = peek.exec_params(Sql(kPeekEdge), Str(tenant), Str(edge_id));
+        }
+        std::uint64_t mark = 0;
+        if (!edge.empty()) {
+          mark = static_cast<std::uint64_t>(edge[0][0].as<std::int64_t>());
+          if (auto epoch = static_cast<std::uint64_t>(edge[0][1].as<std::int64_t>()); epoch != session_epoch) {
+            return SupersededError(edge_id, session_epoch, epoch);
+          }
+        }
+        std::set<std::int64_t> fresh_days;
+        for (const auto* batch : batches) {
+          for (const auto& r : batch->readings()) {
+            if (r.seq() > mark) fresh_days.insert(DayOf(r.ts()));
+          }
+        }
+        EnsurePartitions(lease.conn(), fresh_days);
+      }
       pqxx::work tx(lease.conn());
       tx.exec_params(Sql(kEnsureEdge), Str(tenant), Str(edge_id), now_ms);
       const auto edge = tx.exec_params1(Sql(kLockEdge), Str(tenant), Str(edge_id));
@@ -857,6 +880,14 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
 
   // Makes sure a partition exists for every day in `days`, each created in its own short
   // autocommit statement. Throws libpqxx exceptions (Run maps them).
+  bool HasUnknownDay(const std::set<std::int64_t>& days) {
+    std::lock_guard lock(partitions_mu_);
+    for (auto d : days) {
+      if (!known_days_.contains(d)) return true;
+    }
+    return false;
+  }
+
   void EnsurePartitions(pqxx::connection& c, const std::set<std::int64_t>& days) {
     std::vector<std::int64_t> missing;
     {

@@ -225,8 +225,8 @@ constexpr std::string_view kListEdges =
     "SELECT edge_id, name, labels, created_at, updated_at, last_seen_at, high_water_mark"
     " FROM edges WHERE tenant_id = ?1 AND edge_id > ?2 ORDER BY edge_id LIMIT ?3";
 constexpr std::string_view kTouchEdge =
-    "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at, last_seen_at)"
-    " VALUES (?1, ?2, ?2, ?3, ?3, ?3)"
+    "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at, last_seen_at, session_epoch)"
+    " VALUES (?1, ?2, ?2, ?3, ?3, ?3, 1)"
     " ON CONFLICT (tenant_id, edge_id) DO UPDATE SET last_seen_at = excluded.last_seen_at,"
     " session_epoch = edges.session_epoch + 1"
     " RETURNING high_water_mark, session_epoch";

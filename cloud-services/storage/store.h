@@ -71,7 +71,8 @@ class DeviceStore {
 
 struct EdgeSession {
   std::uint64_t high_water_mark = 0;
-  // Raised by every TouchEdge; a write with an older epoch is refused (ABORTED).
+  // Raised by every TouchEdge (the first session is 1; 0 is an edge that never said Hello);
+  // a write with another epoch is refused (ABORTED).
   std::uint64_t epoch = 0;
 };
 

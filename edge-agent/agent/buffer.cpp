@@ -279,6 +279,9 @@ absl::StatusOr<std::size_t> Buffer::EnforceAge() {
 absl::Status Buffer::RebaseAbove(std::uint64_t mark) {
   std::lock_guard lock(mu_);
   if (mark <= last_seq_) return absl::OkStatus();
+  if (mark > static_cast<std::uint64_t>(INT64_MAX) - last_seq_) {
+    return absl::OutOfRangeError("the mark " + std::to_string(mark) + " leaves no room for this buffer's seqs");
+  }
   // Every pending seq is <= last_seq_ < mark, so adding `mark` cannot collide.
   if (auto s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
   Stmt shift(db_, "UPDATE readings SET seq = seq + ?");

@@ -63,6 +63,7 @@ bool AddPoint(const std::string& device, const json& point, std::int64_t receive
   if (values != point.end() && values->is_object()) {
     // {"ts":..,"values":{..}}: nothing else may sit beside them.
     std::int64_t ts = receive_ts;
+    if (!point.contains("ts")) out.stamped_on_receipt = true;
     for (const auto& [k, v] : point.items()) {
       if (k == "values") continue;
       if (k != "ts") {
@@ -87,6 +88,7 @@ bool AddPoint(const std::string& device, const json& point, std::int64_t receive
     Reject(out, RejectReason::kWrongType, "empty object");
     return false;
   }
+  out.stamped_on_receipt = true;
   for (const auto& [k, v] : point.items()) {
     if (!AddValue(device, k, v, receive_ts, limits, out)) return false;
   }
@@ -129,6 +131,7 @@ void Decoder::Decode(std::string_view topic, std::string_view payload, std::int6
                      DecodeResult& out) const {
   out.items.clear();
   out.detail.clear();
+  out.stamped_on_receipt = false;
   const std::string_view device = DeviceOf(topic);
   if (device.empty()) return Reject(out, RejectReason::kInvalidTopic, "not a telemetry topic: " + std::string(topic));
   if (auto s = ValidateId("device_id", device); !s.ok()) {

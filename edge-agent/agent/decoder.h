@@ -57,6 +57,8 @@ struct DecodeResult {
   RejectReason reason = RejectReason::kInvalidJson;
   std::string detail;            // why, for the log line
   std::vector<EdgeItem> items;   // when ok
+  // Some reading has no ts of its own and was given the receive time.
+  bool stamped_on_receipt = false;
 };
 
 class Decoder {

@@ -55,8 +55,8 @@ Ingest::Ingest(IngestOptions options, Buffer& buffer, MetricsRegistry& metrics, 
       received_(metrics.GetCounter("strata_edge_messages_received_total", "MQTT messages received")),
       accepted_(metrics.GetCounter("strata_edge_messages_accepted_total", "MQTT messages decoded and buffered")),
       retained_repeats_(metrics.GetCounter("strata_edge_retained_repeats_total",
-                                           "Retained MQTT messages the broker delivered again on a resumed "
-                                           "session's subscribe, skipped: received when they were published")),
+                                           "Retained MQTT messages without a ts that the broker replayed on a "
+                                           "resumed session's subscribe, skipped (received when published)")),
       mqtt_connected_gauge_(metrics.GetGauge("strata_edge_mqtt_connected", "1 while connected to the local broker")),
       buffer_errors_(metrics.GetCounter("strata_edge_buffer_errors_total", "Failed buffer commits (retried)")) {
   for (RejectReason r : kAllRejectReasons) {
@@ -71,13 +71,7 @@ Ingest::Ingest(IngestOptions options, Buffer& buffer, MetricsRegistry& metrics, 
       [this](std::string_view topic, std::string_view payload, bool replayed) {
         // Paho's thread: no work here, only the hand-over (which waits when the queue is full).
         // The queue is closed only after the client is destroyed, so this cannot fail.
-        if (replayed) {
-          // Received already when it was published (the subscription is in the session):
-          // ingesting it again would add a reading at every start.
-          retained_repeats_.Inc();
-          return;
-        }
-        queue_.Push(RawMessage{std::string(topic), std::string(payload), clock_()});
+        queue_.Push(RawMessage{std::string(topic), std::string(payload), clock_(), replayed});
       },
       [this](const std::string& cause) {
         mqtt_connected_ = false;
@@ -169,6 +163,13 @@ void Ingest::Process(std::vector<RawMessage>& messages) {
   for (auto& m : messages) {
     received_.Inc();
     decoder_.Decode(m.topic, m.payload, m.received_at, result);
+    if (m.replayed && result.ok && result.stamped_on_receipt) {
+      // Almost surely received when it was published (the subscription lived in the
+      // session), and without a ts of its own it would become a new reading at every start.
+      // One that carries its ts goes on: storage keeps one value per (device, key, ts).
+      retained_repeats_.Inc();
+      continue;
+    }
     if (result.ok && options_.unknown_devices == UnknownDevicePolicy::kReject && directory_ != nullptr &&
         !directory_->Contains(result.items.front().device_id)) {
       result.ok = false;

@@ -67,6 +67,8 @@ struct RawMessage {
   std::string topic;
   std::string payload;
   std::int64_t received_at = 0;
+  // A retained message the broker replayed on a resumed session (see MqttClient).
+  bool replayed = false;
 };
 
 class Ingest {

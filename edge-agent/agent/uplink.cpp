@@ -149,7 +149,15 @@ void Uplink::Session() {
         "readings are renumbered above {} and sent. See docs/operations.md, \"A lost edge buffer\".",
         options_.edge_id, mark, last, mark);
   }
-  if (auto s = buffer_.RebaseAbove(mark); !s.ok()) spdlog::error("uplink: {}", s.ToString());
+  if (auto s = buffer_.RebaseAbove(mark); !s.ok()) {
+    // Acknowledging up to the mark now would delete pending readings the cloud never got:
+    // keep them, and try again at the next connection.
+    spdlog::error("uplink: cannot renumber the buffer above the cloud's mark {}: {}; keeping its readings", mark,
+                  s.ToString());
+    ctx.TryCancel();
+    stream->Finish();
+    return;
+  }
   if (auto n = buffer_.AckUpTo(mark); n.ok() && *n > 0) {
     spdlog::info("uplink: cloud already has {} buffered readings (mark {})", *n, mark);
     acked_total_.Inc(*n);
@@ -163,9 +171,16 @@ void Uplink::Session() {
   std::condition_variable wcv;
   std::size_t inflight = 0;      // guarded by wmu
   bool broken = false;           // guarded by wmu
+  std::string goodbye;           // guarded by wmu: why the cloud ended the stream, if it said
   std::thread reader([&] {
     v1::CloudMessage msg;
     while (stream->Read(&msg)) {
+      if (msg.has_goodbye()) {
+        std::lock_guard lock(wmu);
+        goodbye = std::string(GrpcCodeName(static_cast<grpc::StatusCode>(msg.goodbye().code()))) + ": " +
+                  msg.goodbye().message();
+        continue;
+      }
       if (!msg.has_ack()) continue;
       cloud_mark_ = msg.ack().high_water_mark();
       if (const auto refused = msg.ack().refused(); refused > 0) {
@@ -246,17 +261,26 @@ void Uplink::Session() {
     std::lock_guard lock(wmu);
     cloud_ended = broken || write_failed;
   }
-  // When the cloud ended the stream, Finish() has its status (why: the edge logs it). When
-  // this side ends it, do not wait on a peer that may be gone. Either way unacknowledged
-  // batches stay in the buffer and are sent again on the next connection.
+  // When the cloud ended the stream, its status is on the way (or already here): Finish()
+  // returns it once the reader is done. When this side ends it, do not wait on a peer that
+  // may be gone. Either way unacknowledged batches stay in the buffer and are sent again on
+  // the next connection.
   if (!cloud_ended) {
     stream->WritesDone();
     ctx.TryCancel();
   }
   reader.join();
+  // A Read() that failed locally (a message that did not parse) leaves the call open, and
+  // Finish() would then wait for a cloud that waits for us: end it. The status of a call the
+  // cloud already finished is not changed by this.
+  ctx.TryCancel();
   auto status = stream->Finish();
   if (!stopping_) {
-    const std::string why = std::string(GrpcCodeName(status.error_code())) + ": " + status.error_message();
+    std::string why = std::string(GrpcCodeName(status.error_code())) + ": " + status.error_message();
+    {
+      std::lock_guard lock(wmu);
+      if (!goodbye.empty()) why = goodbye;  // the cloud's own words beat CANCELLED
+    }
     spdlog::warn("uplink: stream to {} ended: {}", options_.cloud_address, why);
     std::lock_guard lock(mu_);
     last_error_ = why;

@@ -154,6 +154,11 @@ class EdgeStream {
     *m.mutable_batch() = batch;
     return stream_->Write(m);
   }
+  std::optional<v1::CloudMessage> Next() {
+    v1::CloudMessage reply;
+    if (!stream_->Read(&reply)) return std::nullopt;
+    return reply;
+  }
   std::optional<v1::BatchAck> NextAck() {
     v1::CloudMessage reply;
     if (!stream_->Read(&reply) || !reply.has_ack()) return std::nullopt;
@@ -336,7 +341,12 @@ TEST_P(CloudGrpcTest, PipelinedBatchesAreAckedInOrderThenAMalformedFrameEndsTheS
     EXPECT_EQ(ack->high_water_mark(), (b + 1) * kPer);
     EXPECT_EQ(ack->written(), kPer);
   }
-  EXPECT_FALSE(edge.NextAck()) << "nothing for the malformed batch";
+  // No ack for the malformed batch: the cloud says why it ends the stream, in a Goodbye and
+  // in the call's status.
+  auto last = edge.Next();
+  ASSERT_TRUE(last && last->has_goodbye()) << (last ? last->DebugString() : "stream ended");
+  EXPECT_EQ(last->goodbye().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_THAT(last->goodbye().message(), HasSubstr("not increasing"));
   const auto status = edge.Close();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("not increasing"));

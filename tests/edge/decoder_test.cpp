@@ -115,6 +115,9 @@ TEST_F(DecoderTest, BigIntegersAndAGoodMessageAfterABadOne) {
   auto string_ts = Decode(R"({"ts":"1700000000000","values":{"t":1}})");
   ASSERT_TRUE(string_ts.ok) << "a ts in protobuf's int64 string form: " << string_ts.detail;
   EXPECT_EQ(string_ts.items[0].ts, 1700000000000);
+  EXPECT_FALSE(string_ts.stamped_on_receipt);
+  EXPECT_TRUE(Decode(R"({"t":1})").stamped_on_receipt) << "a flat object has no ts of its own";
+  EXPECT_TRUE(Decode(R"([{"ts":1,"values":{"t":1}},{"values":{"u":2}}])").stamped_on_receipt);
   auto max_ts = Decode(R"({"ts":253402300799999,"values":{"t":1}})");
   EXPECT_TRUE(max_ts.ok) << "the last millisecond of 9999 is in range: " << max_ts.detail;
   EXPECT_FALSE(Decode("{").ok);
