@@ -2,7 +2,7 @@
 # The README's test command: installs what is missing, builds, and runs the whole suite —
 # unit, PostgreSQL (a real server the harness starts), and end-to-end tests of the real
 # binaries — first in an optimised build, then again under AddressSanitizer and
-# UndefinedBehaviorSanitizer, then runs each fuzz target for a bounded time. Set
+# UndefinedBehaviorSanitizer, then under ThreadSanitizer, then runs each fuzz target for a bounded time. Set
 # STRATA_SKIP_SANITIZERS=1 to run only the first pass, STRATA_FUZZ_SECONDS=0 to skip fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +15,10 @@ jobs=$(nproc)
 export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1
 run_suite() {
   local dir=$1; shift
+  local exclude=${EXCLUDE_TESTS:-}
   cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
   cmake --build "$dir" -j "$jobs"
-  (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 900)
+  (cd "$dir" && ctest --output-on-failure -j "$jobs" --timeout 900 ${exclude:+-E "$exclude"})
 }
 
 echo "== build and test (RelWithDebInfo)"
@@ -29,6 +30,14 @@ if [ "${STRATA_SKIP_SANITIZERS:-0}" != 1 ]; then
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
   run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DSTRATA_SANITIZE=ON
+
+  # ThreadSanitizer: races in our code (tests/tsan.supp silences Debian's uninstrumented
+  # gRPC, abseil, protobuf and Paho, whose own synchronisation TSan cannot see). Not yet in
+  # it: the bench smoke (timing-heavy), and the edge end-to-end suite, whose strata-edge
+  # processes still report at exit (open in issue 9).
+  echo "== build and test under ThreadSanitizer"
+  export TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$PWD/tests/tsan.supp:halt_on_error=1:report_signal_unsafe=0}
+  EXCLUDE_TESTS="strata_bench_smoke|edge_exactly_once_e2etest" run_suite build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_TSAN=ON
 fi
 
 # Fuzzing, bounded: each libFuzzer target for STRATA_FUZZ_SECONDS (15) from its seed corpus;
