@@ -235,8 +235,10 @@ TEST_P(CloudRestTest, DeepNestingCostsNoMoreThanTheBody) {
   for (auto& t : senders) t.join();
   EXPECT_EQ(refused.load(), 4);
   const std::size_t after = RssKiB(cloud_->process().pid());
-  // Four bodies are buffered at once (32 MB), plus what the allocator keeps of them.
-  EXPECT_LT(after, before + 96 * 1024) << "RSS " << before << " -> " << after << " KiB";
+  // Four bodies are buffered at once (32 MB), plus what the allocator keeps of them (under
+  // AddressSanitizer its quarantine holds freed blocks: +135 MB was seen there). Before the
+  // bound it was +1.27 GB per body, +2.5 GB for four.
+  EXPECT_LT(after, before + 512 * 1024) << "RSS " << before << " -> " << after << " KiB";
   EXPECT_EQ(Get("/healthz")["status"], "ok");
 }
 
