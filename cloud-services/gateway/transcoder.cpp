@@ -14,6 +14,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 #include <strata/telemetry/json.h>
+#include <utf8cpp/utf8.h>
 #include <strata/telemetry/model.h>
 
 #include "strata/v1/common.pb.h"
@@ -345,6 +346,11 @@ absl::Status ApplyQueryParameter(Message& request, std::string_view raw_name, st
     }
     auto value = PercentDecode(raw_value, true);
     if (!value.ok()) return absl::InvalidArgumentError(Cat("query parameter \"", *name, "\": ", value.status().message()));
+    // Quoted as a JSON string for protobuf's parser; a value that is not UTF-8 cannot be one
+    // (nlohmann's dump() would throw, which took the process down: found by transcoder_fuzz).
+    if (!utf8::is_valid(value->begin(), value->end())) {
+      return absl::InvalidArgumentError(Cat("query parameter \"", *name, "\" is not valid UTF-8"));
+    }
     Message* target = parent->GetReflection()->MutableMessage(parent, leaf);
     return FromProtobufStatus(
         google::protobuf::util::JsonStringToMessage(nlohmann::json(*value).dump(), target, StrictJson()),

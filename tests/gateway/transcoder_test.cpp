@@ -129,6 +129,14 @@ TEST_F(TranscoderTest, PathVariablesArePercentDecoded) {
   EXPECT_THAT(std::string(bad.message()), HasSubstr("device_id"));
 }
 
+TEST_F(TranscoderTest, AQueryValueThatIsNotUtf8IsABadRequest) {
+  // Found by transcoder_fuzz: a well-known-type parameter (update_mask) that is not UTF-8
+  // made the JSON quoting throw, and the exception ended the process.
+  auto r = transcoder_->Transcode("PATCH", "/v1/devices/d1", "update_mask=%FF%FE", R"({"name":"x"})");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+  EXPECT_NE(r.status().message().find("not valid UTF-8"), std::string::npos) << r.status();
+}
+
 TEST_F(TranscoderTest, TelemetryRoutes) {
   auto write = Ok<v1::WriteTelemetryRequest>(
       "POST", "/v1/devices/d1/telemetry",
