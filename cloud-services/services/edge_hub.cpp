@@ -56,6 +56,8 @@ EdgeHub::EdgeHub(storage::Database& db, MetricsRegistry& metrics, Clock clock, E
       clock_(std::move(clock)),
       options_(options),
       connected_edges_(metrics.GetGauge("strata_cloud_edges_connected", "Edges with an open EdgeSync stream")),
+      open_streams_(metrics.GetGauge("strata_cloud_edge_streams_open",
+                                     "EdgeSync streams holding a slot (--max-edge-streams), before and after Hello")),
       batches_received_(metrics.GetCounter("strata_cloud_edge_batches_received_total", "Telemetry batches received from edges")),
       batches_duplicate_(metrics.GetCounter("strata_cloud_edge_batches_duplicate_total",
                                             "Batches at or below the edge's high-water mark, acked without writing")),
@@ -237,6 +239,11 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
                         "this cloud serves at most " + std::to_string(options_.max_streams) +
                             " edge streams at once; retry later");
   }
+  open_streams_.Add(1);
+  struct OpenStream {
+    Gauge& g;
+    ~OpenStream() { g.Add(-1); }
+  } open{open_streams_};
 
   // The reader thread reads every message, from Hello on, while this thread stores the
   // batches before them; batches that are waiting when a transaction starts share it. Only

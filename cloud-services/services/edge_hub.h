@@ -77,6 +77,7 @@ class EdgeHub final : public v1::EdgeSync::Service {
   std::mutex live_mu_;
   std::map<std::string, std::shared_ptr<Live>> live_;  // guarded by live_mu_: edge id -> its session here
   Gauge& connected_edges_;
+  Gauge& open_streams_;
   Counter& batches_received_;
   Counter& batches_duplicate_;
   Counter& batches_rejected_;

@@ -3,7 +3,9 @@
 // commit and ack).
 #include <sys/wait.h>
 
+#include <chrono>
 #include <future>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -290,7 +292,7 @@ TEST_P(CloudGrpcTest, ANewerSessionOfTheSameEdgeEndsTheOlderOne) {
 
 TEST_P(CloudGrpcTest, AStreamWithoutHelloIsClosedAtItsDeadline) {
   cloud_->Stop();
-  cloud_->Restart({"--hello-timeout-ms", "300", "--max-edge-streams", "4"});
+  cloud_->Restart({"--hello-timeout-ms", "1000", "--max-edge-streams", "4"});
   auto stub = v1::EdgeSync::NewStub(cloud_->Channel());
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
   std::vector<std::unique_ptr<grpc::ClientReaderWriter<v1::EdgeMessage, v1::CloudMessage>>> idle;
@@ -298,6 +300,13 @@ TEST_P(CloudGrpcTest, AStreamWithoutHelloIsClosedAtItsDeadline) {
     contexts.push_back(std::make_unique<grpc::ClientContext>());
     idle.push_back(stub->Connect(contexts.back().get()));
   }
+  // Connect returns before the server has taken the call: wait until all four hold a slot.
+  const auto opened = std::chrono::steady_clock::now();
+  while (MetricSample(cloud_->Http("GET", "/metrics").body, "strata_cloud_edge_streams_open") < 4 &&
+         std::chrono::steady_clock::now() - opened < std::chrono::milliseconds(800)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(MetricSample(cloud_->Http("GET", "/metrics").body, "strata_cloud_edge_streams_open"), 4);
   // A fifth stream is refused while four are open (and waiting for their Hello deadline).
   {
     grpc::ClientContext ctx;
@@ -309,7 +318,7 @@ TEST_P(CloudGrpcTest, AStreamWithoutHelloIsClosedAtItsDeadline) {
   const auto started = std::chrono::steady_clock::now();
   for (auto& s : idle) {
     // The server cancels the call to wake its reader, so the client sees CANCELLED; the
-    // cloud logs "no hello within 300 ms" and counts it.
+    // cloud logs "no hello within 1000 ms" and counts it.
     v1::CloudMessage m;
     EXPECT_FALSE(s->Read(&m));
     EXPECT_FALSE(s->Finish().ok());
