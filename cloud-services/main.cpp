@@ -4,9 +4,11 @@
 #include <csignal>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <set>
 #include <thread>
 
+#include <absl/strings/str_join.h>
 #include <absl/strings/str_split.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -18,6 +20,8 @@
 #include <strata/logging.h>
 #include <strata/signals.h>
 #include <strata/metrics.h>
+
+#include "grpc/health/v1/health.pb.h"
 
 #include "gateway/rest_gateway.h"
 #include "services/edge_hub.h"
@@ -44,15 +48,27 @@ struct Flags {
   int retention_days = 0;
 };
 
-const std::set<std::string> kServiceNames = {"registry", "telemetry", "edgehub"};
+// The services strata-cloud can run: the name --services takes and the gRPC service's full
+// name (what health checks, reflection and the REST gateway know it by).
+struct ServiceName {
+  const char* flag;
+  const char* grpc;
+};
+constexpr ServiceName kServices[] = {
+    {"registry", "strata.v1.DeviceRegistry"},
+    {"telemetry", "strata.v1.Telemetry"},
+    {"edgehub", "strata.v1.EdgeSync"},
+};
 
 std::set<std::string> ParseServices(const std::string& s) {
-  if (s == "all") return kServiceNames;
+  std::set<std::string> known;
+  for (const auto& service : kServices) known.insert(service.flag);
+  if (s == "all") return known;
   std::set<std::string> out;
   for (absl::string_view name : absl::StrSplit(s, ',', absl::SkipEmpty())) {
-    if (!kServiceNames.count(std::string(name))) {
-      throw CLI::ValidationError("--services", "unknown service '" + std::string(name) +
-                                                   "' (all, or a list of registry, telemetry, edgehub)");
+    if (!known.count(std::string(name))) {
+      throw CLI::ValidationError("--services", "unknown service '" + std::string(name) + "' (all, or a list of " +
+                                                   absl::StrJoin(known, ", ") + ")");
     }
     out.insert(std::string(name));
   }
@@ -91,32 +107,31 @@ int Run(const Flags& flags) {
   strata::services::Retention retention(**db, metrics, clock, retention_options);
 
   grpc::EnableDefaultHealthCheckService(true);
-  // Reflection lets grpcurl and grpc_cli call the API without the .proto files.
+  // Reflection lets grpcurl and grpc_cli call the API without the .proto files. gRPC's health
+  // service has no protobuf descriptor of its own; linking ours lets reflection describe it.
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::ServerBuilder builder;
   // gRPC turns SO_REUSEPORT on by default: a second strata-cloud on the same address would
   // then share the port and take edges at random. One process per address.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int grpc_port = 0;
   builder.AddListeningPort(flags.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
-  std::vector<std::string> rest_services;
-  if (services.count("registry")) {
-    builder.RegisterService(&registry);
-    rest_services.push_back("strata.v1.DeviceRegistry");
-  }
-  if (services.count("telemetry")) {
-    builder.RegisterService(&telemetry);
-    rest_services.push_back("strata.v1.Telemetry");
-  }
-  if (services.count("edgehub")) {
-    builder.RegisterService(&hub);
-    rest_services.push_back("strata.v1.EdgeSync");
+  const std::map<std::string, grpc::Service*> implementations = {
+      {"registry", &registry}, {"telemetry", &telemetry}, {"edgehub", &hub}};
+  std::vector<std::string> served;
+  for (const auto& service : kServices) {
+    if (!services.count(service.flag)) continue;
+    builder.RegisterService(implementations.at(service.flag));
+    served.push_back(service.grpc);
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || grpc_port == 0) {
     spdlog::error("cannot listen for gRPC on {}: address in use or not available", flags.grpc_listen);
     return 2;
   }
+  // Health answers per service name too (grpc_health_probe -service=strata.v1.Telemetry).
+  for (const std::string& name : served) server->GetHealthCheckService()->SetServingStatus(name, true);
 
   const auto http = strata::ParseHostPort(flags.http_listen);
   strata::gateway::RestGatewayOptions gw_options;
@@ -134,7 +149,7 @@ int Run(const Flags& flags) {
             .Inc();
       }};
   auto gateway = strata::gateway::RestGateway::Create(gw_options, server->InProcessChannel(grpc::ChannelArguments()),
-                                                      rest_services, hooks);
+                                                      served, hooks);
   if (!gateway.ok()) {
     spdlog::error("cannot start the REST gateway: {}", gateway.status().ToString());
     server->Shutdown();

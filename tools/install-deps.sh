@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev libgrpc-dev libabsl-dev
-  golang-github-gogo-googleapis-dev
+  golang-github-gogo-googleapis-dev golang-google-grpc-dev  # google/api and grpc/health .protos
   libboost-dev libboost-system-dev
   libssl-dev zlib1g-dev libc-ares-dev libre2-dev  # static archives for strata-edge (cmake/StaticEdge.cmake)
   libpqxx-dev libpq-dev libsqlite3-dev
@@ -17,7 +17,11 @@ packages=(
   postgresql-15 postgresql-client-15
   curl sqlite3 util-linux
   clang-14 libfuzzer-14-dev libclang-rt-14-dev  # tools/fuzz.sh
+  python3
 )
+# tools/contract.sh runs its checkers (pinned in tools/contract/package.json) on Node.js:
+# Debian's, unless the machine has a Node.js of its own.
+if ! command -v npm >/dev/null 2>&1; then packages+=(nodejs npm); fi
 
 missing=()
 for p in "${packages[@]}"; do

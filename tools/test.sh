@@ -2,8 +2,10 @@
 # The README's test command: installs what is missing, builds, and runs the whole suite —
 # unit, PostgreSQL (a real server the harness starts), and end-to-end tests of the real
 # binaries — first in an optimised build, then again under AddressSanitizer and
-# UndefinedBehaviorSanitizer, then under ThreadSanitizer, then runs each fuzz target for a bounded time. Set
-# STRATA_SKIP_SANITIZERS=1 to run only the first pass, STRATA_FUZZ_SECONDS=0 to skip fuzzing.
+# UndefinedBehaviorSanitizer, then under ThreadSanitizer, then runs each fuzz target for a
+# bounded time; after the first pass, independent checkers judge the API contract. Set
+# STRATA_SKIP_SANITIZERS=1 to run only the first pass, STRATA_FUZZ_SECONDS=0 to skip fuzzing,
+# STRATA_SKIP_CONTRACT=1 to skip the contract checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,14 @@ run_suite() {
 
 echo "== build and test (RelWithDebInfo)"
 run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+# The API contract, judged by tools that are not ours: buf lint and breaking, spectral, a
+# validating proxy in front of strata-cloud for every documented request, grpc-js for health
+# and reflection (tools/contract.sh). STRATA_SKIP_CONTRACT=1 skips it.
+if [ "${STRATA_SKIP_CONTRACT:-0}" != 1 ]; then
+  echo "== API contract (buf, spectral, prism, grpc-js)"
+  bash tools/contract.sh --build-dir build
+fi
 
 if [ "${STRATA_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== build and test under AddressSanitizer + UndefinedBehaviorSanitizer"

@@ -7,6 +7,7 @@
 #include <absl/strings/ascii.h>
 #include <absl/strings/cord.h>
 #include <absl/strings/escaping.h>
+#include <absl/strings/match.h>
 #include <absl/strings/numbers.h>
 #include <google/api/annotations.pb.h>
 #include <google/api/http.pb.h>
@@ -282,7 +283,7 @@ absl::Status SetScalar(Message& message, const FieldDescriptor* field, std::stri
     }
     case FieldDescriptor::CPPTYPE_ENUM: {
       const auto* type = field->enum_type();
-      const auto* ev = type->FindValueByName(value);
+      const auto* ev = EnumValueByName(type, value);
       if (ev == nullptr) {
         int number;
         if (absl::SimpleAtoi(value, &number)) ev = type->FindValueByNumber(number);
@@ -408,6 +409,19 @@ absl::Status ExpandValueShorthand(const Descriptor* type, nlohmann::json& node, 
   for (auto& [name, child] : node.items()) {
     const FieldDescriptor* f = type->FindFieldByName(name);
     if (f == nullptr) f = type->FindFieldByCamelcaseName(name);
+    if (f != nullptr && f->cpp_type() == FieldDescriptor::CPPTYPE_ENUM) {
+      // Short enum names (DESC for SORT_ORDER_DESC) become the full ones protobuf's parser takes.
+      auto rename = [&](nlohmann::json& v) {
+        if (!v.is_string()) return;
+        if (const auto* ev = EnumValueByName(f->enum_type(), v.get_ref<const std::string&>())) v = ev->name();
+      };
+      if (f->is_repeated() && child.is_array()) {
+        for (auto& v : child) rename(v);
+      } else {
+        rename(child);
+      }
+      continue;
+    }
     if (f == nullptr || f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) continue;  // protobuf reports it
     const std::string at = path.empty() ? name : Cat(path, ".", name);
     if (f->is_map()) {
@@ -508,6 +522,41 @@ bool MatchPath(const Route& route, std::string_view path, Match& match) {
 
 std::string Route::GrpcMethodPath() const {
   return Cat("/", method->service()->full_name(), "/", method->name());
+}
+
+namespace {
+
+// "SortOrder" -> "SORT_ORDER_": the prefix buf's STANDARD lint asks of every value.
+std::string EnumValuePrefix(const google::protobuf::EnumDescriptor* type) {
+  std::string out;
+  const std::string& name = type->name();
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    if (absl::ascii_isupper(c) && i > 0 && !absl::ascii_isupper(name[i - 1])) out += '_';
+    out += absl::ascii_toupper(c);
+  }
+  return out + "_";
+}
+
+}  // namespace
+
+const google::protobuf::EnumValueDescriptor* EnumValueByName(const google::protobuf::EnumDescriptor* type,
+                                                             std::string_view name) {
+  if (const auto* ev = type->FindValueByName(std::string(name))) return ev;
+  if (name.empty() || name.ends_with("UNSPECIFIED")) return nullptr;
+  return type->FindValueByName(Cat(EnumValuePrefix(type), name));
+}
+
+std::vector<std::string> EnumShortNames(const google::protobuf::EnumDescriptor* type) {
+  const std::string prefix = EnumValuePrefix(type);
+  std::vector<std::string> out;
+  for (int i = 0; i < type->value_count(); ++i) {
+    const std::string& full = type->value(i)->name();
+    if (absl::StartsWith(full, prefix) && !absl::EndsWith(full, "_UNSPECIFIED") && full.size() > prefix.size()) {
+      out.push_back(full.substr(prefix.size()));
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::string> PercentDecode(std::string_view in, bool plus_as_space) {

@@ -94,6 +94,15 @@ std::string ErrorJson(const absl::Status& status);
 absl::StatusOr<std::string> ResponseToJson(const google::protobuf::Descriptor* response_type,
                                            const std::string& serialized);
 
+// The value of `type` that a request names as `name`: its full name (SORT_ORDER_DESC), or the
+// short name without the enum's prefix (DESC), which the API took before its enum values were
+// prefixed. Null when neither names a value.
+const google::protobuf::EnumValueDescriptor* EnumValueByName(const google::protobuf::EnumDescriptor* type,
+                                                             std::string_view name);
+
+// The short names EnumValueByName also takes, for the values that have one (not *_UNSPECIFIED).
+std::vector<std::string> EnumShortNames(const google::protobuf::EnumDescriptor* type);
+
 // Percent-decodes `in`; with plus_as_space, '+' becomes ' ' (query strings). INVALID_ARGUMENT
 // for a malformed escape.
 absl::StatusOr<std::string> PercentDecode(std::string_view in, bool plus_as_space);

@@ -135,7 +135,7 @@ grpc::Status TelemetryService::Query(grpc::ServerContext*, const v1::QueryTeleme
                             std::to_string(kDefaultQueryLimit) + ")");
   }
   if (!v1::SortOrder_IsValid(req->order())) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "order must be ASC or DESC");
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "order must be SORT_ORDER_ASC or SORT_ORDER_DESC");
   }
   storage::TelemetryQuery q;
   q.device_id = req->device_id();
@@ -143,7 +143,7 @@ grpc::Status TelemetryService::Query(grpc::ServerContext*, const v1::QueryTeleme
   q.start = req->start();
   q.end = req->end();
   q.limit = req->limit() == 0 ? kDefaultQueryLimit : req->limit();
-  q.descending = req->order() == v1::DESC;
+  q.descending = req->order() == v1::SORT_ORDER_DESC;
   if (!req->page_token().empty()) {
     auto cursor = DecodeTelemetryToken(req->page_token());
     if (!cursor.ok()) return ToGrpc(cursor.status());
@@ -179,7 +179,7 @@ grpc::Status TelemetryService::Aggregate(grpc::ServerContext*, const v1::Aggrega
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "interval must be a positive number of milliseconds");
   }
   if (req->function() == v1::AGGREGATION_FUNCTION_UNSPECIFIED || !v1::AggregationFunction_IsValid(req->function())) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "function must be one of AVG, MIN, MAX, SUM, COUNT");
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "function must be one of AGGREGATION_FUNCTION_AVG, _MIN, _MAX, _SUM, _COUNT");
   }
   if (auto s = CheckDevice(req->device_id()); !s.ok()) return ToGrpc(s);
   storage::AggregateQuery q;

@@ -629,10 +629,10 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
         b.set_ts(row[1].as<std::int64_t>());
         b.set_count(row[6].as<std::int64_t>());
         switch (q.function) {
-          case v1::MIN: b.set_value(row[3].as<double>()); break;
-          case v1::MAX: b.set_value(row[4].as<double>()); break;
-          case v1::SUM: b.set_value(row[5].as<double>()); break;
-          case v1::COUNT: b.set_value(static_cast<double>(b.count())); break;
+          case v1::AGGREGATION_FUNCTION_MIN: b.set_value(row[3].as<double>()); break;
+          case v1::AGGREGATION_FUNCTION_MAX: b.set_value(row[4].as<double>()); break;
+          case v1::AGGREGATION_FUNCTION_SUM: b.set_value(row[5].as<double>()); break;
+          case v1::AGGREGATION_FUNCTION_COUNT: b.set_value(static_cast<double>(b.count())); break;
           default: b.set_value(row[2].as<double>()); break;  // AVG, and UNSPECIFIED as AVG
         }
         by_key[row[0].as<std::string>()].push_back(std::move(b));

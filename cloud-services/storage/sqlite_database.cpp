@@ -550,10 +550,10 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
         b.set_ts(s.Int(1));
         b.set_count(s.Int(6));
         switch (q.function) {
-          case v1::MIN: b.set_value(s.Double(3)); break;
-          case v1::MAX: b.set_value(s.Double(4)); break;
-          case v1::SUM: b.set_value(s.Double(5)); break;
-          case v1::COUNT: b.set_value(static_cast<double>(s.Int(6))); break;
+          case v1::AGGREGATION_FUNCTION_MIN: b.set_value(s.Double(3)); break;
+          case v1::AGGREGATION_FUNCTION_MAX: b.set_value(s.Double(4)); break;
+          case v1::AGGREGATION_FUNCTION_SUM: b.set_value(s.Double(5)); break;
+          case v1::AGGREGATION_FUNCTION_COUNT: b.set_value(static_cast<double>(s.Int(6))); break;
           default: b.set_value(s.Double(2)); break;  // AVG, and UNSPECIFIED as AVG
         }
         by_key[s.Text(0)].push_back(std::move(b));

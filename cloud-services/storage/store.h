@@ -123,7 +123,7 @@ struct AggregateQuery {
   std::int64_t start = 0;         // inclusive
   std::int64_t end = 0;           // exclusive, > start
   std::int64_t interval = 0;      // > 0
-  v1::AggregationFunction function = v1::AVG;
+  v1::AggregationFunction function = v1::AGGREGATION_FUNCTION_AVG;
 };
 
 struct EdgeBatchResult {

@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
 #include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
@@ -335,7 +336,7 @@ std::pair<Percentiles, Percentiles> QueryLatency(const std::string& url, const s
     req.set_start(t0);
     req.set_end(t0 + day_ms);
     req.set_interval(60000);
-    req.set_function(strata::v1::AVG);
+    req.set_function(strata::v1::AGGREGATION_FUNCTION_AVG);
     strata::v1::AggregateTelemetryResponse res;
     grpc::ClientContext ctx;
     const auto start = Clock::now();
@@ -1015,14 +1016,27 @@ int main(int argc, char** argv) {
   std::set<int> only;
   double platform_rate = 0;
   std::vector<double> ladder_flag;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--smoke") smoke = true;
-    if (a == "--output" && i + 1 < argc) output = argv[++i];
-    if (a == "--only" && i + 1 < argc) only = ParseIntSet(argv[++i]);
-    if (a == "--platform-rate" && i + 1 < argc) platform_rate = std::stod(argv[++i]);
-    if (a == "--ladder" && i + 1 < argc) {
-      for (int rate : ParseIntSet(argv[++i])) ladder_flag.push_back(rate);
+  {
+    CLI::App app{"strata_bench: each hop of the data path against the raw ceiling of the same component, "
+                 "in the same run, with real processes; prints one Markdown table"};
+    std::string only_flag;
+    std::string ladder_text;
+    app.add_flag("--smoke", smoke, "Every measurement on a small load (CI: the harness works, figures are positive)");
+    app.add_option("--output", output, "Also write the table to FILE");
+    app.add_option("--only", only_flag, "Run only these measurements, e.g. 5,6,7 (default: all)");
+    app.add_option("--platform-rate", platform_rate,
+                   "Rate (msg/s) whose half (6) and (7) run at when (5) is not run")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--ladder", ladder_text, "Replace (5)'s ladder of rates, e.g. 7500 or 5000,6000");
+    try {
+      app.parse(argc, argv);
+      only = ParseIntSet(only_flag);
+      for (int rate : ParseIntSet(ladder_text)) ladder_flag.push_back(rate);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    } catch (const std::logic_error&) {  // std::stoi on a list item
+      std::cerr << "strata_bench: --only and --ladder take comma-separated integers\n";
+      return 2;
     }
   }
   auto want = [&](int item) { return only.empty() || only.count(item) > 0; };

@@ -97,7 +97,7 @@ TEST_P(CloudGrpcTest, RegistryAndTelemetryThroughStubs) {
   agg.set_start(kT0);
   agg.set_end(kT0 + 5);
   agg.set_interval(1);
-  agg.set_function(v1::MAX);
+  agg.set_function(v1::AGGREGATION_FUNCTION_MAX);
   v1::AggregateTelemetryResponse aggr;
   ASSERT_TRUE(telemetry_->Aggregate(Ctx().get(), agg, &aggr).ok());
   ASSERT_EQ(aggr.series_size(), 1);

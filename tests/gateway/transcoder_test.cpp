@@ -3,6 +3,8 @@
 
 #include <set>
 
+#include <absl/strings/match.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -159,7 +161,7 @@ TEST_F(TranscoderTest, TelemetryRoutes) {
   EXPECT_EQ(query.start(), 1000);
   EXPECT_EQ(query.end(), 2000);
   EXPECT_EQ(query.limit(), 50);
-  EXPECT_EQ(query.order(), v1::DESC);
+  EXPECT_EQ(query.order(), v1::SORT_ORDER_DESC);
   EXPECT_EQ(query.page_token(), "t");
 
   auto latest = Ok<v1::LatestTelemetryRequest>("GET", "/v1/devices/d1/telemetry/latest?keys=a,b&keys=c", "",
@@ -173,19 +175,37 @@ TEST_F(TranscoderTest, TelemetryRoutes) {
   EXPECT_THAT(agg.keys(), ElementsAre("t"));
   EXPECT_EQ(agg.end(), 3600000);
   EXPECT_EQ(agg.interval(), 60000);
-  EXPECT_EQ(agg.function(), v1::AVG);
+  EXPECT_EQ(agg.function(), v1::AGGREGATION_FUNCTION_AVG);
 }
 
 TEST_F(TranscoderTest, QueryParameterConversions) {
   // Enum by number, '+' as space, an encoded comma kept inside one value, negative int64.
   auto q = Ok<v1::QueryTelemetryRequest>("GET", "/v1/devices/d1/telemetry?order=2&keys=a%2Cb&keys=c+d&start=-5");
-  EXPECT_EQ(q.order(), v1::DESC);
+  EXPECT_EQ(q.order(), v1::SORT_ORDER_DESC);
   EXPECT_THAT(q.keys(), ElementsAre("a,b", "c d"));
   EXPECT_EQ(q.start(), -5);
   // A parameter without a value sets the empty string; empty pairs are skipped.
   auto l = Ok<v1::ListDevicesRequest>("GET", "/v1/devices?page_token&&page_size=3");
   EXPECT_EQ(l.page_token(), "");
   EXPECT_EQ(l.page_size(), 3);
+}
+
+TEST_F(TranscoderTest, EnumValuesByFullOrShortName) {
+  // The full names buf's lint asks for, and the short names the API took before them.
+  for (const char* order : {"SORT_ORDER_DESC", "DESC", "2"}) {
+    auto q = Ok<v1::QueryTelemetryRequest>("GET", std::string("/v1/devices/d1/telemetry?order=") + order);
+    EXPECT_EQ(q.order(), v1::SORT_ORDER_DESC) << order;
+  }
+  auto agg = Ok<v1::AggregateTelemetryRequest>("GET", "/v1/devices/d1/telemetry/aggregate?function=AGGREGATION_FUNCTION_MAX");
+  EXPECT_EQ(agg.function(), v1::AGGREGATION_FUNCTION_MAX);
+  // UNSPECIFIED has no short name, other spellings none at all.
+  for (const char* order : {"UNSPECIFIED", "desc", "SORT_ORDER_", "ORDER_DESC"}) {
+    absl::Status s = Err("GET", std::string("/v1/devices/d1/telemetry?order=") + order);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << order;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("SORT_ORDER_DESC")) << order;
+  }
+  EXPECT_EQ(EnumShortNames(v1::AggregationFunction_descriptor()),
+            (std::vector<std::string>{"AVG", "MIN", "MAX", "SUM", "COUNT"}));
 }
 
 TEST_F(TranscoderTest, BadQueryParametersAreInvalidArgumentNamingTheParameter) {
@@ -324,17 +344,21 @@ TEST(PercentDecodeTest, Decodes) {
 }
 
 // Every "$ref" in the document points at a schema it defines.
-void ExpectRefsResolve(const nlohmann::json& node, const nlohmann::json& schemas) {
+// Every "$ref" under `node` names something in doc.components ("#/components/<kind>/<name>").
+void ExpectRefsResolve(const nlohmann::json& node, const nlohmann::json& doc) {
   if (node.is_object()) {
     if (auto it = node.find("$ref"); it != node.end()) {
       const std::string ref = *it;
-      const std::string prefix = "#/components/schemas/";
+      const std::string prefix = "#/components/";
       ASSERT_EQ(ref.rfind(prefix, 0), 0u) << ref;
-      EXPECT_TRUE(schemas.contains(ref.substr(prefix.size()))) << ref;
+      const std::string rest = ref.substr(prefix.size());
+      const auto slash = rest.find('/');
+      ASSERT_NE(slash, std::string::npos) << ref;
+      EXPECT_TRUE(doc["components"][rest.substr(0, slash)].contains(rest.substr(slash + 1))) << ref;
     }
-    for (const auto& [key, value] : node.items()) ExpectRefsResolve(value, schemas);
+    for (const auto& [key, value] : node.items()) ExpectRefsResolve(value, doc);
   } else if (node.is_array()) {
-    for (const auto& value : node) ExpectRefsResolve(value, schemas);
+    for (const auto& value : node) ExpectRefsResolve(value, doc);
   }
 }
 
@@ -344,7 +368,7 @@ TEST_F(TranscoderTest, OpenApiDocument) {
   ASSERT_NO_THROW(doc = nlohmann::json::parse(text));
   EXPECT_EQ(doc["openapi"], "3.0.3");
   nlohmann::json paths = doc["paths"];
-  for (const char* p : {"/v1/devices", "/v1/devices/{device_id}", "/v1/devices/{device.device_id}", "/v1/edges",
+  for (const char* p : {"/v1/devices", "/v1/devices/{device_id}", "/v1/edges",
                         "/v1/edges/{edge_id}", "/v1/devices/{device_id}/telemetry",
                         "/v1/devices/{device_id}/telemetry/latest", "/v1/devices/{device_id}/telemetry/aggregate",
                         "/healthz", "/readyz", "/metrics"}) {
@@ -354,7 +378,7 @@ TEST_F(TranscoderTest, OpenApiDocument) {
 
   EXPECT_TRUE(paths["/v1/devices"].contains("get"));
   EXPECT_TRUE(paths["/v1/devices"].contains("post"));
-  EXPECT_EQ(paths["/v1/devices/{device.device_id}"]["patch"]["operationId"], "DeviceRegistry_UpdateDevice");
+  EXPECT_EQ(paths["/v1/devices/{device_id}"]["patch"]["operationId"], "DeviceRegistry_UpdateDevice");
   nlohmann::json write = paths["/v1/devices/{device_id}/telemetry"]["post"];
   EXPECT_EQ(write["operationId"], "Telemetry_Write");
   nlohmann::json write_body = write["requestBody"]["content"]["application/json"]["schema"];
@@ -374,8 +398,10 @@ TEST_F(TranscoderTest, OpenApiDocument) {
   EXPECT_EQ(params["device_id"]["required"], true);
   EXPECT_EQ(params["keys"]["in"], "query");
   EXPECT_EQ(params["keys"]["schema"]["type"], "array");
-  EXPECT_EQ(params["start"]["schema"]["type"], "string");
-  EXPECT_EQ(params["start"]["schema"]["format"], "int64");
+  // An int64 is a decimal string (as responses print it) or a JSON number (as requests may give it).
+  EXPECT_EQ(params["start"]["schema"]["anyOf"][0]["type"], "string");
+  EXPECT_EQ(params["start"]["schema"]["anyOf"][1]["type"], "integer");
+  EXPECT_EQ(params["start"]["schema"]["anyOf"][1]["format"], "int64");
   EXPECT_EQ(params["limit"]["schema"]["type"], "integer");
   EXPECT_EQ(params["order"]["schema"]["$ref"], "#/components/schemas/strata.v1.SortOrder");
   EXPECT_EQ(query["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
@@ -385,29 +411,54 @@ TEST_F(TranscoderTest, OpenApiDocument) {
   nlohmann::json device = schemas["strata.v1.Device"]["properties"];
   EXPECT_EQ(device["labels"]["type"], "object");
   EXPECT_EQ(device["labels"]["additionalProperties"]["type"], "string");
-  EXPECT_EQ(device["created_at"]["type"], "string");
+  EXPECT_EQ(device["created_at"]["anyOf"][0]["type"], "string");
+  EXPECT_FALSE(device["device_id"].value("description", "").empty()) << "field comments become descriptions";
   EXPECT_EQ(schemas["strata.v1.TelemetryPoint"]["properties"]["values"]["additionalProperties"]["$ref"],
             "#/components/schemas/strata.v1.Value");
   EXPECT_EQ(schemas["strata.v1.Value"]["anyOf"][0]["type"], "number") << "a bare scalar is a value";
-  EXPECT_EQ(schemas["strata.v1.Value"]["anyOf"][3]["properties"]["int_value"]["format"], "int64");
+  EXPECT_EQ(schemas["strata.v1.Value"]["anyOf"][3]["properties"]["int_value"]["anyOf"][1]["format"], "int64");
   EXPECT_FALSE(schemas.contains("strata.v1.UpdateDeviceRequest"));  // not referenced: the body is the device
   EXPECT_EQ(schemas["strata.v1.AggregationFunction"]["enum"],
-            nlohmann::json::array({"AGGREGATION_FUNCTION_UNSPECIFIED", "AVG", "MIN", "MAX", "SUM", "COUNT"}));
-  EXPECT_EQ(schemas["strata.v1.Edge"]["properties"]["high_water_mark"]["format"], "uint64");
+            nlohmann::json::array({"AGGREGATION_FUNCTION_UNSPECIFIED", "AGGREGATION_FUNCTION_AVG",
+                                   "AGGREGATION_FUNCTION_MIN", "AGGREGATION_FUNCTION_MAX", "AGGREGATION_FUNCTION_SUM",
+                                   "AGGREGATION_FUNCTION_COUNT", "AVG", "MIN", "MAX", "SUM", "COUNT"}))
+      << "the full names, then the short ones requests may give";
+  EXPECT_EQ(schemas["strata.v1.Edge"]["properties"]["high_water_mark"]["anyOf"][1]["minimum"], 0);
   EXPECT_TRUE(schemas.contains("strata.v1.Reading"));
   EXPECT_TRUE(schemas.contains("strata.v1.Value"));
-  ExpectRefsResolve(doc, doc["components"]["schemas"]);
+  ExpectRefsResolve(doc, doc);
 
-  // The update_mask of PATCH is a query parameter written as a string.
+  // PATCH binds device.device_id, named by its field so that it shares the path of GET and
+  // DELETE (OpenAPI takes two templates that differ only in a variable's name for a clash);
+  // its update_mask is a query parameter written as a string.
+  EXPECT_FALSE(paths.contains("/v1/devices/{device.device_id}"));
   std::set<std::string> patch_params;
-  for (const auto& p : paths["/v1/devices/{device.device_id}"]["patch"]["parameters"]) patch_params.insert(p["name"]);
-  EXPECT_EQ(patch_params, (std::set<std::string>{"device.device_id", "update_mask"}));
+  for (const auto& p : paths["/v1/devices/{device_id}"]["patch"]["parameters"]) patch_params.insert(p["name"]);
+  EXPECT_EQ(patch_params, (std::set<std::string>{"device_id", "update_mask"}));
+  EXPECT_TRUE(paths["/v1/devices/{device_id}"].contains("get"));
+  EXPECT_TRUE(paths["/v1/devices/{device_id}"].contains("delete"));
 
-  // Operation ids are unique.
+  // Operation ids are unique; every operation has a summary, a tag the document defines and
+  // error responses.
+  std::set<std::string> tags;
+  for (const auto& t : doc["tags"]) tags.insert(t["name"]);
   std::set<std::string> ids;
   for (const auto& [path, ops] : paths.items()) {
-    for (const auto& [verb, op] : ops.items()) EXPECT_TRUE(ids.insert(op["operationId"].get<std::string>()).second);
+    for (const auto& [verb, op] : ops.items()) {
+      SCOPED_TRACE(verb + " " + path);
+      EXPECT_TRUE(ids.insert(op["operationId"].get<std::string>()).second);
+      EXPECT_FALSE(op.value("summary", "").empty());
+      EXPECT_FALSE(op.value("description", "").empty());
+      EXPECT_TRUE(tags.count(op["tags"][0].get<std::string>()));
+      if (absl::StartsWith(path, "/v1/")) {
+        EXPECT_TRUE(op["responses"].contains("400"));
+        EXPECT_TRUE(op["responses"].contains("default"));
+      }
+    }
   }
+  EXPECT_TRUE(paths["/v1/devices"]["post"]["responses"].contains("409"));
+  EXPECT_TRUE(paths["/v1/devices/{device_id}"]["get"]["responses"].contains("404"));
+
 }
 
 }  // namespace

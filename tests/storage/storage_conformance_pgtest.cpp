@@ -573,11 +573,11 @@ TEST_P(AggregateTest, EveryFunctionOverSeveralKeysAndBuckets) {
     std::vector<T> mixed, dbl;
   };
   const std::vector<Case> cases = {
-      {v1::AVG, {T{0, 9.5 / 3, 3}, T{200, -1, 1}}, {T{100, 15, 2}, T{300, 5, 1}}},
-      {v1::MIN, {T{0, 1, 3}, T{200, -1, 1}}, {T{100, 10, 2}, T{300, 5, 1}}},
-      {v1::MAX, {T{0, 6, 3}, T{200, -1, 1}}, {T{100, 20, 2}, T{300, 5, 1}}},
-      {v1::SUM, {T{0, 9.5, 3}, T{200, -1, 1}}, {T{100, 30, 2}, T{300, 5, 1}}},
-      {v1::COUNT, {T{0, 3, 3}, T{200, 1, 1}}, {T{100, 2, 2}, T{300, 1, 1}}},
+      {v1::AGGREGATION_FUNCTION_AVG, {T{0, 9.5 / 3, 3}, T{200, -1, 1}}, {T{100, 15, 2}, T{300, 5, 1}}},
+      {v1::AGGREGATION_FUNCTION_MIN, {T{0, 1, 3}, T{200, -1, 1}}, {T{100, 10, 2}, T{300, 5, 1}}},
+      {v1::AGGREGATION_FUNCTION_MAX, {T{0, 6, 3}, T{200, -1, 1}}, {T{100, 20, 2}, T{300, 5, 1}}},
+      {v1::AGGREGATION_FUNCTION_SUM, {T{0, 9.5, 3}, T{200, -1, 1}}, {T{100, 30, 2}, T{300, 5, 1}}},
+      {v1::AGGREGATION_FUNCTION_COUNT, {T{0, 3, 3}, T{200, 1, 1}}, {T{100, 2, 2}, T{300, 1, 1}}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(v1::AggregationFunction_Name(c.f));
@@ -609,7 +609,7 @@ TEST_P(AggregateTest, EveryFunctionOverSeveralKeysAndBuckets) {
 
 TEST_P(AggregateTest, BucketsAlignToStart) {
   AggregateQuery q{.device_id = "dev-1", .keys = {"dbl"}, .start = kT0 + 50, .end = kT0 + 1000,
-                   .interval = 100, .function = v1::SUM};
+                   .interval = 100, .function = v1::AGGREGATION_FUNCTION_SUM};
   auto r = db_->Telemetry().Aggregate(kDefaultTenant, q);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->size(), 1u);
@@ -624,7 +624,7 @@ TEST_P(StorageTest, AggregateHasNoBucketCap) {
   for (int i = 0; i < kPoints; ++i) points.push_back(P("t", kT0 + i, i % 2 ? I(i) : D(i)));
   ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", points).ok());
   AggregateQuery q{.device_id = "dev-1", .keys = {"t"}, .start = kT0, .end = kT0 + kPoints, .interval = 1,
-                   .function = v1::MAX};
+                   .function = v1::AGGREGATION_FUNCTION_MAX};
   auto r = db_->Telemetry().Aggregate(kDefaultTenant, q);
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->size(), 1u);
@@ -958,7 +958,7 @@ TEST_P(StorageTest, StringsAreStoredLiterallyEverywhere) {
     ASSERT_EQ(latest->size(), 1u);
     EXPECT_EQ((*latest)[0].value().string_value(), nasty);
     AggregateQuery aq{.device_id = id, .keys = {key, "plain"}, .start = 0, .end = kT0 + 1, .interval = 1000,
-                      .function = v1::COUNT};
+                      .function = v1::AGGREGATION_FUNCTION_COUNT};
     auto agg = db_->Telemetry().Aggregate(kDefaultTenant, aq);
     ASSERT_TRUE(agg.ok()) << agg.status();
     ASSERT_EQ(agg->size(), 2u);
