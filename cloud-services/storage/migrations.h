@@ -6,13 +6,11 @@
 #include <span>
 #include <string_view>
 
+#include <strata/migration.h>
+
 namespace strata::storage {
 
-struct Migration {
-  int version;
-  std::string_view name;
-  std::string_view sql;
-};
+using strata::Migration;
 
 // Sorted by version, ascending.
 std::span<const Migration> PostgresMigrations();

@@ -4,8 +4,6 @@
 // writer at a time anyway, and a single connection keeps transactions simple. Writes use
 // BEGIN IMMEDIATE so a second process on the same file waits (busy timeout) instead of
 // failing half-way through a transaction.
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -24,160 +22,51 @@
 #include "codec.h"
 #include "migrations.h"
 #include "strata/clock.h"
+#include "strata/sqlite/migrations.h"
+#include "strata/sqlite/sqlite.h"
+#include "strata/status_macros.h"
 
 namespace strata::storage {
 namespace {
 
-constexpr int kBusyTimeoutMs = 5000;
-
 // Debian's abseil has its own string_view type: hand it std::strings.
 std::string Str(std::string_view s) { return std::string(s); }
 
-// Thrown by the helpers below and turned into an absl::Status at the interface boundary
-// (SqliteDatabase::Run): never leaves this file.
-struct SqliteError : std::runtime_error {
-  SqliteError(int code, const std::string& what) : std::runtime_error(what), code(code) {}
-  int code;
-};
-
-[[noreturn]] void Throw(sqlite3* db, int rc, std::string_view context) {
-  throw SqliteError(sqlite3_extended_errcode(db) ? sqlite3_extended_errcode(db) : rc,
-                    absl::StrCat(Str(context), ": ", sqlite3_errmsg(db)));
-}
-
-absl::Status ToStatus(const SqliteError& e) {
-  switch (e.code) {
-    case SQLITE_CONSTRAINT_PRIMARYKEY:
-    case SQLITE_CONSTRAINT_UNIQUE:
-      return ConflictError("SQLite", e.what());
-    default:
-      break;
-  }
-  switch (e.code & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-    case SQLITE_CANTOPEN:
-    case SQLITE_FULL:
-    case SQLITE_IOERR:
-      return UnavailableDbError("SQLite", e.what());
-    default:
-      return InternalDbError("SQLite", e.what());
+// An error of the SQLite layer (it carries SQLite's code) in the API's words, the detail in
+// the log; the backend's own errors (NotFound, ...) pass through.
+absl::Status InApiWords(absl::Status s) {
+  if (s.ok() || !sqlite::SqliteCode(s)) return s;
+  const std::string detail(s.message());
+  switch (s.code()) {
+    case absl::StatusCode::kAlreadyExists: return ConflictError("SQLite", detail);
+    case absl::StatusCode::kUnavailable: return UnavailableDbError("SQLite", detail);
+    default: return InternalDbError("SQLite", detail);
   }
 }
 
-// A prepared statement. Used by one thread at a time (the caller holds mu_).
-class Stmt {
- public:
-  Stmt(sqlite3* db, std::string_view sql) : db_(db) {
-    int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr);
-    if (rc != SQLITE_OK) Throw(db, rc, "prepare");
+// The four value columns (double, int, bool, string) of telemetry rows, starting at `first`.
+sqlite::Statement& BindValue(sqlite::Statement& s, int first, const v1::Value& v) {
+  for (int k = 0; k < 4; ++k) s.BindNull(first + k);
+  switch (v.kind_case()) {
+    case v1::Value::kDoubleValue: return s.Bind(first, v.double_value());
+    case v1::Value::kIntValue: return s.Bind(first + 1, static_cast<std::int64_t>(v.int_value()));
+    case v1::Value::kBoolValue: return s.Bind(first + 2, v.bool_value());
+    case v1::Value::kStringValue: return s.Bind(first + 3, std::string_view(v.string_value()));
+    case v1::Value::KIND_NOT_SET: break;
   }
-  ~Stmt() { sqlite3_finalize(stmt_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Stmt& Bind(int i, std::int64_t v) { return Check(sqlite3_bind_int64(stmt_, i, v)); }
-  Stmt& Bind(int i, int v) { return Bind(i, static_cast<std::int64_t>(v)); }
-  Stmt& Bind(int i, bool v) { return Bind(i, static_cast<std::int64_t>(v ? 1 : 0)); }
-  Stmt& Bind(int i, double v) { return Check(sqlite3_bind_double(stmt_, i, v)); }
-  Stmt& Bind(int i, std::string_view v) {
-    return Check(sqlite3_bind_text64(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
-  }
-  Stmt& Bind(int i, const std::string& v) { return Bind(i, std::string_view(v)); }
-  Stmt& Bind(int i, const char* v) = delete;  // say std::string_view explicitly
-  Stmt& BindNull(int i) { return Check(sqlite3_bind_null(stmt_, i)); }
-  Stmt& Bind(int i, const std::optional<std::string>& v) { return v ? Bind(i, *v) : BindNull(i); }
-
-  // Binds the four value columns (double, int, bool, string) starting at `first`.
-  Stmt& BindValue(int first, const v1::Value& v) {
-    for (int k = 0; k < 4; ++k) BindNull(first + k);
-    switch (v.kind_case()) {
-      case v1::Value::kDoubleValue: return Bind(first, v.double_value());
-      case v1::Value::kIntValue: return Bind(first + 1, static_cast<std::int64_t>(v.int_value()));
-      case v1::Value::kBoolValue: return Bind(first + 2, v.bool_value());
-      case v1::Value::kStringValue: return Bind(first + 3, std::string_view(v.string_value()));
-      case v1::Value::KIND_NOT_SET: break;
-    }
-    return *this;  // unreachable after ValidatePoints() / ValidateBatch(); the CHECK constraint would refuse it
-  }
-
-  // True when a row is ready; false when done.
-  bool Step() {
-    int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    Throw(db_, rc, "step");
-  }
-  void Run() {
-    while (Step()) {
-    }
-  }
-  void Reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-
-  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
-  std::int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
-  double Double(int col) const { return sqlite3_column_double(stmt_, col); }
-  std::string Text(int col) const {
-    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-    return p ? std::string(p, sqlite3_column_bytes(stmt_, col)) : std::string();
-  }
-  // The value columns (double, int, bool, string) starting at `first`.
-  v1::Value Value(int first) const {
-    v1::Value v;
-    if (!IsNull(first)) v.set_double_value(Double(first));
-    else if (!IsNull(first + 1)) v.set_int_value(Int(first + 1));
-    else if (!IsNull(first + 2)) v.set_bool_value(Int(first + 2) != 0);
-    else if (!IsNull(first + 3)) v.set_string_value(Text(first + 3));
-    return v;
-  }
-
- private:
-  Stmt& Check(int rc) {
-    if (rc != SQLITE_OK) Throw(db_, rc, "bind");
-    return *this;
-  }
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-void Exec(sqlite3* db, const std::string& sql) {
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-  if (rc != SQLITE_OK) {
-    std::string msg = err ? err : sqlite3_errstr(rc);
-    sqlite3_free(err);
-    throw SqliteError(sqlite3_extended_errcode(db), msg);
-  }
+  return s;  // unreachable after ValidatePoints() / ValidateBatch(); the CHECK constraint would refuse it
 }
 
-// BEGIN IMMEDIATE ... COMMIT; rolls back unless committed.
-class WriteTx {
- public:
-  explicit WriteTx(sqlite3* db) : db_(db) { Exec(db_, "BEGIN IMMEDIATE"); }
-  ~WriteTx() {
-    if (!done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-  }
-  void Commit() {
-    Exec(db_, "COMMIT");
-    done_ = true;
-  }
-
- private:
-  sqlite3* db_;
-  bool done_ = false;
-};
+v1::Value ReadValue(const sqlite::Statement& s, int first) {
+  v1::Value v;
+  if (!s.IsNull(first)) v.set_double_value(s.Double(first));
+  else if (!s.IsNull(first + 1)) v.set_int_value(s.Int(first + 1));
+  else if (!s.IsNull(first + 2)) v.set_bool_value(s.Int(first + 2) != 0);
+  else if (!s.IsNull(first + 3)) v.set_string_value(s.Text(first + 3));
+  return v;
+}
 
 // ---- SQL -------------------------------------------------------------------------------
-
-constexpr std::string_view kCreateMigrationsTable =
-    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)";
-constexpr std::string_view kSelectMigration = "SELECT 1 FROM schema_migrations WHERE version = ?1";
-constexpr std::string_view kInsertMigration =
-    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)";
 
 constexpr std::string_view kInsertDevice =
     "INSERT INTO devices (tenant_id, device_id, name, type, labels, attributes, edge_id,"
@@ -288,7 +177,7 @@ constexpr std::string_view kAggregate =
 constexpr std::string_view kPing = "SELECT 1";
 
 // Column order of kSelectDevice and friends.
-absl::StatusOr<v1::Device> ReadDevice(const Stmt& s, std::string_view tenant) {
+absl::StatusOr<v1::Device> ReadDevice(const sqlite::Statement& s, std::string_view tenant) {
   v1::Device d;
   d.set_device_id(s.Text(0));
   d.set_tenant_id(std::string(tenant));
@@ -303,7 +192,7 @@ absl::StatusOr<v1::Device> ReadDevice(const Stmt& s, std::string_view tenant) {
   return d;
 }
 
-absl::StatusOr<v1::Edge> ReadEdge(const Stmt& s, std::string_view tenant) {
+absl::StatusOr<v1::Edge> ReadEdge(const sqlite::Statement& s, std::string_view tenant) {
   v1::Edge e;
   e.set_edge_id(s.Text(0));
   e.set_tenant_id(std::string(tenant));
@@ -323,20 +212,16 @@ std::optional<std::string> KeysParam(const std::vector<std::string>& keys) {
 
 class SqliteDatabase final : public Database, public DeviceStore, public EdgeStore, public TelemetryStore {
  public:
-  explicit SqliteDatabase(sqlite3* db) : db_(db) {}
-  ~SqliteDatabase() override { sqlite3_close_v2(db_); }
+  explicit SqliteDatabase(std::unique_ptr<sqlite::Connection> db) : db_(std::move(db)) {}
 
   static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path) {
-    sqlite3* raw = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
-    if (rc != SQLITE_OK) {
-      std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
-      sqlite3_close_v2(raw);
-      return absl::UnavailableError(absl::StrCat("cannot open SQLite database ", path, ": ", msg));
+    // In WAL mode synchronous=NORMAL loses no committed data on a process crash, only on power loss.
+    auto conn = sqlite::Connection::Open({.path = path});
+    if (!conn.ok()) {
+      return absl::UnavailableError(absl::StrCat("cannot open SQLite database: ", conn.status().message()));
     }
-    auto db = std::make_unique<SqliteDatabase>(raw);
-    if (auto s = db->Setup(); !s.ok()) return s;
-    return std::unique_ptr<Database>(std::move(db));
+    if (auto s = sqlite::Migrate(**conn, SqliteMigrations(), NowMs(), "SQLite"); !s.ok()) return s;
+    return std::unique_ptr<Database>(std::make_unique<SqliteDatabase>(*std::move(conn)));
   }
 
   DeviceStore& Devices() override { return *this; }
@@ -346,9 +231,8 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
 
   absl::Status Ping() override {
     return Run([&]() -> absl::Status {
-      Stmt s(db_, kPing);
-      s.Run();
-      return absl::OkStatus();
+      STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kPing));
+      return s.Run();
     });
   }
 
@@ -358,11 +242,11 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
     if (device.device_id().empty()) return absl::InvalidArgumentError("empty device_id");
     return NameConflict<v1::Device>(Run([&]() -> absl::StatusOr<v1::Device> {
       const std::int64_t now = NowMs();
-      Stmt s(db_, kInsertDevice);
-      s.Bind(1, tenant).Bind(2, device.device_id()).Bind(3, device.name()).Bind(4, device.type())
-          .Bind(5, EncodeStringMap(device.labels())).Bind(6, EncodeStringMap(device.attributes()))
-          .Bind(7, device.edge_id()).Bind(8, now);
-      s.Run();
+      STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kInsertDevice));
+      STRATA_RETURN_IF_ERROR(s.Bind(1, tenant).Bind(2, device.device_id()).Bind(3, device.name())
+                                 .Bind(4, device.type()).Bind(5, EncodeStringMap(device.labels()))
+                                 .Bind(6, EncodeStringMap(device.attributes())).Bind(7, device.edge_id())
+                                 .Bind(8, now).Run());
       v1::Device out = device;
       out.set_tenant_id(std::string(tenant));
       out.set_created_at(now);
@@ -374,9 +258,9 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
 
   absl::StatusOr<v1::Device> GetDevice(std::string_view tenant, std::string_view device_id) override {
     return Run([&]() -> absl::StatusOr<v1::Device> {
-      Stmt s(db_, kSelectDevice);
-      s.Bind(1, tenant).Bind(2, device_id);
-      if (!s.Step()) return NotFound("device", Str(device_id));
+      STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kSelectDevice));
+      STRATA_ASSIGN_OR_RETURN(bool found, s.Bind(1, tenant).Bind(2, device_id).Step());
+      if (!found) return NotFound("device", Str(device_id));
       return ReadDevice(s, tenant);
     });
   }
@@ -389,14 +273,14 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       if (!filter) return std::vector<v1::Device>{};
     }
     return Run([&]() -> absl::StatusOr<std::vector<v1::Device>> {
-      Stmt s(db_, kListDevices);
+      STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kListDevices));
       s.Bind(1, tenant).Bind(2, query.after_device_id).Bind(3, filter).Bind(4, PageLimit(query.page_size));
       std::vector<v1::Device> out;
-      while (s.Step()) {
-        auto d = ReadDevice(s, tenant);
-        if (!d.ok()) return d.status();
-        out.push_back(*std::move(d));
-      }
+      STRATA_RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+        STRATA_ASSIGN_OR_RETURN(auto d, ReadDevice(s, tenant));
+        out.push_back(std::move(d));
+        return absl::OkStatus();
+      }));
       return out;
     });
   }
@@ -404,30 +288,29 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
   absl::StatusOr<v1::Device> UpdateDevice(std::string_view tenant, const v1::Device& device,
                                           const DeviceUpdate& fields) override {
     return Run([&]() -> absl::StatusOr<v1::Device> {
-      Stmt s(db_, kUpdateDevice);
+      STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kUpdateDevice));
       s.Bind(1, tenant).Bind(2, device.device_id())
           .Bind(3, fields.name).Bind(4, device.name())
           .Bind(5, fields.type).Bind(6, device.type())
           .Bind(7, fields.labels).Bind(8, EncodeStringMap(device.labels()))
           .Bind(9, fields.attributes).Bind(10, EncodeStringMap(device.attributes()))
           .Bind(11, NowMs());
-      if (!s.Step()) return NotFound("device", device.device_id());
+      STRATA_ASSIGN_OR_RETURN(bool found, s.Step());
+      if (!found) return NotFound("device", device.device_id());
       auto out = ReadDevice(s, tenant);
-      s.Run();
+      STRATA_RETURN_IF_ERROR(s.Run());
       return out;
     });
   }
 
   absl::Status DeleteDevice(std::string_view tenant, std::string_view device_id) override {
     return Run([&]() -> absl::Status {
-      WriteTx tx(db_);
-      Stmt del(db_, kDeleteDevice);
-      del.Bind(1, tenant).Bind(2, device_id).Run();
-      if (sqlite3_changes(db_) == 0) return NotFound("device", Str(device_id));
-      Stmt(db_, kDeleteDeviceTelemetry).Bind(1, tenant).Bind(2, device_id).Run();
-      Stmt(db_, kDeleteDeviceLatest).Bind(1, tenant).Bind(2, device_id).Run();
-      tx.Commit();
-      return absl::OkStatus();
+      STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
+      STRATA_RETURN_IF_ERROR(Exec(kDeleteDevice, tenant, device_id));
+      if (db_->Changes() == 0) return NotFound("device", Str(device_id));
+      STRATA_RETURN_IF_ERROR(Exec(kDeleteDeviceTelemetry, tenant, device_id));
+      STRATA_RETURN_IF_ERROR(Exec(kDeleteDeviceLatest, tenant, device_id));
+      return tx.Commit();
     });
   }
 
@@ -437,8 +320,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
     if (edge.edge_id().empty()) return absl::InvalidArgumentError("empty edge_id");
     return NameConflict<v1::Edge>(Run([&]() -> absl::StatusOr<v1::Edge> {
       const std::int64_t now = NowMs();
-      Stmt(db_, kInsertEdge).Bind(1, tenant).Bind(2, edge.edge_id()).Bind(3, edge.name())
-          .Bind(4, EncodeStringMap(edge.labels())).Bind(5, now).Run();
+      STRATA_RETURN_IF_ERROR(Exec(kInsertEdge, tenant, edge.edge_id(), edge.name(), EncodeStringMap(edge.labels()), now));
       v1::Edge out = edge;
       out.set_tenant_id(std::string(tenant));
       out.set_created_at(now);
@@ -451,9 +333,9 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
 
   absl::StatusOr<v1::Edge> GetEdge(std::string_view tenant, std::string_view edge_id) override {
     return Run([&]() -> absl::StatusOr<v1::Edge> {
-      Stmt s(db_, kSelectEdge);
-      s.Bind(1, tenant).Bind(2, edge_id);
-      if (!s.Step()) return NotFound("edge", Str(edge_id));
+      STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kSelectEdge));
+      STRATA_ASSIGN_OR_RETURN(bool found, s.Bind(1, tenant).Bind(2, edge_id).Step());
+      if (!found) return NotFound("edge", Str(edge_id));
       return ReadEdge(s, tenant);
     });
   }
@@ -461,14 +343,14 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
   absl::StatusOr<std::vector<v1::Edge>> ListEdges(std::string_view tenant, int page_size,
                                                   std::string_view after_edge_id) override {
     return Run([&]() -> absl::StatusOr<std::vector<v1::Edge>> {
-      Stmt s(db_, kListEdges);
+      STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kListEdges));
       s.Bind(1, tenant).Bind(2, after_edge_id).Bind(3, PageLimit(page_size));
       std::vector<v1::Edge> out;
-      while (s.Step()) {
-        auto e = ReadEdge(s, tenant);
-        if (!e.ok()) return e.status();
-        out.push_back(*std::move(e));
-      }
+      STRATA_RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+        STRATA_ASSIGN_OR_RETURN(auto e, ReadEdge(s, tenant));
+        out.push_back(std::move(e));
+        return absl::OkStatus();
+      }));
       return out;
     });
   }
@@ -477,13 +359,13 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
                                         std::int64_t now_ms) override {
     if (edge_id.empty()) return absl::InvalidArgumentError("empty edge_id");
     return Run([&]() -> absl::StatusOr<EdgeSession> {
-      WriteTx tx(db_);
-      Stmt s(db_, kTouchEdge);
-      s.Bind(1, tenant).Bind(2, edge_id).Bind(3, now_ms);
-      if (!s.Step()) return absl::InternalError("TouchEdge returned no row");
+      STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
+      STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kTouchEdge));
+      STRATA_ASSIGN_OR_RETURN(bool row, s.Bind(1, tenant).Bind(2, edge_id).Bind(3, now_ms).Step());
+      if (!row) return absl::InternalError("TouchEdge returned no row");
       EdgeSession session{static_cast<std::uint64_t>(s.Int(0)), static_cast<std::uint64_t>(s.Int(1))};
-      s.Run();
-      tx.Commit();
+      STRATA_RETURN_IF_ERROR(s.Run());
+      STRATA_RETURN_IF_ERROR(tx.Commit());
       return session;
     });
   }
@@ -493,33 +375,31 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
   absl::Status Write(std::string_view tenant, std::string_view device_id, const std::vector<Point>& points) override {
     if (auto s = ValidatePoints(points); !s.ok()) return s;
     return Run([&]() -> absl::Status {
-      WriteTx tx(db_);
+      STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
       std::int64_t max_ts = std::numeric_limits<std::int64_t>::min();
       for (const auto& p : points) max_ts = std::max(max_ts, p.ts);
-      Stmt touch(db_, kTouchDevice);
-      touch.Bind(1, tenant).Bind(2, device_id).Bind(3, points.empty() ? std::int64_t{0} : max_ts).Run();
-      if (sqlite3_changes(db_) == 0) return NotFound("device", Str(device_id));
-      Stmt upsert(db_, kUpsertTelemetry);
-      Stmt latest(db_, kUpsertLatest);
+      STRATA_RETURN_IF_ERROR(Exec(kTouchDevice, tenant, device_id, points.empty() ? std::int64_t{0} : max_ts));
+      if (db_->Changes() == 0) return NotFound("device", Str(device_id));
+      STRATA_ASSIGN_OR_RETURN(auto upsert, db_->Prepare(kUpsertTelemetry));
+      STRATA_ASSIGN_OR_RETURN(auto latest, db_->Prepare(kUpsertLatest));
       // In batch order, so a later point of the same (key, ts) wins.
       for (const auto& p : points) {
-        UpsertPoint(upsert, latest, tenant, device_id, p.key, p.ts, p.value);
+        STRATA_RETURN_IF_ERROR(UpsertPoint(upsert, latest, tenant, device_id, p.key, p.ts, p.value));
       }
-      tx.Commit();
-      return absl::OkStatus();
+      return tx.Commit();
     });
   }
 
   absl::StatusOr<std::vector<v1::Reading>> Query(std::string_view tenant, const TelemetryQuery& q) override {
     return Run([&]() -> absl::StatusOr<std::vector<v1::Reading>> {
-      Stmt s(db_, q.descending ? kQueryDesc : kQueryAsc);
+      STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(q.descending ? kQueryDesc : kQueryAsc));
       s.Bind(1, tenant).Bind(2, q.device_id).Bind(3, q.start)
           .Bind(4, q.end == 0 ? std::numeric_limits<std::int64_t>::max() : q.end)
           .Bind(5, KeysParam(q.keys));
       if (q.after) s.Bind(6, q.after->ts).Bind(7, q.after->key);
       s.Bind(8, static_cast<std::int64_t>(std::max(q.limit, 0)) + 1);
       std::vector<v1::Reading> out;
-      while (s.Step()) out.push_back(ReadReading(s, q.device_id));
+      STRATA_RETURN_IF_ERROR(s.ForEachRow([&] { out.push_back(ReadReading(s, q.device_id)); }));
       return out;
     });
   }
@@ -527,10 +407,10 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
   absl::StatusOr<std::vector<v1::Reading>> Latest(std::string_view tenant, std::string_view device_id,
                                                   const std::vector<std::string>& keys) override {
     return Run([&]() -> absl::StatusOr<std::vector<v1::Reading>> {
-      Stmt s(db_, kLatest);
+      STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kLatest));
       s.Bind(1, tenant).Bind(2, device_id).Bind(3, KeysParam(keys));
       std::vector<v1::Reading> out;
-      while (s.Step()) out.push_back(ReadReading(s, device_id));
+      STRATA_RETURN_IF_ERROR(s.ForEachRow([&] { out.push_back(ReadReading(s, device_id)); }));
       return out;
     });
   }
@@ -541,11 +421,11 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
     if (q.interval <= 0) return absl::InvalidArgumentError("aggregate interval must be positive");
     if (q.end <= q.start) return absl::InvalidArgumentError("aggregate end must be after start");
     return Run([&]() -> absl::StatusOr<std::vector<v1::AggregateSeries>> {
-      Stmt s(db_, kAggregate);
+      STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kAggregate));
       s.Bind(1, tenant).Bind(2, q.device_id).Bind(3, q.start).Bind(4, q.end).Bind(5, q.interval)
           .Bind(6, EncodeJsonArray(q.keys));
       std::map<std::string, std::vector<v1::Bucket>> by_key;
-      while (s.Step()) {
+      STRATA_RETURN_IF_ERROR(s.ForEachRow([&] {
         v1::Bucket b;
         b.set_ts(s.Int(1));
         b.set_count(s.Int(6));
@@ -557,7 +437,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
           default: b.set_value(s.Double(2)); break;  // AVG, and UNSPECIFIED as AVG
         }
         by_key[s.Text(0)].push_back(std::move(b));
-      }
+      }));
       return SeriesInKeyOrder(q.keys, by_key);
     });
   }
@@ -571,11 +451,12 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       if (auto s = ValidateBatch(*batch); !s.ok()) return s;
     }
     return Run([&]() -> absl::StatusOr<std::vector<EdgeBatchResult>> {
-      WriteTx tx(db_);  // BEGIN IMMEDIATE: the mark cannot move under us
-      Stmt(db_, kEnsureEdge).Bind(1, tenant).Bind(2, edge_id).Bind(3, now_ms).Run();
-      Stmt mark_stmt(db_, kSelectHighWaterMark);
-      mark_stmt.Bind(1, tenant).Bind(2, edge_id);
-      if (!mark_stmt.Step()) return absl::InternalError("edge row vanished inside its transaction");
+      // BEGIN IMMEDIATE: the mark cannot move under us.
+      STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
+      STRATA_RETURN_IF_ERROR(Exec(kEnsureEdge, tenant, edge_id, now_ms));
+      STRATA_ASSIGN_OR_RETURN(auto mark_stmt, db_->Prepare(kSelectHighWaterMark));
+      STRATA_ASSIGN_OR_RETURN(bool found, mark_stmt.Bind(1, tenant).Bind(2, edge_id).Step());
+      if (!found) return absl::InternalError("edge row vanished inside its transaction");
       auto mark = static_cast<std::uint64_t>(mark_stmt.Int(0));
       const auto epoch = static_cast<std::uint64_t>(mark_stmt.Int(1));
       mark_stmt.Reset();
@@ -583,9 +464,9 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
 
       std::vector<EdgeBatchResult> results;
       std::map<std::string, std::int64_t> devices;  // device -> max ts written
-      Stmt create(db_, kAutoCreateDevice);
-      Stmt upsert(db_, kUpsertTelemetry);
-      Stmt latest(db_, kUpsertLatest);
+      STRATA_ASSIGN_OR_RETURN(auto create, db_->Prepare(kAutoCreateDevice));
+      STRATA_ASSIGN_OR_RETURN(auto upsert, db_->Prepare(kUpsertTelemetry));
+      STRATA_ASSIGN_OR_RETURN(auto latest, db_->Prepare(kUpsertLatest));
       for (const auto* batch : batches) {
         EdgeBatchResult result;
         for (const auto& r : batch->readings()) {
@@ -593,27 +474,28 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
           auto [it, fresh] = devices.emplace(r.device_id(), r.ts());
           if (fresh) {
             create.Reset();
-            create.Bind(1, tenant).Bind(2, r.device_id()).Bind(3, edge_id).Bind(4, now_ms).Run();
+            STRATA_RETURN_IF_ERROR(create.Bind(1, tenant).Bind(2, r.device_id()).Bind(3, edge_id).Bind(4, now_ms).Run());
           } else {
             it->second = std::max(it->second, r.ts());
           }
-          UpsertPoint(upsert, latest, tenant, r.device_id(), r.key(), r.ts(), r.value());
+          STRATA_RETURN_IF_ERROR(UpsertPoint(upsert, latest, tenant, r.device_id(), r.key(), r.ts(), r.value()));
           ++result.written;
         }
         mark = std::max(mark, batch->last_seq());
         result.high_water_mark = mark;
         results.push_back(result);
       }
-      Stmt touch(db_, kTouchDeviceFromEdge);
+      STRATA_ASSIGN_OR_RETURN(auto touch, db_->Prepare(kTouchDeviceFromEdge));
       for (const auto& [device_id, ts] : devices) {
         touch.Reset();
-        touch.Bind(1, tenant).Bind(2, device_id).Bind(3, ts).Bind(4, edge_id).Run();
+        STRATA_RETURN_IF_ERROR(touch.Bind(1, tenant).Bind(2, device_id).Bind(3, ts).Bind(4, edge_id).Run());
       }
-      Stmt advance(db_, kAdvanceEdge);
+      STRATA_ASSIGN_OR_RETURN(auto advance, db_->Prepare(kAdvanceEdge));
       advance.Bind(1, tenant).Bind(2, edge_id).Bind(3, static_cast<std::int64_t>(mark)).Bind(4, now_ms);
-      if (!advance.Step()) return absl::InternalError("edge row vanished inside its transaction");
-      advance.Run();
-      tx.Commit();
+      STRATA_ASSIGN_OR_RETURN(bool advanced, advance.Step());
+      if (!advanced) return absl::InternalError("edge row vanished inside its transaction");
+      STRATA_RETURN_IF_ERROR(advance.Run());
+      STRATA_RETURN_IF_ERROR(tx.Commit());
       return results;
     });
   }
@@ -623,10 +505,10 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
     RetentionResult result;
     for (;;) {
       auto n = Run([&]() -> absl::StatusOr<std::uint64_t> {
-        WriteTx tx(db_);
-        Stmt(db_, kDeleteTelemetryBefore).Bind(1, cutoff_ms).Run();
-        const auto deleted = static_cast<std::uint64_t>(sqlite3_changes(db_));
-        tx.Commit();
+        STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
+        STRATA_RETURN_IF_ERROR(Exec(kDeleteTelemetryBefore, cutoff_ms));
+        const auto deleted = static_cast<std::uint64_t>(db_->Changes());
+        STRATA_RETURN_IF_ERROR(tx.Commit());
         return deleted;
       });
       if (!n.ok()) return n.status();
@@ -640,65 +522,54 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
     return static_cast<std::int64_t>(page_size > 0 ? page_size : 100) + 1;
   }
 
-  static v1::Reading ReadReading(const Stmt& s, std::string_view device_id) {
+  static v1::Reading ReadReading(const sqlite::Statement& s, std::string_view device_id) {
     v1::Reading r;
     r.set_device_id(std::string(device_id));
     r.set_key(s.Text(0));
     r.set_ts(s.Int(1));
-    *r.mutable_value() = s.Value(2);
+    *r.mutable_value() = ReadValue(s, 2);
     return r;
   }
 
-  static void UpsertPoint(Stmt& upsert, Stmt& latest, std::string_view tenant, std::string_view device_id,
-                          std::string_view key, std::int64_t ts, const v1::Value& value) {
-    for (Stmt* s : {&upsert, &latest}) {
+  static absl::Status UpsertPoint(sqlite::Statement& upsert, sqlite::Statement& latest, std::string_view tenant,
+                                  std::string_view device_id, std::string_view key, std::int64_t ts,
+                                  const v1::Value& value) {
+    for (sqlite::Statement* s : {&upsert, &latest}) {
       s->Reset();
-      s->Bind(1, tenant).Bind(2, device_id).Bind(3, key).Bind(4, ts).BindValue(5, value);
-      s->Run();
+      s->Bind(1, tenant).Bind(2, device_id).Bind(3, key).Bind(4, ts);
+      STRATA_RETURN_IF_ERROR(BindValue(*s, 5, value).Run());
     }
+    return absl::OkStatus();
   }
 
-  absl::Status Setup() {
-    return Run([&]() -> absl::Status {
-      sqlite3_busy_timeout(db_, kBusyTimeoutMs);
-      {
-        Stmt wal(db_, "PRAGMA journal_mode=WAL");
-        if (wal.Step() && wal.Text(0) != "wal" && wal.Text(0) != "memory") {
-          spdlog::warn("SQLite: journal_mode is {}, not wal", wal.Text(0));
-        }
-      }
-      // In WAL mode NORMAL loses no committed data on a process crash, only on power loss.
-      Exec(db_, "PRAGMA synchronous=NORMAL");
-      Exec(db_, std::string(kCreateMigrationsTable));
-      for (const Migration& m : SqliteMigrations()) {
-        WriteTx tx(db_);  // serialises concurrent openers of the same file
-        Stmt seen(db_, kSelectMigration);
-        seen.Bind(1, m.version);
-        if (seen.Step()) continue;  // ~WriteTx rolls back the empty transaction
-        Exec(db_, std::string(m.sql));
-        Stmt(db_, kInsertMigration).Bind(1, m.version).Bind(2, m.name).Bind(3, NowMs()).Run();
-        tx.Commit();
-        spdlog::info("SQLite: applied migration {} ({})", m.version, m.name);
-      }
-      return absl::OkStatus();
-    });
+  // Prepares `sql`, binds `args` to ?1, ?2, ... and runs it (a statement without rows).
+  template <typename... Args>
+  absl::Status Exec(std::string_view sql, const Args&... args) {
+    STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(sql));
+    int i = 0;
+    (s.Bind(++i, args), ...);
+    return s.Run();
   }
 
-  // Runs `f` holding mu_, turning SQLite errors into statuses.
+  // Runs `f` holding mu_; SQLite's errors come out in the API's words.
   template <typename F>
   auto Run(F&& f) -> decltype(f()) {
     std::lock_guard lock(mu_);
     try {
-      return f();
-    } catch (const SqliteError& e) {
-      return ToStatus(e);
-    } catch (const std::exception& e) {
+      auto result = f();
+      if (!result.ok()) return InApiWords(Status(result));
+      return result;
+    } catch (const std::exception& e) {  // std::bad_alloc, or a bug in the protobuf/JSON code
       return InternalDbError("SQLite", e.what());
     }
   }
 
+  static absl::Status Status(const absl::Status& s) { return s; }
+  template <typename T>
+  static absl::Status Status(const absl::StatusOr<T>& s) { return s.status(); }
+
   std::mutex mu_;
-  sqlite3* const db_;  // guarded by mu_ (used only inside Run)
+  const std::unique_ptr<sqlite::Connection> db_;  // guarded by mu_ (used only inside Run)
 };
 
 }  // namespace

@@ -3,13 +3,19 @@
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
+#include <strata/sqlite/migrations.h>
+#include <strata/status_macros.h>
 
 namespace strata::edge {
 namespace {
 
-constexpr const char* kSchema = R"sql(
+// The buffer's schema, one migration per version (strata::sqlite::Migrate records them in
+// schema_migrations). Version 1 is the schema buffers had before migrations were recorded:
+// its statements are idempotent, so such a buffer opens, keeps its readings and is recorded
+// at version 1.
+constexpr std::string_view kCreateBuffer = R"sql(
 CREATE TABLE IF NOT EXISTS buffer_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO buffer_meta (key, value) VALUES ('schema_version', 1), ('last_seq', 0);
+INSERT OR IGNORE INTO buffer_meta (key, value) VALUES ('last_seq', 0);
 -- One row per reading. `data` is a serialized strata.v1.EdgeReading without its seq.
 CREATE TABLE IF NOT EXISTS readings (
   seq         INTEGER PRIMARY KEY,
@@ -17,36 +23,25 @@ CREATE TABLE IF NOT EXISTS readings (
   data        BLOB NOT NULL
 );
 )sql";
+constexpr Migration kMigrations[] = {{1, "readings", kCreateBuffer}};
 
-constexpr const char* kInsertReading = "INSERT INTO readings (seq, received_at, data) VALUES (?, ?, ?)";
-constexpr const char* kReadAfter = "SELECT seq, data FROM readings WHERE seq > ? ORDER BY seq LIMIT ?";
-constexpr const char* kSaveLastSeq = "UPDATE buffer_meta SET value = ? WHERE key = 'last_seq'";
-constexpr const char* kLoadState =
+constexpr std::string_view kInsertReading = "INSERT INTO readings (seq, received_at, data) VALUES (?1, ?2, ?3)";
+constexpr std::string_view kReadAfter = "SELECT seq, data FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+constexpr std::string_view kSaveLastSeq = "UPDATE buffer_meta SET value = ?1 WHERE key = 'last_seq'";
+constexpr std::string_view kLoadState =
     "SELECT (SELECT value FROM buffer_meta WHERE key = 'last_seq'), COUNT(*), COALESCE(SUM(LENGTH(data)), 0), "
     "COALESCE(MIN(received_at), 0), COALESCE(MAX(seq), 0) FROM readings";
 // The first reading in arrival (seq) order: one step down the primary key. (MIN(received_at)
 // would scan the whole buffer, and this runs after every ack.)
-constexpr const char* kOldestReceived =
+constexpr std::string_view kOldestReceived =
     "SELECT COALESCE((SELECT received_at FROM readings ORDER BY seq LIMIT 1), 0)";
-constexpr const char* kDeleteUpTo = "DELETE FROM readings WHERE seq <= ? RETURNING LENGTH(data)";
-constexpr const char* kOldestRows = "SELECT seq, LENGTH(data) FROM readings ORDER BY seq LIMIT ?";
-constexpr const char* kDeleteOlderThan = "DELETE FROM readings WHERE received_at < ? RETURNING LENGTH(data)";
+constexpr std::string_view kDeleteUpTo = "DELETE FROM readings WHERE seq <= ?1 RETURNING LENGTH(data)";
+constexpr std::string_view kOldestRows = "SELECT seq, LENGTH(data) FROM readings ORDER BY seq LIMIT ?1";
+constexpr std::string_view kDeleteThrough = "DELETE FROM readings WHERE seq <= ?1";
+constexpr std::string_view kDeleteOlderThan = "DELETE FROM readings WHERE received_at < ?1 RETURNING LENGTH(data)";
+constexpr std::string_view kShiftSeqs = "UPDATE readings SET seq = seq + ?1";
 
-absl::Status SqliteError(sqlite3* db, const std::string& what) {
-  return absl::InternalError(what + ": " + sqlite3_errmsg(db));
-}
-
-// Runs a prepared statement to completion; used for statements without result rows.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) { sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
-  ~Stmt() { sqlite3_finalize(s_); }
-  sqlite3_stmt* get() const { return s_; }
-  explicit operator bool() const { return s_ != nullptr; }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-};
+std::int64_t AsInt64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
 
 }  // namespace
 
@@ -54,33 +49,25 @@ absl::StatusOr<std::unique_ptr<Buffer>> Buffer::Open(const BufferOptions& option
                                                      Clock clock) {
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(options.path).parent_path(), ec);
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(options.path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
-    auto s = absl::UnavailableError("cannot open buffer " + options.path + ": " + sqlite3_errmsg(db));
-    sqlite3_close(db);
-    return s;
-  }
-  std::unique_ptr<Buffer> buffer(new Buffer(db, options, metrics, std::move(clock)));
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000"}) {
-    if (auto s = buffer->Exec(pragma); !s.ok()) return s;
-  }
-  if (auto s = buffer->Exec(options.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"); !s.ok()) {
-    return s;
-  }
-  if (auto s = buffer->Exec(kSchema); !s.ok()) return s;
-  if (sqlite3_prepare_v2(db, kInsertReading, -1, &buffer->insert_, nullptr) != SQLITE_OK ||
-      sqlite3_prepare_v2(db, kReadAfter, -1, &buffer->read_, nullptr) != SQLITE_OK) {
-    return SqliteError(db, "prepare");
-  }
-  if (auto s = buffer->LoadState(); !s.ok()) return s;
+  auto db = sqlite::Connection::Open(
+      {.path = options.path, .synchronous = options.sync_full ? sqlite::Synchronous::kFull : sqlite::Synchronous::kNormal});
+  if (!db.ok()) return absl::UnavailableError("cannot open the buffer: " + std::string(db.status().message()));
+  STRATA_RETURN_IF_ERROR(sqlite::Migrate(**db, kMigrations, clock(), "edge buffer"));
+  STRATA_ASSIGN_OR_RETURN(auto insert, (*db)->Prepare(kInsertReading));
+  STRATA_ASSIGN_OR_RETURN(auto read, (*db)->Prepare(kReadAfter));
+  std::unique_ptr<Buffer> buffer(
+      new Buffer(*std::move(db), std::move(insert), std::move(read), options, metrics, std::move(clock)));
+  STRATA_RETURN_IF_ERROR(buffer->LoadState());
   spdlog::info("buffer {}: {} readings ({} bytes) pending, last seq {}", options.path, buffer->count_,
                buffer->bytes_, buffer->last_seq_);
   return buffer;
 }
 
-Buffer::Buffer(sqlite3* db, BufferOptions options, MetricsRegistry& metrics, Clock clock)
-    : db_(db),
+Buffer::Buffer(std::unique_ptr<sqlite::Connection> db, sqlite::Statement insert, sqlite::Statement read,
+               BufferOptions options, MetricsRegistry& metrics, Clock clock)
+    : db_(std::move(db)),
+      insert_(std::move(insert)),
+      read_(std::move(read)),
       options_(std::move(options)),
       clock_(std::move(clock)),
       buffered_total_(metrics.GetCounter("strata_edge_readings_buffered_total", "Readings committed to the buffer")),
@@ -91,50 +78,45 @@ Buffer::Buffer(sqlite3* db, BufferOptions options, MetricsRegistry& metrics, Clo
       dropped_age_(metrics.GetCounter("strata_edge_readings_dropped_total", "Readings dropped by the buffer",
                                       {{"reason", "max_age"}})) {}
 
-Buffer::~Buffer() {
-  sqlite3_finalize(insert_);
-  sqlite3_finalize(read_);
-  sqlite3_close(db_);
-}
-
-absl::Status Buffer::Exec(const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
-    sqlite3_free(err);
-    return absl::InternalError(std::string("buffer: ") + msg);
-  }
-  return absl::OkStatus();
-}
+Buffer::~Buffer() = default;
 
 absl::Status Buffer::LoadState() {
-  Stmt st(db_, kLoadState);
-  if (!st || sqlite3_step(st.get()) != SQLITE_ROW) return SqliteError(db_, "load buffer state");
-  const auto saved_last = static_cast<std::uint64_t>(sqlite3_column_int64(st.get(), 0));
-  count_ = static_cast<std::uint64_t>(sqlite3_column_int64(st.get(), 1));
-  bytes_ = static_cast<std::uint64_t>(sqlite3_column_int64(st.get(), 2));
-  oldest_received_ = sqlite3_column_int64(st.get(), 3);
-  last_seq_ = std::max(saved_last, static_cast<std::uint64_t>(sqlite3_column_int64(st.get(), 4)));
+  STRATA_ASSIGN_OR_RETURN(auto st, db_->Prepare(kLoadState));
+  STRATA_ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return absl::InternalError("load buffer state: no row");
+  const auto saved_last = static_cast<std::uint64_t>(st.Int(0));
+  count_ = static_cast<std::uint64_t>(st.Int(1));
+  bytes_ = static_cast<std::uint64_t>(st.Int(2));
+  oldest_received_ = st.Int(3);
+  last_seq_ = std::max(saved_last, static_cast<std::uint64_t>(st.Int(4)));
   return absl::OkStatus();
 }
 
-std::size_t Buffer::DropOldestLocked(std::uint64_t need_bytes) {
+absl::Status Buffer::RefreshOldestLocked() {
+  STRATA_ASSIGN_OR_RETURN(auto oldest, db_->Prepare(kOldestReceived));
+  STRATA_ASSIGN_OR_RETURN(bool row, oldest.Step());
+  if (row) oldest_received_ = oldest.Int(0);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::size_t> Buffer::DropOldestLocked(std::uint64_t need_bytes) {
   // Frees at least `need_bytes` by deleting the oldest readings, a chunk at a time.
   std::size_t dropped = 0;
   while (bytes_ + need_bytes > options_.max_bytes && count_ > 0) {
-    Stmt pick(db_, kOldestRows);
-    sqlite3_bind_int64(pick.get(), 1, 1024);
+    STRATA_ASSIGN_OR_RETURN(auto pick, db_->Prepare(kOldestRows));
+    pick.Bind(1, 1024);
     std::uint64_t upto = 0, freed = 0, n = 0;
-    while (sqlite3_step(pick.get()) == SQLITE_ROW) {
-      upto = static_cast<std::uint64_t>(sqlite3_column_int64(pick.get(), 0));
-      freed += static_cast<std::uint64_t>(sqlite3_column_int64(pick.get(), 1));
+    while (true) {
+      STRATA_ASSIGN_OR_RETURN(bool row, pick.Step());
+      if (!row) break;
+      upto = static_cast<std::uint64_t>(pick.Int(0));
+      freed += static_cast<std::uint64_t>(pick.Int(1));
       ++n;
       if (bytes_ - freed + need_bytes <= options_.max_bytes) break;
     }
     if (n == 0) break;
-    Stmt del(db_, "DELETE FROM readings WHERE seq <= ?");
-    sqlite3_bind_int64(del.get(), 1, static_cast<sqlite3_int64>(upto));
-    if (sqlite3_step(del.get()) != SQLITE_DONE) break;
+    STRATA_ASSIGN_OR_RETURN(auto del, db_->Prepare(kDeleteThrough));
+    STRATA_RETURN_IF_ERROR(del.Bind(1, AsInt64(upto)).Run());
     bytes_ -= freed;
     count_ -= n;
     dropped += n;
@@ -160,11 +142,27 @@ absl::StatusOr<AppendResult> Buffer::Append(const std::vector<EdgeItem>& items) 
   }
 
   std::lock_guard lock(mu_);
-  if (auto s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
+  // The counts describe what is committed: on any failure the transaction rolls back and
+  // they are read again from the file.
+  auto status = AppendLocked(blobs, incoming, now, result);
+  if (!status.ok()) {
+    if (auto reload = LoadState(); !reload.ok()) spdlog::error("buffer: cannot reload its state: {}", reload.ToString());
+    return status;
+  }
+  buffered_total_.Inc(result.appended);
+  dropped_full_.Inc(result.dropped_oldest);
+  dropped_refused_.Inc(result.refused);
+  data_cv_.notify_all();
+  return result;
+}
+
+absl::Status Buffer::AppendLocked(const std::vector<std::string>& blobs, std::uint64_t incoming, std::int64_t now,
+                                  AppendResult& result) {
+  STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
   std::size_t take = blobs.size();
   if (bytes_ + incoming > options_.max_bytes) {
     if (options_.policy == FullPolicy::kDropOldest) {
-      result.dropped_oldest = DropOldestLocked(incoming);
+      STRATA_ASSIGN_OR_RETURN(result.dropped_oldest, DropOldestLocked(incoming));
     } else {
       // Refuse what does not fit, keep what does (in arrival order).
       std::uint64_t room = options_.max_bytes > bytes_ ? options_.max_bytes - bytes_ : 0;
@@ -180,98 +178,75 @@ absl::StatusOr<AppendResult> Buffer::Append(const std::vector<EdgeItem>& items) 
   std::uint64_t seq = last_seq_;
   std::uint64_t added_bytes = 0;
   for (std::size_t i = 0; i < take; ++i) {
-    sqlite3_reset(insert_);
-    sqlite3_bind_int64(insert_, 1, static_cast<sqlite3_int64>(++seq));
-    sqlite3_bind_int64(insert_, 2, now);
-    sqlite3_bind_blob(insert_, 3, blobs[i].data(), static_cast<int>(blobs[i].size()), SQLITE_STATIC);
-    if (sqlite3_step(insert_) != SQLITE_DONE) {
-      auto s = SqliteError(db_, "append");
-      Exec("ROLLBACK").IgnoreError();
-      LoadState().IgnoreError();
-      return s;
-    }
+    insert_.Reset();
+    STRATA_RETURN_IF_ERROR(insert_.Bind(1, AsInt64(++seq)).Bind(2, now).BindBlob(3, blobs[i]).Run());
     added_bytes += blobs[i].size();
   }
-  sqlite3_reset(insert_);
-  {
-    Stmt save(db_, kSaveLastSeq);
-    sqlite3_bind_int64(save.get(), 1, static_cast<sqlite3_int64>(seq));
-    sqlite3_step(save.get());
-  }
-  if (auto s = Exec("COMMIT"); !s.ok()) {
-    Exec("ROLLBACK").IgnoreError();
-    LoadState().IgnoreError();
-    return s;
-  }
+  insert_.Reset();
+  STRATA_ASSIGN_OR_RETURN(auto save, db_->Prepare(kSaveLastSeq));
+  STRATA_RETURN_IF_ERROR(save.Bind(1, AsInt64(seq)).Run());
+  STRATA_RETURN_IF_ERROR(tx.Commit());
   if (count_ == 0 && take > 0) oldest_received_ = now;
   last_seq_ = seq;
   count_ += take;
   bytes_ += added_bytes;
-  if (result.dropped_oldest > 0) {
-    Stmt oldest(db_, kOldestReceived);
-    if (sqlite3_step(oldest.get()) == SQLITE_ROW) oldest_received_ = sqlite3_column_int64(oldest.get(), 0);
-  }
+  if (result.dropped_oldest > 0) STRATA_RETURN_IF_ERROR(RefreshOldestLocked());
   result.appended = take;
-  buffered_total_.Inc(take);
-  dropped_full_.Inc(result.dropped_oldest);
-  dropped_refused_.Inc(result.refused);
-  data_cv_.notify_all();
-  return result;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::EdgeReading>> Buffer::ReadAfter(std::uint64_t after, std::size_t max) {
   std::vector<v1::EdgeReading> out;
   std::lock_guard lock(mu_);
-  sqlite3_reset(read_);
-  sqlite3_bind_int64(read_, 1, static_cast<sqlite3_int64>(after));
-  sqlite3_bind_int64(read_, 2, static_cast<sqlite3_int64>(max));
-  int rc;
-  while ((rc = sqlite3_step(read_)) == SQLITE_ROW) {
-    v1::EdgeReading r;
-    const void* data = sqlite3_column_blob(read_, 1);
-    const int size = sqlite3_column_bytes(read_, 1);
-    if (!r.ParseFromArray(data, size)) {
-      sqlite3_reset(read_);
-      return absl::DataLossError("buffer row " + std::to_string(sqlite3_column_int64(read_, 0)) + " is corrupt");
+  read_.Reset();
+  read_.Bind(1, AsInt64(after)).Bind(2, AsInt64(max));
+  while (true) {
+    auto row = read_.Step();
+    if (!row.ok()) {
+      read_.Reset();
+      return row.status();
     }
-    r.set_seq(static_cast<std::uint64_t>(sqlite3_column_int64(read_, 0)));
+    if (!*row) break;
+    v1::EdgeReading r;
+    if (!r.ParseFromString(read_.Blob(1))) {
+      const auto seq = read_.Int(0);
+      read_.Reset();
+      return absl::DataLossError("buffer row " + std::to_string(seq) + " is corrupt");
+    }
+    r.set_seq(static_cast<std::uint64_t>(read_.Int(0)));
     out.push_back(std::move(r));
   }
-  sqlite3_reset(read_);
-  if (rc != SQLITE_DONE) return SqliteError(db_, "read buffer");
+  read_.Reset();
   return out;
 }
 
-absl::StatusOr<std::size_t> Buffer::DeleteLocked(const char* sql, std::int64_t bound, const char* what) {
-  Stmt del(db_, sql);
-  sqlite3_bind_int64(del.get(), 1, bound);
+absl::StatusOr<std::size_t> Buffer::DeleteLocked(std::string_view sql, std::int64_t bound) {
+  STRATA_ASSIGN_OR_RETURN(auto del, db_->Prepare(sql));
+  del.Bind(1, bound);
   std::size_t n = 0;
   std::uint64_t freed = 0;
-  int rc;
-  while ((rc = sqlite3_step(del.get())) == SQLITE_ROW) {
+  while (true) {
+    STRATA_ASSIGN_OR_RETURN(bool row, del.Step());
+    if (!row) break;
     ++n;
-    freed += static_cast<std::uint64_t>(sqlite3_column_int64(del.get(), 0));
+    freed += static_cast<std::uint64_t>(del.Int(0));
   }
-  if (rc != SQLITE_DONE) return SqliteError(db_, what);
   count_ -= std::min<std::uint64_t>(count_, n);
   bytes_ -= std::min(bytes_, freed);
-  if (n > 0) {
-    Stmt oldest(db_, kOldestReceived);
-    if (sqlite3_step(oldest.get()) == SQLITE_ROW) oldest_received_ = sqlite3_column_int64(oldest.get(), 0);
-  }
+  if (n > 0) STRATA_RETURN_IF_ERROR(RefreshOldestLocked());
   return n;
 }
 
 absl::StatusOr<std::size_t> Buffer::AckUpTo(std::uint64_t seq) {
   std::lock_guard lock(mu_);
-  return DeleteLocked(kDeleteUpTo, static_cast<sqlite3_int64>(seq), "delete acknowledged readings");
+  return DeleteLocked(kDeleteUpTo, AsInt64(seq));
 }
 
 absl::StatusOr<std::size_t> Buffer::EnforceAge() {
   std::lock_guard lock(mu_);
   const std::int64_t cutoff = clock_() - options_.max_age_ms;
   if (count_ == 0 || oldest_received_ >= cutoff) return 0;
-  auto n = DeleteLocked(kDeleteOlderThan, cutoff, "expire old readings");
+  auto n = DeleteLocked(kDeleteOlderThan, cutoff);
   if (n.ok()) dropped_age_.Inc(*n);
   return n;
 }
@@ -283,17 +258,14 @@ absl::Status Buffer::RebaseAbove(std::uint64_t mark) {
     return absl::OutOfRangeError("the mark " + std::to_string(mark) + " leaves no room for this buffer's seqs");
   }
   // Every pending seq is <= last_seq_ < mark, so adding `mark` cannot collide.
-  if (auto s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-  Stmt shift(db_, "UPDATE readings SET seq = seq + ?");
-  sqlite3_bind_int64(shift.get(), 1, static_cast<sqlite3_int64>(mark));
-  Stmt save(db_, kSaveLastSeq);
-  sqlite3_bind_int64(save.get(), 1, static_cast<sqlite3_int64>(last_seq_ + mark));
-  if (sqlite3_step(shift.get()) != SQLITE_DONE || sqlite3_step(save.get()) != SQLITE_DONE) {
-    auto s = SqliteError(db_, "rebase buffer");
-    Exec("ROLLBACK").IgnoreError();
-    return s;
+  {
+    STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
+    STRATA_ASSIGN_OR_RETURN(auto shift, db_->Prepare(kShiftSeqs));
+    STRATA_RETURN_IF_ERROR(shift.Bind(1, AsInt64(mark)).Run());
+    STRATA_ASSIGN_OR_RETURN(auto save, db_->Prepare(kSaveLastSeq));
+    STRATA_RETURN_IF_ERROR(save.Bind(1, AsInt64(last_seq_ + mark)).Run());
+    STRATA_RETURN_IF_ERROR(tx.Commit());
   }
-  if (auto s = Exec("COMMIT"); !s.ok()) return s;
   spdlog::warn("buffer: the cloud's mark {} is above this buffer's last seq {}; pending readings renumbered", mark,
                last_seq_);
   last_seq_ += mark;

@@ -11,8 +11,6 @@
 // thread reads and acknowledges.
 #pragma once
 
-#include <sqlite3.h>
-
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -24,6 +22,7 @@
 
 #include <strata/clock.h>
 #include <strata/metrics.h>
+#include <strata/sqlite/sqlite.h>
 
 #include "agent/decoder.h"
 #include "strata/v1/edgesync.pb.h"
@@ -82,25 +81,28 @@ class Buffer {
   double OldestAgeSeconds() const;
 
  private:
-  Buffer(sqlite3* db, BufferOptions options, MetricsRegistry& metrics, Clock clock);
-  absl::Status Exec(const char* sql);
+  Buffer(std::unique_ptr<sqlite::Connection> db, sqlite::Statement insert, sqlite::Statement read,
+         BufferOptions options, MetricsRegistry& metrics, Clock clock);
   absl::Status LoadState();
-  std::size_t DropOldestLocked(std::uint64_t need_bytes);
-  // Runs a `DELETE ... WHERE <column> <op> ? RETURNING LENGTH(data)` and updates the counts.
-  absl::StatusOr<std::size_t> DeleteLocked(const char* sql, std::int64_t bound, const char* what);
+  absl::Status AppendLocked(const std::vector<std::string>& blobs, std::uint64_t incoming, std::int64_t now,
+                            AppendResult& result);
+  absl::StatusOr<std::size_t> DropOldestLocked(std::uint64_t need_bytes);
+  // Runs a `DELETE ... WHERE <column> <op> ?1 RETURNING LENGTH(data)` and updates the counts.
+  absl::StatusOr<std::size_t> DeleteLocked(std::string_view sql, std::int64_t bound);
+  absl::Status RefreshOldestLocked();
 
-  sqlite3* db_;
+  mutable std::mutex mu_;
+  // Guarded by mu_: the connection, its statements and the counts of what is committed.
+  std::unique_ptr<sqlite::Connection> db_;
+  sqlite::Statement insert_;
+  sqlite::Statement read_;
   BufferOptions options_;
   Clock clock_;
-  mutable std::mutex mu_;
   std::condition_variable data_cv_;
-  // Guarded by mu_:
   std::uint64_t last_seq_ = 0;
   std::uint64_t count_ = 0;
   std::uint64_t bytes_ = 0;
   std::int64_t oldest_received_ = 0;
-  sqlite3_stmt* insert_ = nullptr;
-  sqlite3_stmt* read_ = nullptr;
 
   Counter& buffered_total_;
   Counter& dropped_full_;

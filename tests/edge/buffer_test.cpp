@@ -1,6 +1,7 @@
 // The durable buffer on a real SQLite file: sequence numbers, acks, bounds and policies,
-// persistence across reopen, rebasing.
+// persistence across reopen, rebasing, schema versions.
 #include <gtest/gtest.h>
+#include <strata/sqlite/sqlite.h>
 
 #include "agent/buffer.h"
 #include "support/process.h"
@@ -125,6 +126,50 @@ TEST_F(BufferTest, RebaseAboveACloudMarkRenumbersPending) {
   EXPECT_EQ(b->LastSeq(), 104u);
   ASSERT_TRUE(b->RebaseAbove(50).ok());
   EXPECT_EQ(b->LastSeq(), 104u) << "a lower mark changes nothing";
+}
+
+TEST_F(BufferTest, ABufferFromBeforeSchemaVersionsOpensWithItsReadings) {
+  // The layout buffers had before migrations were recorded (schema_version in buffer_meta).
+  {
+    auto raw = sqlite::Connection::Open({.path = dir_.path() + "/buffer.db"});
+    ASSERT_TRUE(raw.ok());
+    ASSERT_TRUE((*raw)->Exec(R"sql(
+      CREATE TABLE buffer_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+      INSERT INTO buffer_meta (key, value) VALUES ('schema_version', 1), ('last_seq', 7);
+      CREATE TABLE readings (seq INTEGER PRIMARY KEY, received_at INTEGER NOT NULL, data BLOB NOT NULL);
+    )sql").ok());
+    v1::EdgeReading r;
+    r.set_device_id("old");
+    r.set_key("k");
+    r.set_ts(5);
+    r.mutable_value()->set_int_value(42);
+    auto insert = (*raw)->Prepare("INSERT INTO readings VALUES (7, 1, ?1)");
+    ASSERT_TRUE(insert->BindBlob(1, r.SerializeAsString()).Run().ok());
+  }
+  auto b = Open();
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->LastSeq(), 7u);
+  auto pending = b->ReadAfter(0, 10);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].device_id(), "old");
+  EXPECT_EQ((*pending)[0].value().int_value(), 42);
+  ASSERT_TRUE(b->Append(Items(1)).ok());
+  EXPECT_EQ(b->LastSeq(), 8u);
+}
+
+TEST_F(BufferTest, ABufferFromANewerReleaseIsRefusedUntouched) {
+  { ASSERT_NE(Open(), nullptr); }
+  {
+    auto raw = sqlite::Connection::Open({.path = dir_.path() + "/buffer.db"});
+    ASSERT_TRUE((*raw)->Exec("INSERT INTO schema_migrations VALUES (99, 'future', 0)").ok());
+  }
+  BufferOptions o;
+  o.path = dir_.path() + "/buffer.db";
+  auto b = Buffer::Open(o, metrics_, [this] { return now_; });
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(b.status().message().find("schema version 99"), std::string::npos) << b.status();
 }
 
 }  // namespace
