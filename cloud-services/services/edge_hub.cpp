@@ -7,11 +7,14 @@
 #include <limits>
 #include <optional>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
 #include <utf8cpp/utf8.h>
+
+#include <strata/bounded_queue.h>
 
 #include "services/grpc_status.h"
 #include "strata/ids.h"
@@ -139,10 +142,11 @@ std::uint32_t EdgeHub::RefuseInvalid(const std::string& edge_id, v1::TelemetryBa
   return refused;
 }
 
-// What the stream's reader thread hands to the handler: messages in arrival order, then
-// either the end of the stream or the reason the reader stopped reading.
-class EdgeHub::Inbox {
- public:
+// What the stream's reader thread hands to the handler: messages in arrival order (a bounded
+// queue: a stream that does not read its acks holds at most kInboxCapacity messages and
+// kInboxMaxBytes here, and the reader then stops reading it; gRPC flow control does the
+// rest), then why the reader stopped.
+struct EdgeHub::Inbox {
   struct Item {
     v1::EdgeMessage message;
     std::uint32_t refused = 0;  // readings taken out of the batch by RefuseInvalid
@@ -150,79 +154,32 @@ class EdgeHub::Inbox {
     std::size_t bytes = 0;      // the message's size on the wire
   };
 
-  Inbox(std::size_t capacity, std::size_t max_bytes) : capacity_(capacity), max_bytes_(max_bytes) {}
+  Inbox() : queue(QueueLimits{.max_items = kInboxCapacity, .max_bytes = kInboxMaxBytes}, [](const Item& i) { return i.bytes; }) {}
 
-  // Blocks while full (by count or by bytes; one message always fits an empty inbox); false
-  // once Abandon() was called. A stream that does not read its acks thus holds at most this
-  // much here, and the reader stops reading it (gRPC flow control does the rest).
-  bool Push(Item item) {
-    std::unique_lock lock(mu_);
-    space_.wait(lock, [&] {
-      return abandoned_ || queue_.empty() || (queue_.size() < capacity_ && bytes_ + item.bytes <= max_bytes_);
-    });
-    if (abandoned_) return false;
-    bytes_ += item.bytes;
-    queue_.push_back(std::move(item));
-    ready_.notify_one();
-    return true;
-  }
-
-  // The reader is done: `why` is OK at the end of the stream, else why it stopped.
-  void Close(grpc::Status why) {
-    std::lock_guard lock(mu_);
-    closed_ = true;
-    why_ = std::move(why);
-    ready_.notify_one();
-  }
-
-  // The handler leaves: unblocks a Push() that waits for space.
-  void Abandon() {
-    std::lock_guard lock(mu_);
-    abandoned_ = true;
-    space_.notify_all();
+  // The reader is done: `status` is OK at the end of the stream, else why it stopped.
+  void Close(grpc::Status status) {
+    why = std::move(status);
+    queue.Close();
   }
 
   // Waits for the next message and returns it together with the batches right behind it
-  // (up to `max_batches` batches, `max_readings` readings), when it is a batch. Empty once
-  // the reader is done and everything was taken; then Why() tells why.
+  // (up to `max_batches` batches, `max_readings` readings), when it is a batch; a heartbeat
+  // goes alone. Empty once the reader is done and everything was taken.
   std::vector<Item> Take(std::size_t max_batches, std::size_t max_readings) {
-    std::unique_lock lock(mu_);
-    ready_.wait(lock, [&] { return closed_ || !queue_.empty(); });
+    auto joins = [&](const Item& next, std::span<const Item> taken) {
+      if (!next.message.has_batch() || !taken.back().message.has_batch() || taken.size() >= max_batches) return false;
+      std::size_t readings = static_cast<std::size_t>(next.message.batch().readings_size());
+      for (const Item& t : taken) readings += static_cast<std::size_t>(t.message.batch().readings_size());
+      return readings <= max_readings;
+    };
     std::vector<Item> out;
-    std::size_t readings = 0, bytes = 0;
-    while (!queue_.empty()) {
-      auto& next = queue_.front().message;
-      if (!out.empty() && (!next.has_batch() || out.size() >= max_batches ||
-                           readings + next.batch().readings_size() > max_readings ||
-                           bytes + queue_.front().bytes > max_bytes_)) {
-        break;
-      }
-      readings += next.has_batch() ? next.batch().readings_size() : 0;
-      bytes += queue_.front().bytes;
-      bytes_ -= queue_.front().bytes;
-      out.push_back(std::move(queue_.front()));
-      queue_.pop_front();
-      if (!out.back().message.has_batch()) break;  // a heartbeat goes alone
-    }
-    space_.notify_all();
+    queue.PopBatch(out, max_batches, std::nullopt, std::chrono::milliseconds(0), joins);
     return out;
   }
 
-  grpc::Status Why() {
-    std::lock_guard lock(mu_);
-    return why_;
-  }
-
- private:
-  const std::size_t capacity_;
-  const std::size_t max_bytes_;
-  std::mutex mu_;
-  std::size_t bytes_ = 0;  // guarded by mu_: of the queued messages
-  std::condition_variable ready_, space_;
-  std::deque<Item> queue_;
-  bool closed_ = false;
-  bool abandoned_ = false;
-  grpc::Status why_;
+  BoundedQueue<Item> queue;
+  // Written by the reader before it closes the queue; read by the handler after joining it.
+  grpc::Status why;
 };
 
 grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
@@ -266,7 +223,7 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
     gate_cv.notify_all();
   };
 
-  Inbox inbox(kInboxCapacity, kInboxMaxBytes);
+  Inbox inbox;
   std::thread reader([&] {
     {
       v1::EdgeMessage m;
@@ -305,7 +262,7 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
         inbox.Close(bad);
         return;
       }
-      if (!inbox.Push(std::move(item))) return;
+      if (!inbox.queue.Push(std::move(item))) return;  // the handler left
     }
     for (const auto& [reason, n] : logged) {
       if (n > 1) {
@@ -390,7 +347,7 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
     stream->Write(out);  // best effort: the edge may be gone
   };
   auto status = Serve(edge_id, session->epoch, *stream, inbox);
-  inbox.Abandon();
+  inbox.queue.Close();  // the handler leaves: a Push() waiting for space returns
   if (!status.ok()) {
     goodbye(status);
     context->TryCancel();
@@ -398,7 +355,7 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
   reader.join();
   Unregister(edge_id, live);
   if (status.ok()) {
-    status = inbox.Why();  // the reader stopped at a malformed frame, or the stream ended
+    status = inbox.why;  // the reader stopped at a malformed frame, or the stream ended
     if (!status.ok()) goodbye(status);
   }
   if (live->superseded || status.error_code() == grpc::StatusCode::ABORTED) {

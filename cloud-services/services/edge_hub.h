@@ -53,7 +53,7 @@ class EdgeHub final : public v1::EdgeSync::Service {
                        grpc::ServerReaderWriter<v1::CloudMessage, v1::EdgeMessage>* stream) override;
 
  private:
-  class Inbox;
+  struct Inbox;
   struct Live;
 
   // Stores what the reader thread queued and acknowledges it, until the reader is done

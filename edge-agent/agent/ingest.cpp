@@ -77,7 +77,7 @@ Ingest::Ingest(IngestOptions options, Buffer& buffer, MetricsRegistry& metrics, 
         mqtt_connected_ = false;
         mqtt_connected_gauge_.Set(0);
         spdlog::warn("mqtt: connection lost: {}", cause.empty() ? "unknown cause" : cause);
-        cv_.notify_all();
+        stop_.Notify();
       });
 }
 
@@ -89,8 +89,7 @@ void Ingest::Start() {
 }
 
 void Ingest::Stop() {
-  if (stopping_.exchange(true)) return;
-  cv_.notify_all();
+  if (!stop_.Stop()) return;
   if (supervisor_.joinable()) supervisor_.join();
   if (client_->IsConnected()) {
     if (auto s = client_->Disconnect(std::chrono::seconds(5)); !s.ok()) spdlog::warn("mqtt: {}", s.ToString());
@@ -108,7 +107,7 @@ void Ingest::SupervisorLoop() {
   auto backoff = std::chrono::milliseconds(200);
   const std::string filter = options_.topic_prefix + "/+/telemetry";
   bool subscribed = false;  // by this process, on any connection
-  while (!stopping_) {
+  while (!stop_.stopped()) {
     if (!mqtt_connected_ || !client_->IsConnected()) {
       mqtt_connected_ = false;
       // A connection we did not finish setting up (a connect that answered after we gave up,
@@ -127,8 +126,7 @@ void Ingest::SupervisorLoop() {
       }
       if (!status.ok()) {
         spdlog::debug("mqtt: cannot connect to {}: {}", options_.mqtt_url, status.ToString());
-        std::unique_lock lock(mu_);
-        cv_.wait_for(lock, backoff, [this] { return stopping_.load(); });
+        stop_.WaitFor(backoff);
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
         continue;
       }
@@ -138,9 +136,7 @@ void Ingest::SupervisorLoop() {
       spdlog::info("mqtt: connected to {} as {} ({}), subscribed to {}", options_.mqtt_url, options_.client_id,
                    *connected ? "session resumed" : "new session", filter);
     }
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(500),
-                 [this] { return stopping_.load() || !mqtt_connected_.load(); });
+    stop_.WaitFor(std::chrono::milliseconds(500), [this] { return !mqtt_connected_.load(); });
   }
 }
 

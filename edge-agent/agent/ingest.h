@@ -19,7 +19,8 @@
 #include <strata/clock.h>
 #include <strata/metrics.h>
 
-#include "agent/bounded_queue.h"
+#include <strata/bounded_queue.h>
+#include <strata/stop_signal.h>
 #include "agent/buffer.h"
 #include "agent/decoder.h"
 #include "agent/mqtt_client.h"
@@ -103,10 +104,8 @@ class Ingest {
   std::unique_ptr<MqttClient> client_;
   std::thread pipeline_;
   std::thread supervisor_;
-  std::atomic<bool> stopping_{false};
+  StopSignal stop_;  // notified on connection loss too: the supervisor wakes to reconnect
   std::atomic<bool> mqtt_connected_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;  // wakes the supervisor on connection loss and stop
 
   Counter& received_;
   Counter& accepted_;

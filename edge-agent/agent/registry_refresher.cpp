@@ -11,10 +11,9 @@ RegistryRefresher::RegistryRefresher(std::string cloud_address, DeviceDirectory&
                                      std::chrono::milliseconds interval)
     : cloud_address_(std::move(cloud_address)), directory_(directory), interval_(interval) {
   thread_ = std::thread([this] {
-    while (!stopping_) {
+    while (!stop_.stopped()) {
       const bool ok = RefreshOnce();
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, ok ? interval_ : std::chrono::milliseconds(1000), [this] { return stopping_.load(); });
+      stop_.WaitFor(ok ? interval_ : std::chrono::milliseconds(1000));
     }
   });
 }
@@ -22,8 +21,7 @@ RegistryRefresher::RegistryRefresher(std::string cloud_address, DeviceDirectory&
 RegistryRefresher::~RegistryRefresher() { Stop(); }
 
 void RegistryRefresher::Stop() {
-  stopping_ = true;
-  cv_.notify_all();
+  stop_.Stop();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -43,8 +41,8 @@ bool RegistryRefresher::RefreshOnce() {
     }
     for (const auto& d : res.devices()) devices.insert(d.device_id());
     req.set_page_token(res.next_page_token());
-  } while (!req.page_token().empty() && !stopping_);
-  if (stopping_) return true;
+  } while (!req.page_token().empty() && !stop_.stopped());
+  if (stop_.stopped()) return true;
   directory_.Replace(std::move(devices));
   return true;
 }

@@ -3,12 +3,11 @@
 // keeps its last copy, from disk after a restart.
 #pragma once
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <string>
 #include <thread>
+
+#include <strata/stop_signal.h>
 
 #include "agent/ingest.h"
 
@@ -26,9 +25,7 @@ class RegistryRefresher {
   std::string cloud_address_;
   DeviceDirectory& directory_;
   std::chrono::milliseconds interval_;
-  std::atomic<bool> stopping_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;
+  StopSignal stop_;
   std::thread thread_;
 };
 

@@ -1,5 +1,6 @@
 #include "agent/uplink.h"
 
+#include <condition_variable>
 #include <random>
 
 #include <grpcpp/grpcpp.h>
@@ -62,31 +63,25 @@ std::string Uplink::LastError() const {
 void Uplink::Start() { thread_ = std::thread([this] { Run(); }); }
 
 void Uplink::Stop() {
-  stopping_ = true;
+  stop_.Stop();
   {
     std::lock_guard lock(mu_);
     if (active_context_) static_cast<grpc::ClientContext*>(active_context_)->TryCancel();
   }
-  cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-}
-
-void Uplink::SleepBackoff(std::chrono::milliseconds d) {
-  std::unique_lock lock(mu_);
-  cv_.wait_for(lock, d, [this] { return stopping_.load(); });
 }
 
 void Uplink::Run() {
   std::mt19937_64 rng(std::random_device{}());
   auto backoff = options_.backoff_min;
-  while (!stopping_) {
+  while (!stop_.stopped()) {
     const auto started = std::chrono::steady_clock::now();
     Session();
-    if (stopping_) break;
+    if (stop_.stopped()) break;
     // A session that lived a while resets the backoff: the cloud was reachable.
     if (std::chrono::steady_clock::now() - started > std::chrono::seconds(5)) backoff = options_.backoff_min;
     std::uniform_int_distribution<long> jitter(backoff.count() / 2, backoff.count());
-    SleepBackoff(std::chrono::milliseconds(jitter(rng)));
+    stop_.WaitFor(std::chrono::milliseconds(jitter(rng)));
     backoff = std::min(options_.backoff_max, backoff * 2);
   }
 }
@@ -97,7 +92,7 @@ void Uplink::Session() {
   grpc::ClientContext ctx;
   {
     std::lock_guard lock(mu_);
-    if (stopping_) return;
+    if (stop_.stopped()) return;
     active_context_ = &ctx;
   }
   struct Clear {
@@ -211,16 +206,16 @@ void Uplink::Session() {
   std::uint64_t next = mark;
   bool write_failed = false;  // a failed write means the call is over: Finish() tells why
   auto last_send = std::chrono::steady_clock::now();
-  while (!stopping_) {
+  while (!stop_.stopped()) {
     {
       std::unique_lock lock(wmu);
       wcv.wait_for(lock, std::chrono::milliseconds(200),
-                   [&] { return broken || stopping_ || inflight < options_.window; });
+                   [&] { return broken || stop_.stopped() || inflight < options_.window; });
       if (broken) break;
       if (inflight >= options_.window) continue;
     }
     buffer_.WaitForData(next, std::chrono::milliseconds(200));
-    if (stopping_) break;
+    if (stop_.stopped()) break;
     auto readings = buffer_.ReadAfter(next, options_.batch_max);
     if (!readings.ok()) {
       spdlog::error("uplink: {}", readings.status().ToString());
@@ -275,7 +270,7 @@ void Uplink::Session() {
   // cloud already finished is not changed by this.
   ctx.TryCancel();
   auto status = stream->Finish();
-  if (!stopping_) {
+  if (!stop_.stopped()) {
     std::string why = std::string(GrpcCodeName(status.error_code())) + ": " + status.error_message();
     {
       std::lock_guard lock(wmu);

@@ -12,13 +12,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <string>
 #include <thread>
 
 #include <strata/metrics.h>
+#include <strata/stop_signal.h>
 
 #include "agent/buffer.h"
 
@@ -68,16 +68,14 @@ class Uplink {
   void Run();
   // One connection's life; returns when the stream breaks or Stop() is called.
   void Session();
-  void SleepBackoff(std::chrono::milliseconds d);
 
   UplinkOptions options_;
   Buffer& buffer_;
   std::thread thread_;
-  std::atomic<bool> stopping_{false};
+  StopSignal stop_;
   std::atomic<bool> connected_{false};
   std::atomic<std::uint64_t> cloud_mark_{0};
   mutable std::mutex mu_;
-  std::condition_variable cv_;  // Stop() wakes backoff sleeps and window waits
   void* active_context_ = nullptr;  // grpc::ClientContext* of the live stream; guarded by mu_
   BufferLoss buffer_loss_;          // guarded by mu_
   std::string last_refusal_;        // guarded by mu_

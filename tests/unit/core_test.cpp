@@ -3,6 +3,10 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
+#include <strata/stop_signal.h>
+
+#include <atomic>
+#include <thread>
 
 #include <strata/config.h>
 #include <strata/ids.h>
@@ -101,6 +105,31 @@ TEST(ConfigTest, MalformedYamlIsAClearError) {
   std::string args[] = {"prog", "--config", file};
   char* argv[] = {args[0].data(), args[1].data(), args[2].data()};
   EXPECT_THROW(app.parse(3, argv), CLI::ParseError);
+}
+
+}  // namespace
+}  // namespace strata
+
+namespace strata {
+namespace {
+
+TEST(StopSignalTest, StopEndsEveryWaitAtOnceAndNotifyRechecksThePredicate) {
+  StopSignal stop;
+  std::atomic<bool> flag{false};
+  std::thread waker([&] {
+    flag = true;
+    stop.Notify();
+  });
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_FALSE(stop.WaitFor(std::chrono::seconds(30), [&] { return flag.load(); })) << "woken, not stopped";
+  waker.join();
+  std::thread stopper([&] { EXPECT_TRUE(stop.Stop()); });
+  EXPECT_TRUE(stop.WaitFor(std::chrono::seconds(30)));
+  stopper.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(10));
+  EXPECT_FALSE(stop.Stop()) << "only the first call stops it";
+  EXPECT_TRUE(stop.stopped());
+  EXPECT_TRUE(stop.WaitFor(std::chrono::seconds(30))) << "a wait after the stop returns at once";
 }
 
 }  // namespace
