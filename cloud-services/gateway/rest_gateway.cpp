@@ -255,11 +255,22 @@ class Session : public std::enable_shared_from_this<Session> {
       Reject(transcoded.status());
       return;
     }
-    StartCall(*std::move(transcoded));
+    std::vector<Header> headers;
+    for (const auto& field : request_) {
+      headers.emplace_back(std::string_view(field.name_string().data(), field.name_string().size()),
+                           std::string_view(field.value().data(), field.value().size()));
+    }
+    auto metadata = ForwardedMetadata(headers);
+    if (!metadata.ok()) {
+      Reject(metadata.status());
+      return;
+    }
+    StartCall(*std::move(transcoded), *metadata);
   }
 
-  void StartCall(TranscodedRequest transcoded) {
+  void StartCall(TranscodedRequest transcoded, const std::vector<std::pair<std::string, std::string>>& metadata) {
     auto call = std::make_shared<Call>();
+    for (const auto& [name, value] : metadata) call->context.AddMetadata(name, value);
     call->method = std::move(transcoded.grpc_method);
     call->response_type = transcoded.response_type;
     std::string bytes;

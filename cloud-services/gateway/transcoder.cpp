@@ -559,6 +559,30 @@ std::vector<std::string> EnumShortNames(const google::protobuf::EnumDescriptor* 
   return out;
 }
 
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ForwardedMetadata(const std::vector<Header>& headers) {
+  constexpr std::string_view kPrefix = "grpc-metadata-";
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [raw_name, value] : headers) {
+    std::string name = absl::AsciiStrToLower(std::string(raw_name));
+    if (name.starts_with(kPrefix)) {
+      name.erase(0, kPrefix.size());
+    } else if (name != "authorization" && name != "x-request-id") {
+      continue;
+    }
+    const bool name_ok = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-' || c == '_' || c == '.';
+    });
+    if (!name_ok || name.starts_with("grpc-") || name.ends_with("-bin")) {
+      return absl::InvalidArgumentError(Cat("header ", std::string(raw_name), " cannot be forwarded as gRPC metadata"));
+    }
+    if (!std::all_of(value.begin(), value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; })) {
+      return absl::InvalidArgumentError(Cat("header ", std::string(raw_name), " holds characters that are not printable ASCII"));
+    }
+    out.emplace_back(std::move(name), std::string(value));
+  }
+  return out;
+}
+
 absl::StatusOr<std::string> PercentDecode(std::string_view in, bool plus_as_space) {
   std::string out;
   out.reserve(in.size());

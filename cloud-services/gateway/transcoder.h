@@ -103,6 +103,14 @@ const google::protobuf::EnumValueDescriptor* EnumValueByName(const google::proto
 // The short names EnumValueByName also takes, for the values that have one (not *_UNSPECIFIED).
 std::vector<std::string> EnumShortNames(const google::protobuf::EnumDescriptor* type);
 
+// The HTTP headers of a REST request that its gRPC call carries as metadata, so that the
+// services see the same caller on both paths: Authorization and X-Request-Id as they are,
+// Grpc-Metadata-<name> as <name> (grpc-gateway's convention); others stay behind.
+// INVALID_ARGUMENT for a forwarded header gRPC cannot carry: a name outside [a-z0-9-_.], a
+// reserved one (grpc-*) or a binary one (*-bin), or a value that is not printable ASCII.
+using Header = std::pair<std::string_view, std::string_view>;
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ForwardedMetadata(const std::vector<Header>& headers);
+
 // Percent-decodes `in`; with plus_as_space, '+' becomes ' ' (query strings). INVALID_ARGUMENT
 // for a malformed escape.
 absl::StatusOr<std::string> PercentDecode(std::string_view in, bool plus_as_space);

@@ -17,12 +17,12 @@
 #include <strata/bounded_queue.h>
 
 #include "services/grpc_status.h"
+#include "services/request_context.h"
 #include "strata/ids.h"
 
 namespace strata::services {
 namespace {
 
-using storage::kDefaultTenant;
 
 }  // namespace
 
@@ -309,8 +309,10 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
                                "unsupported protocol_version " + std::to_string(first.hello().protocol_version()) +
                                    "; this cloud speaks " + std::to_string(kEdgeSyncProtocolVersion)));
   }
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return refuse(ToGrpc(caller.status()));
   edge_id = first.hello().edge_id();
-  auto session = db_.Edges().TouchEdge(kDefaultTenant, edge_id, clock_());
+  auto session = db_.Edges().TouchEdge(caller->tenant, edge_id, clock_());
   if (!session.ok()) {
     spdlog::error("edge {}: cannot start a session: {}", edge_id, session.status().ToString());
     return refuse(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the cloud cannot reach its database; retry later"));
@@ -346,7 +348,7 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
     out.mutable_goodbye()->set_message(why.error_message());
     stream->Write(out);  // best effort: the edge may be gone
   };
-  auto status = Serve(edge_id, session->epoch, *stream, inbox);
+  auto status = Serve(caller->tenant, edge_id, session->epoch, *stream, inbox);
   inbox.queue.Close();  // the handler leaves: a Push() waiting for space returns
   if (!status.ok()) {
     goodbye(status);
@@ -368,7 +370,7 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
   return status;
 }
 
-grpc::Status EdgeHub::Serve(const std::string& edge_id, std::uint64_t epoch,
+grpc::Status EdgeHub::Serve(const std::string& tenant, const std::string& edge_id, std::uint64_t epoch,
                             grpc::ServerReaderWriter<v1::CloudMessage, v1::EdgeMessage>& stream, Inbox& inbox) {
   v1::CloudMessage out;
   for (;;) {
@@ -382,7 +384,7 @@ grpc::Status EdgeHub::Serve(const std::string& edge_id, std::uint64_t epoch,
     }
     std::vector<const v1::TelemetryBatch*> batches;
     for (const auto& item : items) batches.push_back(&item.message.batch());
-    auto results = db_.Telemetry().ApplyEdgeBatches(kDefaultTenant, edge_id, batches, clock_(), epoch);
+    auto results = db_.Telemetry().ApplyEdgeBatches(tenant, edge_id, batches, clock_(), epoch);
     if (!results.ok()) {
       const auto& s = results.status();
       if (s.code() == absl::StatusCode::kAborted) return ToGrpc(s);  // fenced off by a newer session

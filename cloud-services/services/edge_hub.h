@@ -58,7 +58,7 @@ class EdgeHub final : public v1::EdgeSync::Service {
 
   // Stores what the reader thread queued and acknowledges it, until the reader is done
   // (OK) or storing fails (the reason).
-  grpc::Status Serve(const std::string& edge_id, std::uint64_t epoch,
+  grpc::Status Serve(const std::string& tenant, const std::string& edge_id, std::uint64_t epoch,
                      grpc::ServerReaderWriter<v1::CloudMessage, v1::EdgeMessage>& stream, Inbox& inbox);
   // Takes the readings the model refuses out of `batch`, counts and logs them; returns how
   // many were taken and the first one's description in `first`.

@@ -4,6 +4,7 @@
 #include <absl/strings/strip.h>
 
 #include "services/grpc_status.h"
+#include "services/request_context.h"
 #include "services/page_token.h"
 #include "services/request_limits.h"
 #include "strata/ids.h"
@@ -11,7 +12,6 @@
 namespace strata::services {
 namespace {
 
-using storage::kDefaultTenant;
 
 absl::Status ValidateDeviceFields(const v1::Device& d) {
   if (auto s = CheckLength("name", d.name(), kMaxNameBytes); !s.ok()) return s;
@@ -45,25 +45,31 @@ std::string TrimPage(std::vector<T>& rows, int page_size, IdFn id) {
 
 }  // namespace
 
-grpc::Status RegistryService::CreateDevice(grpc::ServerContext*, const v1::CreateDeviceRequest* req, v1::Device* out) {
+grpc::Status RegistryService::CreateDevice(grpc::ServerContext* context, const v1::CreateDeviceRequest* req, v1::Device* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
   if (auto s = ValidateId("device_id", req->device().device_id()); !s.ok()) return ToGrpc(s);
   if (auto s = ValidateDeviceFields(req->device()); !s.ok()) return ToGrpc(s);
-  auto created = db_.Devices().CreateDevice(kDefaultTenant, req->device());
+  auto created = db_.Devices().CreateDevice(caller->tenant, req->device());
   if (!created.ok()) return ToGrpc(created.status());
   *out = *std::move(created);
   return grpc::Status::OK;
 }
 
-grpc::Status RegistryService::GetDevice(grpc::ServerContext*, const v1::GetDeviceRequest* req, v1::Device* out) {
+grpc::Status RegistryService::GetDevice(grpc::ServerContext* context, const v1::GetDeviceRequest* req, v1::Device* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
   if (auto s = ValidateId("device_id", req->device_id()); !s.ok()) return ToGrpc(s);
-  auto device = db_.Devices().GetDevice(kDefaultTenant, req->device_id());
+  auto device = db_.Devices().GetDevice(caller->tenant, req->device_id());
   if (!device.ok()) return ToGrpc(device.status());
   *out = *std::move(device);
   return grpc::Status::OK;
 }
 
-grpc::Status RegistryService::ListDevices(grpc::ServerContext*, const v1::ListDevicesRequest* req,
+grpc::Status RegistryService::ListDevices(grpc::ServerContext* context, const v1::ListDevicesRequest* req,
                                           v1::ListDevicesResponse* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
   if (auto s = CheckPageSize(req->page_size()); !s.ok()) return ToGrpc(s);
   storage::DeviceListQuery query;
   query.page_size = req->page_size() == 0 ? kDefaultPageSize : req->page_size();
@@ -75,14 +81,16 @@ grpc::Status RegistryService::ListDevices(grpc::ServerContext*, const v1::ListDe
   auto labels = ParseLabelFilter(req->label_filter());
   if (!labels.ok()) return ToGrpc(labels.status());
   query.labels = *std::move(labels);
-  auto rows = db_.Devices().ListDevices(kDefaultTenant, query);
+  auto rows = db_.Devices().ListDevices(caller->tenant, query);
   if (!rows.ok()) return ToGrpc(rows.status());
   out->set_next_page_token(TrimPage(*rows, query.page_size, [](const v1::Device& d) { return d.device_id(); }));
   for (auto& d : *rows) *out->add_devices() = std::move(d);
   return grpc::Status::OK;
 }
 
-grpc::Status RegistryService::UpdateDevice(grpc::ServerContext*, const v1::UpdateDeviceRequest* req, v1::Device* out) {
+grpc::Status RegistryService::UpdateDevice(grpc::ServerContext* context, const v1::UpdateDeviceRequest* req, v1::Device* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
   const v1::Device& d = req->device();
   if (auto s = ValidateId("device.device_id", d.device_id()); !s.ok()) return ToGrpc(s);
   if (auto s = ValidateDeviceFields(d); !s.ok()) return ToGrpc(s);
@@ -108,39 +116,47 @@ grpc::Status RegistryService::UpdateDevice(grpc::ServerContext*, const v1::Updat
     fields.labels = !d.labels().empty();
     fields.attributes = !d.attributes().empty();
   }
-  auto updated = db_.Devices().UpdateDevice(kDefaultTenant, d, fields);
+  auto updated = db_.Devices().UpdateDevice(caller->tenant, d, fields);
   if (!updated.ok()) return ToGrpc(updated.status());
   *out = *std::move(updated);
   return grpc::Status::OK;
 }
 
-grpc::Status RegistryService::DeleteDevice(grpc::ServerContext*, const v1::DeleteDeviceRequest* req,
+grpc::Status RegistryService::DeleteDevice(grpc::ServerContext* context, const v1::DeleteDeviceRequest* req,
                                            v1::DeleteDeviceResponse*) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
   if (auto s = ValidateId("device_id", req->device_id()); !s.ok()) return ToGrpc(s);
-  return ToGrpc(db_.Devices().DeleteDevice(kDefaultTenant, req->device_id()));
+  return ToGrpc(db_.Devices().DeleteDevice(caller->tenant, req->device_id()));
 }
 
-grpc::Status RegistryService::CreateEdge(grpc::ServerContext*, const v1::CreateEdgeRequest* req, v1::Edge* out) {
+grpc::Status RegistryService::CreateEdge(grpc::ServerContext* context, const v1::CreateEdgeRequest* req, v1::Edge* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
   const v1::Edge& e = req->edge();
   if (auto s = ValidateId("edge_id", e.edge_id()); !s.ok()) return ToGrpc(s);
   if (auto s = CheckLength("name", e.name(), kMaxNameBytes); !s.ok()) return ToGrpc(s);
   if (auto s = CheckStringMap("labels", e.labels(), kMaxLabelBytes); !s.ok()) return ToGrpc(s);
-  auto created = db_.Edges().CreateEdge(kDefaultTenant, e);
+  auto created = db_.Edges().CreateEdge(caller->tenant, e);
   if (!created.ok()) return ToGrpc(created.status());
   *out = *std::move(created);
   return grpc::Status::OK;
 }
 
-grpc::Status RegistryService::GetEdge(grpc::ServerContext*, const v1::GetEdgeRequest* req, v1::Edge* out) {
+grpc::Status RegistryService::GetEdge(grpc::ServerContext* context, const v1::GetEdgeRequest* req, v1::Edge* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
   if (auto s = ValidateId("edge_id", req->edge_id()); !s.ok()) return ToGrpc(s);
-  auto edge = db_.Edges().GetEdge(kDefaultTenant, req->edge_id());
+  auto edge = db_.Edges().GetEdge(caller->tenant, req->edge_id());
   if (!edge.ok()) return ToGrpc(edge.status());
   *out = *std::move(edge);
   return grpc::Status::OK;
 }
 
-grpc::Status RegistryService::ListEdges(grpc::ServerContext*, const v1::ListEdgesRequest* req,
+grpc::Status RegistryService::ListEdges(grpc::ServerContext* context, const v1::ListEdgesRequest* req,
                                         v1::ListEdgesResponse* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
   if (auto s = CheckPageSize(req->page_size()); !s.ok()) return ToGrpc(s);
   const int page_size = req->page_size() == 0 ? kDefaultPageSize : req->page_size();
   std::string after;
@@ -149,7 +165,7 @@ grpc::Status RegistryService::ListEdges(grpc::ServerContext*, const v1::ListEdge
     if (!decoded.ok()) return ToGrpc(decoded.status());
     after = *std::move(decoded);
   }
-  auto rows = db_.Edges().ListEdges(kDefaultTenant, page_size, after);
+  auto rows = db_.Edges().ListEdges(caller->tenant, page_size, after);
   if (!rows.ok()) return ToGrpc(rows.status());
   out->set_next_page_token(TrimPage(*rows, page_size, [](const v1::Edge& e) { return e.edge_id(); }));
   for (auto& e : *rows) *out->add_edges() = std::move(e);

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "services/grpc_status.h"
+#include "services/request_context.h"
 #include "services/page_token.h"
 #include "strata/ids.h"
 #include "strata/telemetry/model.h"
@@ -11,7 +12,6 @@
 namespace strata::services {
 namespace {
 
-using storage::kDefaultTenant;
 
 absl::Status ValidateKeys(const google::protobuf::RepeatedPtrField<std::string>& keys, bool required) {
   if (required && keys.empty()) return absl::InvalidArgumentError("keys: at least one key is required");
@@ -66,13 +66,15 @@ TelemetryService::TelemetryService(storage::Database& db, MetricsRegistry& metri
       writes_rejected_(metrics.GetCounter("strata_cloud_api_writes_rejected_total",
                                           "Telemetry.Write requests rejected as invalid")) {}
 
-absl::Status TelemetryService::CheckDevice(const std::string& device_id) {
+absl::Status TelemetryService::CheckDevice(const RequestContext& caller, const std::string& device_id) {
   if (auto s = ValidateId("device_id", device_id); !s.ok()) return s;
-  return db_.Devices().GetDevice(kDefaultTenant, device_id).status();
+  return db_.Devices().GetDevice(caller.tenant, device_id).status();
 }
 
-grpc::Status TelemetryService::Write(grpc::ServerContext*, const v1::WriteTelemetryRequest* req,
+grpc::Status TelemetryService::Write(grpc::ServerContext* context, const v1::WriteTelemetryRequest* req,
                                      v1::WriteTelemetryResponse* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
   auto reject = [&](absl::Status s) {
     writes_rejected_.Inc();
     return ToGrpc(s);
@@ -119,14 +121,16 @@ grpc::Status TelemetryService::Write(grpc::ServerContext*, const v1::WriteTeleme
     }
   }
 #pragma GCC diagnostic pop
-  if (auto s = db_.Telemetry().Write(kDefaultTenant, req->device_id(), points); !s.ok()) return reject(s);
+  if (auto s = db_.Telemetry().Write(caller->tenant, req->device_id(), points); !s.ok()) return reject(s);
   points_written_.Inc(points.size());
   out->set_written(static_cast<std::int64_t>(points.size()));
   return grpc::Status::OK;
 }
 
-grpc::Status TelemetryService::Query(grpc::ServerContext*, const v1::QueryTelemetryRequest* req,
+grpc::Status TelemetryService::Query(grpc::ServerContext* context, const v1::QueryTelemetryRequest* req,
                                      v1::QueryTelemetryResponse* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
   if (auto s = ValidateKeys(req->keys(), false); !s.ok()) return ToGrpc(s);
   if (auto s = ValidateRange(req->start(), req->end(), false); !s.ok()) return ToGrpc(s);
   if (req->limit() < 0 || req->limit() > kMaxQueryLimit) {
@@ -149,8 +153,8 @@ grpc::Status TelemetryService::Query(grpc::ServerContext*, const v1::QueryTeleme
     if (!cursor.ok()) return ToGrpc(cursor.status());
     q.after = *std::move(cursor);
   }
-  if (auto s = CheckDevice(req->device_id()); !s.ok()) return ToGrpc(s);
-  auto rows = db_.Telemetry().Query(kDefaultTenant, q);
+  if (auto s = CheckDevice(*caller, req->device_id()); !s.ok()) return ToGrpc(s);
+  auto rows = db_.Telemetry().Query(caller->tenant, q);
   if (!rows.ok()) return ToGrpc(rows.status());
   if (static_cast<int>(rows->size()) > q.limit) {
     rows->resize(q.limit);
@@ -160,19 +164,23 @@ grpc::Status TelemetryService::Query(grpc::ServerContext*, const v1::QueryTeleme
   return grpc::Status::OK;
 }
 
-grpc::Status TelemetryService::Latest(grpc::ServerContext*, const v1::LatestTelemetryRequest* req,
+grpc::Status TelemetryService::Latest(grpc::ServerContext* context, const v1::LatestTelemetryRequest* req,
                                       v1::LatestTelemetryResponse* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
   if (auto s = ValidateKeys(req->keys(), false); !s.ok()) return ToGrpc(s);
-  if (auto s = CheckDevice(req->device_id()); !s.ok()) return ToGrpc(s);
-  auto rows = db_.Telemetry().Latest(kDefaultTenant, req->device_id(),
+  if (auto s = CheckDevice(*caller, req->device_id()); !s.ok()) return ToGrpc(s);
+  auto rows = db_.Telemetry().Latest(caller->tenant, req->device_id(),
                                      std::vector<std::string>(req->keys().begin(), req->keys().end()));
   if (!rows.ok()) return ToGrpc(rows.status());
   for (auto& r : *rows) *out->add_readings() = std::move(r);
   return grpc::Status::OK;
 }
 
-grpc::Status TelemetryService::Aggregate(grpc::ServerContext*, const v1::AggregateTelemetryRequest* req,
+grpc::Status TelemetryService::Aggregate(grpc::ServerContext* context, const v1::AggregateTelemetryRequest* req,
                                          v1::AggregateTelemetryResponse* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
   if (auto s = ValidateKeys(req->keys(), true); !s.ok()) return ToGrpc(s);
   if (auto s = ValidateRange(req->start(), req->end(), true); !s.ok()) return ToGrpc(s);
   if (req->interval() <= 0) {
@@ -181,7 +189,7 @@ grpc::Status TelemetryService::Aggregate(grpc::ServerContext*, const v1::Aggrega
   if (req->function() == v1::AGGREGATION_FUNCTION_UNSPECIFIED || !v1::AggregationFunction_IsValid(req->function())) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "function must be one of AGGREGATION_FUNCTION_AVG, _MIN, _MAX, _SUM, _COUNT");
   }
-  if (auto s = CheckDevice(req->device_id()); !s.ok()) return ToGrpc(s);
+  if (auto s = CheckDevice(*caller, req->device_id()); !s.ok()) return ToGrpc(s);
   storage::AggregateQuery q;
   q.device_id = req->device_id();
   q.keys.assign(req->keys().begin(), req->keys().end());
@@ -189,7 +197,7 @@ grpc::Status TelemetryService::Aggregate(grpc::ServerContext*, const v1::Aggrega
   q.end = req->end();
   q.interval = req->interval();
   q.function = req->function();
-  auto series = db_.Telemetry().Aggregate(kDefaultTenant, q);
+  auto series = db_.Telemetry().Aggregate(caller->tenant, q);
   if (!series.ok()) return ToGrpc(series.status());
   for (auto& s : *series) *out->add_series() = std::move(s);
   return grpc::Status::OK;

@@ -5,6 +5,7 @@
 #include <strata/clock.h>
 #include <strata/metrics.h>
 
+#include "services/request_context.h"
 #include "storage/store.h"
 #include "strata/v1/telemetry.grpc.pb.h"
 
@@ -31,7 +32,7 @@ class TelemetryService final : public v1::Telemetry::Service {
 
  private:
   // NOT_FOUND unless the device exists (reads fail the same way writes do).
-  absl::Status CheckDevice(const std::string& device_id);
+  absl::Status CheckDevice(const RequestContext& caller, const std::string& device_id);
 
   storage::Database& db_;
   Clock clock_;

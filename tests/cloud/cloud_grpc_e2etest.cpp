@@ -10,7 +10,7 @@
 #include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
 
-#include "cloud_fixture.h"
+#include "support/cloud_process.h"
 #include "support/metrics_text.h"
 #include "strata/v1/edgesync.grpc.pb.h"
 #include "strata/v1/registry.grpc.pb.h"

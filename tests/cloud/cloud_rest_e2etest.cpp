@@ -5,7 +5,7 @@
 #include <fstream>
 #include <thread>
 
-#include "cloud_fixture.h"
+#include "support/cloud_process.h"
 #include "support/metrics_text.h"
 
 namespace strata::testing {

@@ -15,7 +15,7 @@
 
 #include <mqtt/async_client.h>
 
-#include "cloud_fixture.h"
+#include "support/cloud_process.h"
 #include "strata/v1/registry.grpc.pb.h"
 #include "strata/v1/telemetry.grpc.pb.h"
 #include "support/metrics_text.h"

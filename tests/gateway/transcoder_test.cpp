@@ -461,5 +461,25 @@ TEST_F(TranscoderTest, OpenApiDocument) {
 
 }
 
+TEST(ForwardedMetadataTest, AuthorizationRequestIdAndGrpcMetadataHeadersOnly) {
+  auto md = ForwardedMetadata({{"Authorization", "Bearer k1"},
+                               {"X-Request-Id", "r-7"},
+                               {"Grpc-Metadata-X-Trace", "abc"},
+                               {"Content-Type", "application/json"},
+                               {"Cookie", "secret"}});
+  ASSERT_TRUE(md.ok()) << md.status();
+  EXPECT_EQ(*md, (std::vector<std::pair<std::string, std::string>>{
+                     {"authorization", "Bearer k1"}, {"x-request-id", "r-7"}, {"x-trace", "abc"}}));
+  for (const Header& bad : std::vector<Header>{{"Grpc-Metadata-grpc-timeout", "1S"},
+                                               {"Grpc-Metadata-key-bin", "AAAA"},
+                                               {"Grpc-Metadata-", "x"},
+                                               {"Grpc-Metadata-a b", "x"},
+                                               {"Authorization", "Bearer \x01"}}) {
+    auto s = ForwardedMetadata({bad});
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << bad.first;
+    EXPECT_THAT(std::string(s.status().message()), HasSubstr(std::string(bad.first))) << bad.first;
+  }
+}
+
 }  // namespace
 }  // namespace strata::gateway

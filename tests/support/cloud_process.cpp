@@ -1,4 +1,4 @@
-#include "cloud_fixture.h"
+#include "support/cloud_process.h"
 
 #include <signal.h>
 
