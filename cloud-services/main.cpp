@@ -15,6 +15,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include <strata/channel.h>
 #include <strata/clock.h>
 #include <strata/config.h>
 #include <strata/logging.h>
@@ -115,6 +116,10 @@ int Run(const Flags& flags) {
   // gRPC turns SO_REUSEPORT on by default: a second strata-cloud on the same address would
   // then share the port and take edges at random. One process per address.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Edges ping their stream (strata::MakeChannel's keepalive); accept pings that often, or
+  // gRPC would end their streams with "too many pings".
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(strata::kMinPingIntervalAccepted.count()));
   int grpc_port = 0;
   builder.AddListeningPort(flags.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
   const std::map<std::string, grpc::Service*> implementations = {

@@ -1,6 +1,7 @@
 #include "agent/registry_refresher.h"
 
 #include <grpcpp/grpcpp.h>
+#include <strata/channel.h>
 #include <spdlog/spdlog.h>
 
 #include "strata/v1/registry.grpc.pb.h"
@@ -26,7 +27,7 @@ void RegistryRefresher::Stop() {
 }
 
 bool RegistryRefresher::RefreshOnce() {
-  auto stub = v1::DeviceRegistry::NewStub(grpc::CreateChannel(cloud_address_, grpc::InsecureChannelCredentials()));
+  auto stub = v1::DeviceRegistry::NewStub(MakeChannel({.address = cloud_address_}));
   std::set<std::string> devices;
   v1::ListDevicesRequest req;
   req.set_page_size(1000);

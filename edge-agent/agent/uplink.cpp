@@ -4,6 +4,7 @@
 #include <random>
 
 #include <grpcpp/grpcpp.h>
+#include <strata/channel.h>
 #include <spdlog/spdlog.h>
 
 #include "strata/v1/edgesync.grpc.pb.h"
@@ -87,7 +88,7 @@ void Uplink::Run() {
 }
 
 void Uplink::Session() {
-  auto channel = grpc::CreateChannel(options_.cloud_address, grpc::InsecureChannelCredentials());
+  auto channel = MakeChannel({.address = options_.cloud_address});
   auto stub = v1::EdgeSync::NewStub(channel);
   grpc::ClientContext ctx;
   {
