@@ -86,7 +86,8 @@ int Run(const Flags& flags) {
     std::filesystem::create_directories(flags.data_dir);
     url = "sqlite://" + (std::filesystem::path(flags.data_dir) / "strata.db").string();
   }
-  auto db = strata::storage::OpenDatabase({url, flags.db_pool_size});
+  strata::Clock clock = strata::NowMs;
+  auto db = strata::storage::OpenDatabase({url, flags.db_pool_size, clock});
   if (!db.ok()) {
     spdlog::error("cannot open database: {}", db.status().ToString());
     return 2;
@@ -94,7 +95,6 @@ int Run(const Flags& flags) {
   spdlog::info("database: {} ({})", (*db)->Backend(), (*db)->Backend() == "sqlite" ? url : "postgresql");
 
   strata::MetricsRegistry metrics;
-  strata::Clock clock = strata::NowMs;
   strata::services::RegistryService registry(**db);
   strata::services::TelemetryService telemetry(**db, metrics, clock);
   strata::services::EdgeHubOptions hub_options;

@@ -11,7 +11,7 @@
 namespace strata::storage {
 
 // path: a file name (created if missing; its directory must exist) or ":memory:".
-absl::StatusOr<std::unique_ptr<Database>> OpenSqliteDatabase(const std::string& path);
+absl::StatusOr<std::unique_ptr<Database>> OpenSqliteDatabase(const std::string& path, Clock clock);
 
 // options.url is handed to libpq as the connection string.
 absl::StatusOr<std::unique_ptr<Database>> OpenPostgresDatabase(const DatabaseOptions& options);

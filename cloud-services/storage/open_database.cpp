@@ -15,7 +15,7 @@ absl::StatusOr<std::unique_ptr<Database>> OpenDatabase(const DatabaseOptions& op
   if (absl::StartsWith(url, std::string(kSqlite))) {
     std::string path = url.substr(kSqlite.size());
     if (path.empty()) return absl::InvalidArgumentError("sqlite:// URL without a path");
-    return OpenSqliteDatabase(path);
+    return OpenSqliteDatabase(path, options.clock);
   }
   if (absl::StartsWith(url, "postgresql://") || absl::StartsWith(url, "postgres://")) {
     if (options.pool_size < 1) return absl::InvalidArgumentError("pool_size must be at least 1");

@@ -36,6 +36,7 @@
 
 #include "backends.h"
 #include "codec.h"
+#include "rows.h"
 #include "migrations.h"
 #include "pg_pool.h"
 #include "strata/clock.h"
@@ -246,51 +247,15 @@ absl::Status SqlErrorStatus(const pqxx::sql_error& e) {
   return InternalDbError("PostgreSQL", e.what());
 }
 
-v1::Value ReadValue(const pqxx::row& row, int first) {
-  v1::Value v;
-  if (!row[first].is_null()) v.set_double_value(row[first].as<double>());
-  else if (!row[first + 1].is_null()) v.set_int_value(row[first + 1].as<std::int64_t>());
-  else if (!row[first + 2].is_null()) v.set_bool_value(row[first + 2].as<bool>());
-  else if (!row[first + 3].is_null()) v.set_string_value(row[first + 3].as<std::string>());
-  return v;
-}
-
-v1::Reading ReadReading(const pqxx::row& row, std::string_view device_id) {
-  v1::Reading r;
-  r.set_device_id(Str(device_id));
-  r.set_key(row[0].as<std::string>());
-  r.set_ts(row[1].as<std::int64_t>());
-  *r.mutable_value() = ReadValue(row, 2);
-  return r;
-}
-
-absl::StatusOr<v1::Device> ReadDevice(const pqxx::row& row, std::string_view tenant) {
-  v1::Device d;
-  d.set_device_id(row[0].as<std::string>());
-  d.set_tenant_id(Str(tenant));
-  d.set_name(row[1].as<std::string>());
-  d.set_type(row[2].as<std::string>());
-  if (auto s = DecodeStringMap(row[3].as<std::string>(), d.mutable_labels()); !s.ok()) return s;
-  if (auto s = DecodeStringMap(row[4].as<std::string>(), d.mutable_attributes()); !s.ok()) return s;
-  d.set_edge_id(row[5].as<std::string>());
-  d.set_created_at(row[6].as<std::int64_t>());
-  d.set_updated_at(row[7].as<std::int64_t>());
-  d.set_last_seen_at(row[8].as<std::int64_t>());
-  return d;
-}
-
-absl::StatusOr<v1::Edge> ReadEdge(const pqxx::row& row, std::string_view tenant) {
-  v1::Edge e;
-  e.set_edge_id(row[0].as<std::string>());
-  e.set_tenant_id(Str(tenant));
-  e.set_name(row[1].as<std::string>());
-  if (auto s = DecodeStringMap(row[2].as<std::string>(), e.mutable_labels()); !s.ok()) return s;
-  e.set_created_at(row[3].as<std::int64_t>());
-  e.set_updated_at(row[4].as<std::int64_t>());
-  e.set_last_seen_at(row[5].as<std::int64_t>());
-  e.set_high_water_mark(static_cast<std::uint64_t>(row[6].as<std::int64_t>()));
-  return e;
-}
+// A libpqxx row as storage/rows.h reads it.
+struct PgRow {
+  const pqxx::row& row;
+  bool IsNull(int i) const { return row[i].is_null(); }
+  std::string Text(int i) const { return row[i].as<std::string>(); }
+  std::int64_t Int(int i) const { return row[i].as<std::int64_t>(); }
+  double Double(int i) const { return row[i].as<double>(); }
+  bool Bool(int i) const { return row[i].as<bool>(); }
+};
 
 // A staging row: seq, device_id, key, ts, kind, value as text.
 using StagingRow = std::tuple<std::int64_t, std::string, std::string, std::int64_t, int, std::string>;
@@ -395,12 +360,12 @@ const char* NullableParam(const std::optional<std::string>& s) { return s ? s->c
 
 class PostgresDatabase final : public Database, public DeviceStore, public EdgeStore, public TelemetryStore {
  public:
-  explicit PostgresDatabase(std::unique_ptr<PgPool> pool) : pool_(std::move(pool)) {}
+  PostgresDatabase(std::unique_ptr<PgPool> pool, Clock clock) : pool_(std::move(pool)), clock_(std::move(clock)) {}
 
   static absl::StatusOr<std::unique_ptr<Database>> Open(const DatabaseOptions& options) {
     auto pool = PgPool::Create(options.url, options.pool_size);
     if (!pool.ok()) return pool.status();
-    auto db = std::make_unique<PostgresDatabase>(*std::move(pool));
+    auto db = std::make_unique<PostgresDatabase>(*std::move(pool), options.clock);
     if (auto s = db->Migrate(); !s.ok()) return s;
     if (auto s = db->PrepareInitialPartitions(); !s.ok()) return s;
     return std::unique_ptr<Database>(std::move(db));
@@ -426,16 +391,11 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
     const std::string labels = EncodeStringMap(device.labels());
     const std::string attributes = EncodeStringMap(device.attributes());
     return NameConflict<v1::Device>(Run([&](PgPool::Lease& lease) -> absl::StatusOr<v1::Device> {
-      const std::int64_t now = NowMs();
+      const std::int64_t now = clock_();
       pqxx::nontransaction tx(lease.conn());
       tx.exec_params(Sql(kInsertDevice), Str(tenant), device.device_id(), device.name(), device.type(),
                      labels, attributes, device.edge_id(), now);
-      v1::Device out = device;
-      out.set_tenant_id(Str(tenant));
-      out.set_created_at(now);
-      out.set_updated_at(now);
-      out.set_last_seen_at(0);
-      return out;
+      return CreatedDevice(device, tenant, now);
     }), "device '" + device.device_id() + "'");
   }
 
@@ -444,7 +404,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       pqxx::nontransaction tx(lease.conn());
       auto r = tx.exec_params(Sql(kSelectDevice), Str(tenant), Str(device_id));
       if (r.empty()) return NotFound("device", Str(device_id));
-      return ReadDevice(r[0], tenant);
+      return DeviceFromRow(PgRow{r[0]}, tenant);
     });
   }
 
@@ -461,7 +421,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
                               PageLimit(query.page_size));
       std::vector<v1::Device> out;
       for (const auto& row : r) {
-        auto d = ReadDevice(row, tenant);
+        auto d = DeviceFromRow(PgRow{row}, tenant);
         if (!d.ok()) return d.status();
         out.push_back(*std::move(d));
       }
@@ -477,9 +437,9 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       pqxx::nontransaction tx(lease.conn());
       auto r = tx.exec_params(Sql(kUpdateDevice), Str(tenant), device.device_id(), fields.name, device.name(),
                               fields.type, device.type(), fields.labels, labels, fields.attributes, attributes,
-                              NowMs());
+                              clock_());
       if (r.empty()) return NotFound("device", device.device_id());
-      return ReadDevice(r[0], tenant);
+      return DeviceFromRow(PgRow{r[0]}, tenant);
     });
   }
 
@@ -502,16 +462,10 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
     if (edge.edge_id().empty()) return absl::InvalidArgumentError("empty edge_id");
     const std::string labels = EncodeStringMap(edge.labels());
     return NameConflict<v1::Edge>(Run([&](PgPool::Lease& lease) -> absl::StatusOr<v1::Edge> {
-      const std::int64_t now = NowMs();
+      const std::int64_t now = clock_();
       pqxx::nontransaction tx(lease.conn());
       tx.exec_params(Sql(kInsertEdge), Str(tenant), edge.edge_id(), edge.name(), labels, now);
-      v1::Edge out = edge;
-      out.set_tenant_id(Str(tenant));
-      out.set_created_at(now);
-      out.set_updated_at(now);
-      out.set_last_seen_at(0);
-      out.set_high_water_mark(0);
-      return out;
+      return CreatedEdge(edge, tenant, now);
     }), "edge '" + edge.edge_id() + "'");
   }
 
@@ -520,7 +474,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       pqxx::nontransaction tx(lease.conn());
       auto r = tx.exec_params(Sql(kSelectEdge), Str(tenant), Str(edge_id));
       if (r.empty()) return NotFound("edge", Str(edge_id));
-      return ReadEdge(r[0], tenant);
+      return EdgeFromRow(PgRow{r[0]}, tenant);
     });
   }
 
@@ -531,7 +485,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       auto r = tx.exec_params(Sql(kListEdges), Str(tenant), Str(after_edge_id), PageLimit(page_size));
       std::vector<v1::Edge> out;
       for (const auto& row : r) {
-        auto e = ReadEdge(row, tenant);
+        auto e = EdgeFromRow(PgRow{row}, tenant);
         if (!e.ok()) return e.status();
         out.push_back(*std::move(e));
       }
@@ -596,7 +550,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
                               static_cast<std::int64_t>(std::max(q.limit, 0)) + 1);
       std::vector<v1::Reading> out;
       out.reserve(r.size());
-      for (const auto& row : r) out.push_back(ReadReading(row, q.device_id));
+      for (const auto& row : r) out.push_back(ReadingFromRow(PgRow{row}, q.device_id));
       return out;
     });
   }
@@ -609,7 +563,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
       pqxx::nontransaction tx(lease.conn());
       auto r = tx.exec_params(Sql(kLatest), Str(tenant), Str(device_id), NullableParam(key_array));
       std::vector<v1::Reading> out;
-      for (const auto& row : r) out.push_back(ReadReading(row, device_id));
+      for (const auto& row : r) out.push_back(ReadingFromRow(PgRow{row}, device_id));
       return out;
     });
   }
@@ -735,10 +689,6 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
   }
 
  private:
-  static std::int64_t PageLimit(int page_size) {
-    return static_cast<std::int64_t>(page_size > 0 ? page_size : 100) + 1;
-  }
-
   // Creates the session's staging table if this backend does not have it yet; true if it
   // did (the caller records that after the commit, since a rollback undoes the creation).
   static bool PrepareStaging(PgSession& session, pqxx::transaction_base& tx) {
@@ -809,7 +759,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
             continue;
           }
           tx.exec(Str(m.sql));
-          tx.exec_params(Sql(kInsertMigration), m.version, Str(m.name), NowMs());
+          tx.exec_params(Sql(kInsertMigration), m.version, Str(m.name), clock_());
           tx.commit();
           spdlog::info("PostgreSQL: applied migration {} ({})", m.version, m.name);
         }
@@ -871,7 +821,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
         }
       }
       std::set<std::int64_t> days;
-      const std::int64_t today = DayOf(NowMs());
+      const std::int64_t today = DayOf(clock_());
       for (int i = 0; i <= kPartitionDaysAhead; ++i) days.insert(today + i);
       EnsurePartitions(lease.conn(), days);
       return absl::OkStatus();
@@ -930,6 +880,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
   }
 
   std::unique_ptr<PgPool> pool_;
+  const Clock clock_;
   std::mutex partitions_mu_;
   std::set<std::int64_t> known_days_;  // guarded by partitions_mu_: days with a partition
 };

@@ -20,6 +20,7 @@
 
 #include "backends.h"
 #include "codec.h"
+#include "rows.h"
 #include "migrations.h"
 #include "strata/clock.h"
 #include "strata/sqlite/migrations.h"
@@ -57,14 +58,15 @@ sqlite::Statement& BindValue(sqlite::Statement& s, int first, const v1::Value& v
   return s;  // unreachable after ValidatePoints() / ValidateBatch(); the CHECK constraint would refuse it
 }
 
-v1::Value ReadValue(const sqlite::Statement& s, int first) {
-  v1::Value v;
-  if (!s.IsNull(first)) v.set_double_value(s.Double(first));
-  else if (!s.IsNull(first + 1)) v.set_int_value(s.Int(first + 1));
-  else if (!s.IsNull(first + 2)) v.set_bool_value(s.Int(first + 2) != 0);
-  else if (!s.IsNull(first + 3)) v.set_string_value(s.Text(first + 3));
-  return v;
-}
+// A SQLite row as storage/rows.h reads it.
+struct SqliteRow {
+  const sqlite::Statement& s;
+  bool IsNull(int i) const { return s.IsNull(i); }
+  std::string Text(int i) const { return s.Text(i); }
+  std::int64_t Int(int i) const { return s.Int(i); }
+  double Double(int i) const { return s.Double(i); }
+  bool Bool(int i) const { return s.Int(i) != 0; }
+};
 
 // ---- SQL -------------------------------------------------------------------------------
 
@@ -176,35 +178,6 @@ constexpr std::string_view kAggregate =
     " WHERE v IS NOT NULL GROUP BY key, bucket ORDER BY key, bucket";
 constexpr std::string_view kPing = "SELECT 1";
 
-// Column order of kSelectDevice and friends.
-absl::StatusOr<v1::Device> ReadDevice(const sqlite::Statement& s, std::string_view tenant) {
-  v1::Device d;
-  d.set_device_id(s.Text(0));
-  d.set_tenant_id(std::string(tenant));
-  d.set_name(s.Text(1));
-  d.set_type(s.Text(2));
-  if (auto st = DecodeStringMap(s.Text(3), d.mutable_labels()); !st.ok()) return st;
-  if (auto st = DecodeStringMap(s.Text(4), d.mutable_attributes()); !st.ok()) return st;
-  d.set_edge_id(s.Text(5));
-  d.set_created_at(s.Int(6));
-  d.set_updated_at(s.Int(7));
-  d.set_last_seen_at(s.Int(8));
-  return d;
-}
-
-absl::StatusOr<v1::Edge> ReadEdge(const sqlite::Statement& s, std::string_view tenant) {
-  v1::Edge e;
-  e.set_edge_id(s.Text(0));
-  e.set_tenant_id(std::string(tenant));
-  e.set_name(s.Text(1));
-  if (auto st = DecodeStringMap(s.Text(2), e.mutable_labels()); !st.ok()) return st;
-  e.set_created_at(s.Int(3));
-  e.set_updated_at(s.Int(4));
-  e.set_last_seen_at(s.Int(5));
-  e.set_high_water_mark(static_cast<std::uint64_t>(s.Int(6)));
-  return e;
-}
-
 std::optional<std::string> KeysParam(const std::vector<std::string>& keys) {
   if (keys.empty()) return std::nullopt;
   return EncodeJsonArray(keys);
@@ -212,16 +185,16 @@ std::optional<std::string> KeysParam(const std::vector<std::string>& keys) {
 
 class SqliteDatabase final : public Database, public DeviceStore, public EdgeStore, public TelemetryStore {
  public:
-  explicit SqliteDatabase(std::unique_ptr<sqlite::Connection> db) : db_(std::move(db)) {}
+  SqliteDatabase(std::unique_ptr<sqlite::Connection> db, Clock clock) : db_(std::move(db)), clock_(std::move(clock)) {}
 
-  static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path) {
+  static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path, Clock clock) {
     // In WAL mode synchronous=NORMAL loses no committed data on a process crash, only on power loss.
     auto conn = sqlite::Connection::Open({.path = path});
     if (!conn.ok()) {
       return absl::UnavailableError(absl::StrCat("cannot open SQLite database: ", conn.status().message()));
     }
-    if (auto s = sqlite::Migrate(**conn, SqliteMigrations(), NowMs(), "SQLite"); !s.ok()) return s;
-    return std::unique_ptr<Database>(std::make_unique<SqliteDatabase>(*std::move(conn)));
+    if (auto s = sqlite::Migrate(**conn, SqliteMigrations(), clock(), "SQLite"); !s.ok()) return s;
+    return std::unique_ptr<Database>(std::make_unique<SqliteDatabase>(*std::move(conn), std::move(clock)));
   }
 
   DeviceStore& Devices() override { return *this; }
@@ -241,18 +214,13 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
   absl::StatusOr<v1::Device> CreateDevice(std::string_view tenant, const v1::Device& device) override {
     if (device.device_id().empty()) return absl::InvalidArgumentError("empty device_id");
     return NameConflict<v1::Device>(Run([&]() -> absl::StatusOr<v1::Device> {
-      const std::int64_t now = NowMs();
+      const std::int64_t now = clock_();
       STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kInsertDevice));
       STRATA_RETURN_IF_ERROR(s.Bind(1, tenant).Bind(2, device.device_id()).Bind(3, device.name())
                                  .Bind(4, device.type()).Bind(5, EncodeStringMap(device.labels()))
                                  .Bind(6, EncodeStringMap(device.attributes())).Bind(7, device.edge_id())
                                  .Bind(8, now).Run());
-      v1::Device out = device;
-      out.set_tenant_id(std::string(tenant));
-      out.set_created_at(now);
-      out.set_updated_at(now);
-      out.set_last_seen_at(0);
-      return out;
+      return CreatedDevice(device, tenant, now);
     }), "device '" + device.device_id() + "'");
   }
 
@@ -261,7 +229,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kSelectDevice));
       STRATA_ASSIGN_OR_RETURN(bool found, s.Bind(1, tenant).Bind(2, device_id).Step());
       if (!found) return NotFound("device", Str(device_id));
-      return ReadDevice(s, tenant);
+      return DeviceFromRow(SqliteRow{s}, tenant);
     });
   }
 
@@ -277,7 +245,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       s.Bind(1, tenant).Bind(2, query.after_device_id).Bind(3, filter).Bind(4, PageLimit(query.page_size));
       std::vector<v1::Device> out;
       STRATA_RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
-        STRATA_ASSIGN_OR_RETURN(auto d, ReadDevice(s, tenant));
+        STRATA_ASSIGN_OR_RETURN(auto d, DeviceFromRow(SqliteRow{s}, tenant));
         out.push_back(std::move(d));
         return absl::OkStatus();
       }));
@@ -294,10 +262,10 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
           .Bind(5, fields.type).Bind(6, device.type())
           .Bind(7, fields.labels).Bind(8, EncodeStringMap(device.labels()))
           .Bind(9, fields.attributes).Bind(10, EncodeStringMap(device.attributes()))
-          .Bind(11, NowMs());
+          .Bind(11, clock_());
       STRATA_ASSIGN_OR_RETURN(bool found, s.Step());
       if (!found) return NotFound("device", device.device_id());
-      auto out = ReadDevice(s, tenant);
+      auto out = DeviceFromRow(SqliteRow{s}, tenant);
       STRATA_RETURN_IF_ERROR(s.Run());
       return out;
     });
@@ -319,15 +287,9 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
   absl::StatusOr<v1::Edge> CreateEdge(std::string_view tenant, const v1::Edge& edge) override {
     if (edge.edge_id().empty()) return absl::InvalidArgumentError("empty edge_id");
     return NameConflict<v1::Edge>(Run([&]() -> absl::StatusOr<v1::Edge> {
-      const std::int64_t now = NowMs();
+      const std::int64_t now = clock_();
       STRATA_RETURN_IF_ERROR(Exec(kInsertEdge, tenant, edge.edge_id(), edge.name(), EncodeStringMap(edge.labels()), now));
-      v1::Edge out = edge;
-      out.set_tenant_id(std::string(tenant));
-      out.set_created_at(now);
-      out.set_updated_at(now);
-      out.set_last_seen_at(0);
-      out.set_high_water_mark(0);
-      return out;
+      return CreatedEdge(edge, tenant, now);
     }), "edge '" + edge.edge_id() + "'");
   }
 
@@ -336,7 +298,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kSelectEdge));
       STRATA_ASSIGN_OR_RETURN(bool found, s.Bind(1, tenant).Bind(2, edge_id).Step());
       if (!found) return NotFound("edge", Str(edge_id));
-      return ReadEdge(s, tenant);
+      return EdgeFromRow(SqliteRow{s}, tenant);
     });
   }
 
@@ -347,7 +309,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       s.Bind(1, tenant).Bind(2, after_edge_id).Bind(3, PageLimit(page_size));
       std::vector<v1::Edge> out;
       STRATA_RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
-        STRATA_ASSIGN_OR_RETURN(auto e, ReadEdge(s, tenant));
+        STRATA_ASSIGN_OR_RETURN(auto e, EdgeFromRow(SqliteRow{s}, tenant));
         out.push_back(std::move(e));
         return absl::OkStatus();
       }));
@@ -399,7 +361,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       if (q.after) s.Bind(6, q.after->ts).Bind(7, q.after->key);
       s.Bind(8, static_cast<std::int64_t>(std::max(q.limit, 0)) + 1);
       std::vector<v1::Reading> out;
-      STRATA_RETURN_IF_ERROR(s.ForEachRow([&] { out.push_back(ReadReading(s, q.device_id)); }));
+      STRATA_RETURN_IF_ERROR(s.ForEachRow([&] { out.push_back(ReadingFromRow(SqliteRow{s}, q.device_id)); }));
       return out;
     });
   }
@@ -410,7 +372,7 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
       STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kLatest));
       s.Bind(1, tenant).Bind(2, device_id).Bind(3, KeysParam(keys));
       std::vector<v1::Reading> out;
-      STRATA_RETURN_IF_ERROR(s.ForEachRow([&] { out.push_back(ReadReading(s, device_id)); }));
+      STRATA_RETURN_IF_ERROR(s.ForEachRow([&] { out.push_back(ReadingFromRow(SqliteRow{s}, device_id)); }));
       return out;
     });
   }
@@ -518,19 +480,6 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
   }
 
  private:
-  static std::int64_t PageLimit(int page_size) {
-    return static_cast<std::int64_t>(page_size > 0 ? page_size : 100) + 1;
-  }
-
-  static v1::Reading ReadReading(const sqlite::Statement& s, std::string_view device_id) {
-    v1::Reading r;
-    r.set_device_id(std::string(device_id));
-    r.set_key(s.Text(0));
-    r.set_ts(s.Int(1));
-    *r.mutable_value() = ReadValue(s, 2);
-    return r;
-  }
-
   static absl::Status UpsertPoint(sqlite::Statement& upsert, sqlite::Statement& latest, std::string_view tenant,
                                   std::string_view device_id, std::string_view key, std::int64_t ts,
                                   const v1::Value& value) {
@@ -570,12 +519,13 @@ class SqliteDatabase final : public Database, public DeviceStore, public EdgeSto
 
   std::mutex mu_;
   const std::unique_ptr<sqlite::Connection> db_;  // guarded by mu_ (used only inside Run)
+  const Clock clock_;
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Database>> OpenSqliteDatabase(const std::string& path) {
-  return SqliteDatabase::Open(path);
+absl::StatusOr<std::unique_ptr<Database>> OpenSqliteDatabase(const std::string& path, Clock clock) {
+  return SqliteDatabase::Open(path, std::move(clock));
 }
 
 }  // namespace strata::storage

@@ -22,6 +22,8 @@
 #include <absl/status/status.h>
 #include <absl/status/statusor.h>
 
+#include "strata/clock.h"
+
 #include "strata/v1/common.pb.h"
 #include "strata/v1/edgesync.pb.h"
 #include "strata/v1/registry.pb.h"
@@ -208,6 +210,9 @@ struct DatabaseOptions {
   std::string url;
   // Size of the PostgreSQL connection pool.
   int pool_size = 8;
+  // The time the stores write into created_at / updated_at and migration records, and by
+  // which PostgreSQL picks the days to make partitions for.
+  Clock clock = NowMs;
 };
 
 // Opens the database, applies pending migrations, and returns it. INVALID_ARGUMENT for an

@@ -106,7 +106,7 @@ class StorageTest : public ::testing::TestWithParam<std::string> {
   bool IsPostgres() const { return GetParam() == "postgresql"; }
 
   std::unique_ptr<Database> Open() {
-    auto db = OpenDatabase(DatabaseOptions{.url = url_, .pool_size = 4});
+    auto db = OpenDatabase(DatabaseOptions{.url = url_, .pool_size = 4, .clock = [this] { return now_.load(); }});
     EXPECT_TRUE(db.ok()) << db.status();
     return db.ok() ? *std::move(db) : nullptr;
   }
@@ -129,6 +129,9 @@ class StorageTest : public ::testing::TestWithParam<std::string> {
 
   strata::testing::TempDir tmp_;
   std::string url_;
+  // The stores' clock: a real one (partitions are made for "today"), moved by the tests that
+  // check output times.
+  std::atomic<std::int64_t> now_{strata::NowMs()};
   std::unique_ptr<Database> db_;
 };
 
@@ -137,6 +140,30 @@ class StorageTest : public ::testing::TestWithParam<std::string> {
 TEST_P(StorageTest, PingAndBackend) {
   EXPECT_TRUE(db_->Ping().ok());
   EXPECT_EQ(db_->Backend(), GetParam());
+}
+
+TEST_P(StorageTest, OutputTimesComeFromTheInjectedClock) {
+  now_ = 1'800'000'000'000;
+  v1::Device created = Create("clocked");
+  EXPECT_EQ(created.created_at(), 1'800'000'000'000);
+  EXPECT_EQ(created.updated_at(), 1'800'000'000'000);
+  now_ = 1'800'000'000'500;
+  v1::Device change = MakeDevice("clocked", {});
+  change.set_name("renamed");
+  DeviceUpdate fields;
+  fields.name = true;
+  auto updated = db_->Devices().UpdateDevice(kDefaultTenant, change, fields);
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(updated->created_at(), 1'800'000'000'000);
+  EXPECT_EQ(updated->updated_at(), 1'800'000'000'500);
+  v1::Edge edge;
+  edge.set_edge_id("gw-clocked");
+  auto e = db_->Edges().CreateEdge(kDefaultTenant, edge);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->created_at(), 1'800'000'000'500);
+  auto got = db_->Edges().GetEdge(kDefaultTenant, "gw-clocked");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->updated_at(), 1'800'000'000'500) << "as stored, not only as returned";
 }
 
 TEST_P(StorageTest, ReopeningKeepsDataAndAppliesNoMigrationTwice) {

@@ -1,0 +1,84 @@
+// Rows to protos, written once for both backends: the column order of the device, edge and
+// reading SELECTs is the same in both (see each backend's SQL constants), and each backend
+// hands its row through a small adapter with the accessors below.
+//
+//   Row: bool IsNull(int) const; std::string Text(int) const; std::int64_t Int(int) const;
+//        double Double(int) const; bool Bool(int) const;
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <absl/status/statusor.h>
+
+#include "storage/codec.h"
+#include "strata/v1/common.pb.h"
+#include "strata/v1/registry.pb.h"
+
+namespace strata::storage {
+
+// The value columns (v_double, v_int, v_bool, v_string) starting at `first`; the one that is
+// not NULL holds the value.
+template <typename Row>
+v1::Value ValueFromRow(const Row& row, int first) {
+  v1::Value v;
+  if (!row.IsNull(first)) v.set_double_value(row.Double(first));
+  else if (!row.IsNull(first + 1)) v.set_int_value(row.Int(first + 1));
+  else if (!row.IsNull(first + 2)) v.set_bool_value(row.Bool(first + 2));
+  else if (!row.IsNull(first + 3)) v.set_string_value(row.Text(first + 3));
+  return v;
+}
+
+// key, ts, then the value columns.
+template <typename Row>
+v1::Reading ReadingFromRow(const Row& row, std::string_view device_id) {
+  v1::Reading r;
+  r.set_device_id(std::string(device_id));
+  r.set_key(row.Text(0));
+  r.set_ts(row.Int(1));
+  *r.mutable_value() = ValueFromRow(row, 2);
+  return r;
+}
+
+// device_id, name, type, labels, attributes, edge_id, created_at, updated_at, last_seen_at.
+template <typename Row>
+absl::StatusOr<v1::Device> DeviceFromRow(const Row& row, std::string_view tenant) {
+  v1::Device d;
+  d.set_device_id(row.Text(0));
+  d.set_tenant_id(std::string(tenant));
+  d.set_name(row.Text(1));
+  d.set_type(row.Text(2));
+  if (auto s = DecodeStringMap(row.Text(3), d.mutable_labels()); !s.ok()) return s;
+  if (auto s = DecodeStringMap(row.Text(4), d.mutable_attributes()); !s.ok()) return s;
+  d.set_edge_id(row.Text(5));
+  d.set_created_at(row.Int(6));
+  d.set_updated_at(row.Int(7));
+  d.set_last_seen_at(row.Int(8));
+  return d;
+}
+
+// edge_id, name, labels, created_at, updated_at, last_seen_at, high_water_mark.
+template <typename Row>
+absl::StatusOr<v1::Edge> EdgeFromRow(const Row& row, std::string_view tenant) {
+  v1::Edge e;
+  e.set_edge_id(row.Text(0));
+  e.set_tenant_id(std::string(tenant));
+  e.set_name(row.Text(1));
+  if (auto s = DecodeStringMap(row.Text(2), e.mutable_labels()); !s.ok()) return s;
+  e.set_created_at(row.Int(3));
+  e.set_updated_at(row.Int(4));
+  e.set_last_seen_at(row.Int(5));
+  e.set_high_water_mark(static_cast<std::uint64_t>(row.Int(6)));
+  return e;
+}
+
+// What Create* returns: the input with the stored, output-only fields.
+v1::Device CreatedDevice(const v1::Device& input, std::string_view tenant, std::int64_t now_ms);
+v1::Edge CreatedEdge(const v1::Edge& input, std::string_view tenant, std::int64_t now_ms);
+
+// The rows a list query asks for: one more than the page (0 means 100), so that the caller
+// knows whether another page follows.
+std::int64_t PageLimit(int page_size);
+
+}  // namespace strata::storage
