@@ -1,5 +1,8 @@
 #include "agent/status_server.h"
 
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <atomic>
 #include <thread>
 
@@ -10,6 +13,8 @@
 
 namespace strata::edge {
 namespace {
+
+constexpr int kClientTimeoutSeconds = 5;
 
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -32,6 +37,12 @@ class StatusServerImpl final : public StatusServer {
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return absl::UnavailableError("cannot listen on " + host + ":" + std::to_string(port) + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
+    // Stop() wakes accept() by connecting here: the loopback of the listening address's
+    // family when it listens on every address.
+    acceptor_address_ = address.is_unspecified()
+                            ? (address.is_v6() ? asio::ip::address(asio::ip::address_v6::loopback())
+                                               : asio::ip::address(asio::ip::address_v4::loopback()))
+                            : address;
     thread_ = std::thread([this] { Serve(); });
     return absl::OkStatus();
   }
@@ -40,17 +51,17 @@ class StatusServerImpl final : public StatusServer {
 
   void Stop() override {
     if (stopped_.exchange(true)) return;
+    // The acceptor belongs to the serving thread until it is joined (closing it from here
+    // while accept() runs is a data race, and close() does not always wake accept()): a
+    // connection to ourselves wakes it, it sees stopped_ and returns.
     beast::error_code ec;
-    acceptor_.cancel(ec);
-    acceptor_.close(ec);
-    // A blocking accept() is not always woken by close(); a connection to ourselves is.
-    try {
+    {
       asio::io_context ioc;
       tcp::socket s(ioc);
-      s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), ec);
-    } catch (...) {
+      s.connect(tcp::endpoint(acceptor_address_, port_), ec);
     }
     if (thread_.joinable()) thread_.join();
+    acceptor_.close(ec);
   }
 
  private:
@@ -60,6 +71,10 @@ class StatusServerImpl final : public StatusServer {
       beast::error_code ec;
       acceptor_.accept(socket, ec);
       if (ec || stopped_) continue;
+      // One client at a time: a client that sends nothing must not hold the port (nor Stop()).
+      const timeval timeout{.tv_sec = kClientTimeoutSeconds, .tv_usec = 0};
+      ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+      ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
       HandleOne(socket);
     }
   }
@@ -94,6 +109,7 @@ class StatusServerImpl final : public StatusServer {
   tcp::acceptor acceptor_;
   Handler handler_;
   std::uint16_t port_ = 0;
+  asio::ip::address acceptor_address_;
   std::atomic<bool> stopped_{false};
   std::thread thread_;
 };

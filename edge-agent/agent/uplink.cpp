@@ -223,9 +223,12 @@ void Uplink::Session() {
       break;
     }
     if (readings->size() < options_.batch_max && !readings->empty()) {
-      // Linger for a fuller batch, once.
-      buffer_.WaitForData(readings->back().seq(), options_.linger);
-      if (auto more = buffer_.ReadAfter(next, options_.batch_max); more.ok()) readings = std::move(more);
+      // Linger for a fuller batch, once, then read only what came after what we have.
+      const std::uint64_t have = readings->back().seq();
+      buffer_.WaitForData(have, options_.linger);
+      if (auto more = buffer_.ReadAfter(have, options_.batch_max - readings->size()); more.ok()) {
+        for (auto& r : *more) readings->push_back(std::move(r));
+      }
     }
     out.Clear();
     if (readings->empty()) {
