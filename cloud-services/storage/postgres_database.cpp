@@ -45,8 +45,12 @@ namespace strata::storage {
 namespace {
 
 constexpr std::int64_t kDayMs = 86'400'000;
-// Partitions are made for today and this many days after it when the database opens.
+// Day partitions exist for the days of the window [today - behind, today + ahead]: made
+// ahead for today and the days after it when the database opens, and for a day of the window
+// when a write first touches it. Readings of other days go to telemetry_default (migration
+// 0003), so no write makes more than the window's partitions.
 constexpr int kPartitionDaysAhead = 3;
+constexpr int kPartitionDaysBehind = 7;
 // Partition names spell years 0001 to 9999; the telemetry model's ts range (1970 to 9999,
 // checked before any SQL) lies inside.
 // Any constant shared by every Strata process: the key of the migration advisory lock.
@@ -70,8 +74,19 @@ constexpr std::string_view kListPartitions =
 // DDL takes no bind parameters: $0 is built from digits only, $1 and $2 are integers.
 constexpr std::string_view kCreatePartition =
     "CREATE TABLE IF NOT EXISTS $0 PARTITION OF telemetry FOR VALUES FROM ($1) TO ($2)";
-// Retention: detached without blocking writers of other days, then dropped.
-constexpr std::string_view kDetachPartition = "ALTER TABLE telemetry DETACH PARTITION $0 CONCURRENTLY";
+// A day whose rows are in the default partition: they move into the day's new partition in
+// one transaction (writers of the default wait for it; readers do not).
+constexpr std::string_view kLockDefaultPartition = "LOCK TABLE telemetry_default IN EXCLUSIVE MODE";
+constexpr std::string_view kCreateDayTable =
+    "CREATE TABLE $0 (LIKE telemetry INCLUDING DEFAULTS INCLUDING CONSTRAINTS)";
+constexpr std::string_view kMoveFromDefault =
+    "WITH moved AS (DELETE FROM telemetry_default WHERE ts >= $1 AND ts < $2 RETURNING *)"
+    " INSERT INTO $0 SELECT * FROM moved";
+constexpr std::string_view kAttachPartition = "ALTER TABLE telemetry ATTACH PARTITION $0 FOR VALUES FROM ($1) TO ($2)";
+constexpr std::string_view kDeleteDefaultBefore = "DELETE FROM telemetry_default WHERE ts < $1";
+// Retention: detached, then dropped. (DETACH ... CONCURRENTLY is refused while a default
+// partition exists; the plain one locks telemetry for the catalog change only, no scan.)
+constexpr std::string_view kDetachPartition = "ALTER TABLE telemetry DETACH PARTITION $0";
 constexpr std::string_view kDropTable = "DROP TABLE IF EXISTS $0";
 
 constexpr std::string_view kInsertDevice =
@@ -800,10 +815,13 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
           known_days_.erase(day);
         }
         pqxx::nontransaction tx(lease.conn());
-        // DETACH ... CONCURRENTLY cannot run in a transaction block: nontransaction.
         tx.exec(absl::Substitute(Sql(kDetachPartition), name));
         tx.exec(absl::Substitute(Sql(kDropTable), name));
         ++result.partitions_dropped;
+      }
+      {
+        pqxx::nontransaction tx(lease.conn());
+        result.rows_deleted += tx.exec_params(Sql(kDeleteDefaultBefore), cutoff_ms).affected_rows();
       }
       return result;
     });
@@ -833,9 +851,15 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
   bool HasUnknownDay(const std::set<std::int64_t>& days) {
     std::lock_guard lock(partitions_mu_);
     for (auto d : days) {
-      if (!known_days_.contains(d)) return true;
+      if (InWindow(d) && !known_days_.contains(d)) return true;
     }
     return false;
+  }
+
+  // Whether `day` gets a partition of its own (else its rows live in telemetry_default).
+  bool InWindow(std::int64_t day) const {
+    const std::int64_t today = DayOf(clock_());
+    return day >= today - kPartitionDaysBehind && day <= today + kPartitionDaysAhead;
   }
 
   void EnsurePartitions(pqxx::connection& c, const std::set<std::int64_t>& days) {
@@ -843,7 +867,7 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
     {
       std::lock_guard lock(partitions_mu_);
       for (auto d : days) {
-        if (!known_days_.contains(d)) missing.push_back(d);
+        if (InWindow(d) && !known_days_.contains(d)) missing.push_back(d);
       }
     }
     for (auto day : missing) {
@@ -871,6 +895,11 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
         // another name already covers the range (42P17).
         const std::string& state = e.sqlstate();
         if (state == "42P07" || state == "23505" || state == "42P17") return;
+        // 23514: the default partition holds rows of this day; they move in with it.
+        if (state == "23514") {
+          MovePartitionOutOfDefault(c, day);
+          return;
+        }
         throw;
       } catch (const pqxx::transaction_rollback& e) {
         if (attempt >= kMaxAttempts) throw;
@@ -881,6 +910,20 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
 
   std::unique_ptr<PgPool> pool_;
   const Clock clock_;
+  // Makes `day`'s partition from the rows the default partition holds for it, in one
+  // transaction: create the table, move the rows, attach it.
+  static void MovePartitionOutOfDefault(pqxx::connection& c, std::int64_t day) {
+    const std::string name = PartitionName(day);
+    const std::int64_t lo = day * kDayMs, hi = (day + 1) * kDayMs;
+    pqxx::work tx(c);
+    tx.exec(Sql(kLockDefaultPartition));
+    tx.exec(absl::Substitute(Sql(kCreateDayTable), name));
+    const auto moved = tx.exec(absl::Substitute(Sql(kMoveFromDefault), name, lo, hi)).affected_rows();
+    tx.exec(absl::Substitute(Sql(kAttachPartition), name, lo, hi));
+    tx.commit();
+    spdlog::info("PostgreSQL: made partition {}, with {} readings moved out of telemetry_default", name, moved);
+  }
+
   std::mutex partitions_mu_;
   std::set<std::int64_t> known_days_;  // guarded by partitions_mu_: days with a partition
 };

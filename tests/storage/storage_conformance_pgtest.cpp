@@ -844,11 +844,10 @@ TEST_P(StorageTest, RetentionDeletesWholeDaysBeforeTheCutoffAndKeepsLatestValues
   // Everything before day 3 goes: days 0, 1 and 2.
   auto result = db_->Telemetry().DropTelemetryBefore(day0 + 3 * kDay);
   ASSERT_TRUE(result.ok()) << result.status();
-  if (GetParam() == "postgresql") {
-    EXPECT_GE(result->partitions_dropped, 3u);
-  } else {
-    EXPECT_EQ(result->rows_deleted, 3u);
-  }
+  // On PostgreSQL these 2023 days are outside the partition window ("now" is the real clock),
+  // so their rows live in the default partition and are deleted like SQLite's; dropping
+  // window partitions is PostgresOnlyTest's.
+  EXPECT_EQ(result->rows_deleted, 3u);
   auto rs = QueryAll("r");
   ASSERT_EQ(rs.size(), 2u);
   EXPECT_EQ(rs[0].value().int_value(), 3);
@@ -1029,7 +1028,7 @@ class PostgresOnlyTest : public ::testing::Test {
   }
 
   std::unique_ptr<Database> Open() {
-    auto db = OpenDatabase(DatabaseOptions{.url = url_, .pool_size = 4});
+    auto db = OpenDatabase(DatabaseOptions{.url = url_, .pool_size = 4, .clock = [this] { return now_.load(); }});
     EXPECT_TRUE(db.ok()) << db.status();
     return db.ok() ? *std::move(db) : nullptr;
   }
@@ -1045,6 +1044,15 @@ class PostgresOnlyTest : public ::testing::Test {
     return out;
   }
 
+  std::vector<v1::Reading> QueryAll(const std::string& device) {
+    TelemetryQuery q;
+    q.device_id = device;
+    q.limit = 100000;
+    auto r = db_->Telemetry().Query(kDefaultTenant, q);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : std::vector<v1::Reading>{};
+  }
+
   std::int64_t Count(const std::string& sql) {
     pqxx::connection c(url_);
     pqxx::nontransaction tx(c);
@@ -1052,40 +1060,112 @@ class PostgresOnlyTest : public ::testing::Test {
   }
 
   std::string url_;
+  // "Now" for the stores: 2023-11-14 (kT0), so that the days the tests write around kT0 are
+  // the partition window's.
+  std::atomic<std::int64_t> now_{kT0};
   std::unique_ptr<Database> db_;
 };
 
 TEST_F(PostgresOnlyTest, OpenCreatesPartitionsAhead) {
-  // Today and the following days exist as soon as the database is open.
-  EXPECT_GE(Partitions().size(), 4u);
+  // Today and the following three days exist as soon as the database is open, besides the
+  // default partition.
+  const auto parts = Partitions();
+  for (const char* name : {"telemetry_default", "telemetry_p20231114", "telemetry_p20231115", "telemetry_p20231116",
+                           "telemetry_p20231117"}) {
+    EXPECT_TRUE(parts.contains(name)) << name;
+  }
+  EXPECT_EQ(parts.size(), 5u);
 }
 
-TEST_F(PostgresOnlyTest, WritesCreateDailyPartitions) {
+TEST_F(PostgresOnlyTest, WritesCreateDailyPartitionsInTheWindowAndUseTheDefaultOutsideIt) {
   ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, MakeDevice("dev-1")).ok());
   const auto before = Partitions();
-  // 2023-11-14 .. 2023-11-18, plus a day in 1970.
+  // 2023-11-07 (a week back: the window's first day), 2023-11-14 .. 2023-11-18 (the window
+  // ends on the 17th), 2023-11-06 (a day before the window) and a day in 1970.
   std::vector<Point> points;
   for (int day = 0; day < 5; ++day) points.push_back(P("t", kT0 + day * kDay, I(day)));
+  points.push_back(P("t", kT0 - 7 * kDay, I(-7)));
+  points.push_back(P("t", kT0 - 8 * kDay, I(-8)));
   points.push_back(P("t", 5, I(-1)));
   ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "dev-1", points).ok());
   const auto after = Partitions();
-  EXPECT_EQ(after.size(), before.size() + 6);
-  for (const char* name : {"telemetry_p20231114", "telemetry_p20231115", "telemetry_p20231116",
-                           "telemetry_p20231117", "telemetry_p20231118", "telemetry_p19700101"}) {
-    EXPECT_TRUE(after.contains(name)) << name;
-  }
+  EXPECT_EQ(after.size(), before.size() + 1) << "only 2023-11-07 was new; the 14th..17th existed";
+  EXPECT_TRUE(after.contains("telemetry_p20231107"));
+  EXPECT_FALSE(after.contains("telemetry_p20231118"));
+  EXPECT_FALSE(after.contains("telemetry_p20231106"));
+  EXPECT_FALSE(after.contains("telemetry_p19700101"));
   EXPECT_EQ(Count("SELECT count(*) FROM telemetry_p20231116"), 1);
-  EXPECT_EQ(Count("SELECT count(*) FROM telemetry"), 6);
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry_default"), 3) << "the 18th, the 6th and 1970";
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry"), 8);
+  EXPECT_EQ(QueryAll("dev-1").size(), 8u);
 
   // Another process that opens the database later learns which partitions exist.
   auto second = Open();
   ASSERT_NE(second, nullptr);
   ASSERT_TRUE(second->Telemetry().Write(kDefaultTenant, "dev-1", {P("t", kT0 + kDay, I(42))}).ok());
-  EXPECT_EQ(Count("SELECT count(*) FROM telemetry"), 6);
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry"), 8);
 
   // Timestamps the day partitions cannot name are refused, not mis-stored.
   EXPECT_EQ(db_->Telemetry().Write(kDefaultTenant, "dev-1", {P("t", std::numeric_limits<std::int64_t>::max(), I(1))}).code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PostgresOnlyTest, NoWriteMakesMorePartitionsThanTheWindowHolds) {
+  // An edge batch of readings a year apart (a device with a broken clock, a replayed
+  // archive): all stored, queryable, and the partition count grows by the window at most.
+  ASSERT_TRUE(db_->Edges().CreateEdge(kDefaultTenant, [] { v1::Edge e; e.set_edge_id("gw-y"); return e; }()).ok());
+  auto session = db_->Edges().TouchEdge(kDefaultTenant, "gw-y", kT0);
+  ASSERT_TRUE(session.ok());
+  const auto before = Partitions().size();
+  std::vector<v1::EdgeReading> readings;
+  constexpr int kYears = 500;
+  for (int i = 0; i < kYears; ++i) readings.push_back(R(i + 1, "spread", "t", 5 + i * 365 * kDay, I(i)));
+  for (int i = 0; i < 11; ++i) readings.push_back(R(kYears + i + 1, "spread", "t", kT0 + (i - 7) * kDay, I(i)));
+  auto r = db_->Telemetry().ApplyEdgeBatch(kDefaultTenant, "gw-y", Batch(1, readings.size(), readings), kT0,
+                                           session->epoch);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->written, readings.size());
+  EXPECT_LE(Partitions().size(), before + 7) << "the window's days before today; today and after exist";
+  EXPECT_EQ(QueryAll("spread").size(), readings.size());
+}
+
+TEST_F(PostgresOnlyTest, ADaysPartitionMadeLaterTakesItsRowsOutOfTheDefault) {
+  ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, MakeDevice("late")).ok());
+  // Five days ahead is outside the window today: the reading goes to the default partition.
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "late", {P("t", kT0 + 5 * kDay, I(5))}).ok());
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry_default"), 1);
+  EXPECT_FALSE(Partitions().contains("telemetry_p20231119"));
+  // Three days later the day is in the window: opening makes its partition, with the row.
+  db_.reset();
+  now_ = kT0 + 3 * kDay;
+  db_ = Open();
+  ASSERT_NE(db_, nullptr);
+  EXPECT_TRUE(Partitions().contains("telemetry_p20231119"));
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry_default"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry_p20231119"), 1);
+  auto rows = QueryAll("late");
+  ASSERT_EQ(rows.size(), 1u) << "moved, not copied";
+  EXPECT_EQ(rows[0].value().int_value(), 5);
+  // Writing that day again replaces the value (one value per key and ts), in its partition.
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "late", {P("t", kT0 + 5 * kDay, I(6))}).ok());
+  EXPECT_EQ(QueryAll("late").at(0).value().int_value(), 6);
+}
+
+TEST_F(PostgresOnlyTest, RetentionDropsWindowPartitionsAndDeletesOldRowsOfTheDefault) {
+  ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, MakeDevice("old")).ok());
+  const std::int64_t day0 = kT0 - kT0 % kDay;
+  // Days -3..-1 have partitions (window), 1970 and day -30 live in the default.
+  std::vector<Point> points = {P("t", 5, I(0)), P("t", day0 - 30 * kDay, I(1))};
+  for (int d = 1; d <= 3; ++d) points.push_back(P("t", day0 - d * kDay + 1, I(10 + d)));
+  points.push_back(P("t", day0 + 1, I(99)));
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "old", points).ok());
+  auto result = db_->Telemetry().DropTelemetryBefore(day0);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->partitions_dropped, 3u);
+  EXPECT_EQ(result->rows_deleted, 2u) << "the default partition's old rows";
+  auto rows = QueryAll("old");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].value().int_value(), 99);
 }
 
 TEST_F(PostgresOnlyTest, ConcurrentWritesIntoNewDaysDoNotFail) {
@@ -1099,7 +1179,7 @@ TEST_F(PostgresOnlyTest, ConcurrentWritesIntoNewDaysDoNotFail) {
   }
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
-  const std::int64_t base = kT0 + 100 * kDay;
+  const std::int64_t base = kT0 - 6 * kDay;  // days the window holds, not made yet
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       Database& db = t % 2 ? *other : *db_;
