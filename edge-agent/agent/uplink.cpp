@@ -42,6 +42,8 @@ Uplink::Uplink(UplinkOptions options, Buffer& buffer, MetricsRegistry& metrics)
                                         "lost or replaced, and readings pending in it then are gone")),
       batches_sent_(metrics.GetCounter("strata_edge_batches_sent_total", "Batches sent to the cloud")),
       connects_total_(metrics.GetCounter("strata_edge_uplink_connects_total", "Successful EdgeSync handshakes")),
+      ignored_messages_(metrics.GetCounter("strata_edge_uplink_messages_ignored_total",
+                                           "Messages from the cloud this edge does not handle (a newer cloud's kinds)")),
       connected_gauge_(metrics.GetGauge("strata_edge_uplink_connected", "1 while the EdgeSync stream is up")) {}
 
 Uplink::~Uplink() { Stop(); }
@@ -168,36 +170,57 @@ void Uplink::Session() {
   std::size_t inflight = 0;      // guarded by wmu
   bool broken = false;           // guarded by wmu
   std::string goodbye;           // guarded by wmu: why the cloud ended the stream, if it said
+  // The one reader of the stream: it dispatches every kind of message the cloud sends; the
+  // handlers run here, and only this loop's writer (below) writes to the stream.
+  auto on_ack = [&](const v1::BatchAck& ack) {
+    cloud_mark_ = ack.high_water_mark();
+    if (const auto refused = ack.refused(); refused > 0) {
+      // Refused readings are not stored and never will be: they are acknowledged (and
+      // dropped from the buffer) with the batch, counted, and the reason logged.
+      refused_ += refused;
+      refused_total_.Inc(refused);
+      spdlog::warn("uplink: the cloud refused {} reading(s) of batch ..{}: {}", refused, ack.last_seq(), ack.refusal());
+      std::lock_guard lock(mu_);
+      last_refusal_ = ack.refusal();
+    }
+    auto n = buffer_.AckUpTo(ack.last_seq());
+    if (n.ok()) {
+      acked_total_.Inc(*n);
+    } else {
+      spdlog::error("uplink: {}", n.status().ToString());
+    }
+    std::lock_guard lock(wmu);
+    if (inflight > 0) --inflight;
+    wcv.notify_all();
+  };
   std::thread reader([&] {
     v1::CloudMessage msg;
+    bool told_unknown = false;
     while (stream->Read(&msg)) {
-      if (msg.has_goodbye()) {
-        std::lock_guard lock(wmu);
-        goodbye = std::string(GrpcCodeName(static_cast<grpc::StatusCode>(msg.goodbye().code()))) + ": " +
-                  msg.goodbye().message();
-        continue;
+      switch (msg.kind_case()) {
+        case v1::CloudMessage::kAck:
+          on_ack(msg.ack());
+          break;
+        case v1::CloudMessage::kGoodbye: {
+          std::lock_guard lock(wmu);
+          goodbye = std::string(GrpcCodeName(static_cast<grpc::StatusCode>(msg.goodbye().code()))) + ": " +
+                    msg.goodbye().message();
+          break;
+        }
+        case v1::CloudMessage::kHeartbeat:
+          break;  // the cloud's answer to ours: the link is alive
+        case v1::CloudMessage::kWelcome:
+        case v1::CloudMessage::KIND_NOT_SET:
+          // A second Welcome, or a kind this edge does not know (a newer cloud): nothing to
+          // act on; counted, and said once per session.
+          ignored_messages_.Inc();
+          if (!told_unknown) {
+            told_unknown = true;
+            spdlog::warn("uplink: the cloud sent a message this edge does not handle ({}); ignored",
+                         msg.has_welcome() ? "a second welcome" : "unknown kind");
+          }
+          break;
       }
-      if (!msg.has_ack()) continue;
-      cloud_mark_ = msg.ack().high_water_mark();
-      if (const auto refused = msg.ack().refused(); refused > 0) {
-        // Refused readings are not stored and never will be: they are acknowledged (and
-        // dropped from the buffer) with the batch, counted, and the reason logged.
-        refused_ += refused;
-        refused_total_.Inc(refused);
-        spdlog::warn("uplink: the cloud refused {} reading(s) of batch ..{}: {}", refused, msg.ack().last_seq(),
-                     msg.ack().refusal());
-        std::lock_guard lock(mu_);
-        last_refusal_ = msg.ack().refusal();
-      }
-      auto n = buffer_.AckUpTo(msg.ack().last_seq());
-      if (n.ok()) {
-        acked_total_.Inc(*n);
-      } else {
-        spdlog::error("uplink: {}", n.status().ToString());
-      }
-      std::lock_guard lock(wmu);
-      if (inflight > 0) --inflight;
-      wcv.notify_all();
     }
     std::lock_guard lock(wmu);
     broken = true;

@@ -87,6 +87,7 @@ class Uplink {
   Counter& buffer_losses_;
   Counter& batches_sent_;
   Counter& connects_total_;
+  Counter& ignored_messages_;
   Gauge& connected_gauge_;
 };
 
