@@ -75,18 +75,28 @@ constexpr std::string_view kListPartitions =
 constexpr std::string_view kCreatePartition =
     "CREATE TABLE IF NOT EXISTS $0 PARTITION OF telemetry FOR VALUES FROM ($1) TO ($2)";
 // A day whose rows are in the default partition: they move into the day's new partition in
-// one transaction (writers of the default wait for it; readers do not).
+// one transaction (writers and readers of the default wait for it: the ATTACH locks it).
+// Serialises the moves of every process (a transaction-scoped advisory lock), then takes the
+// tables in the order CREATE ... PARTITION OF and DETACH take them: parent, then default.
+constexpr std::int64_t kPartitionMoveLockKey = 0x5374726174615032;  // "StrataP2"
+constexpr std::string_view kLockPartitionMoves = "SELECT pg_advisory_xact_lock($1)";
+constexpr std::string_view kPartitionExists = "SELECT to_regclass($1) IS NOT NULL";
+constexpr std::string_view kLockParentForMove = "LOCK TABLE telemetry IN SHARE UPDATE EXCLUSIVE MODE";
 constexpr std::string_view kLockDefaultPartition = "LOCK TABLE telemetry_default IN EXCLUSIVE MODE";
 constexpr std::string_view kCreateDayTable =
     "CREATE TABLE $0 (LIKE telemetry INCLUDING DEFAULTS INCLUDING CONSTRAINTS)";
 constexpr std::string_view kMoveFromDefault =
-    "WITH moved AS (DELETE FROM telemetry_default WHERE ts >= $1 AND ts < $2 RETURNING *)"
-    " INSERT INTO $0 SELECT * FROM moved";
+    "WITH moved AS (DELETE FROM telemetry_default WHERE ts >= $1 AND ts < $2"
+    "   RETURNING tenant_id, device_id, key, ts, v_double, v_int, v_bool, v_string)"
+    " INSERT INTO $0 (tenant_id, device_id, key, ts, v_double, v_int, v_bool, v_string) SELECT * FROM moved";
 constexpr std::string_view kAttachPartition = "ALTER TABLE telemetry ATTACH PARTITION $0 FOR VALUES FROM ($1) TO ($2)";
-constexpr std::string_view kDeleteDefaultBefore = "DELETE FROM telemetry_default WHERE ts < $1";
-// Retention: detached, then dropped. (DETACH ... CONCURRENTLY is refused while a default
-// partition exists; the plain one locks telemetry for the catalog change only, no scan.)
-constexpr std::string_view kDetachPartition = "ALTER TABLE telemetry DETACH PARTITION $0";
+// In chunks, each its own short statement, so writers of the default wait for one at most.
+constexpr std::string_view kDeleteDefaultBefore =
+    "DELETE FROM telemetry_default WHERE ctid IN (SELECT ctid FROM telemetry_default WHERE ts < $1 LIMIT $2)";
+constexpr std::int64_t kDefaultDeleteChunk = 10000;
+// Retention: one DROP of the partition (it leaves the parent with it: no half-done state if
+// the process dies, as DETACH then DROP could leave). It locks telemetry for the catalog
+// change; DETACH ... CONCURRENTLY is refused while a default partition exists.
 constexpr std::string_view kDropTable = "DROP TABLE IF EXISTS $0";
 
 constexpr std::string_view kInsertDevice =
@@ -815,13 +825,14 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
           known_days_.erase(day);
         }
         pqxx::nontransaction tx(lease.conn());
-        tx.exec(absl::Substitute(Sql(kDetachPartition), name));
         tx.exec(absl::Substitute(Sql(kDropTable), name));
         ++result.partitions_dropped;
       }
-      {
+      for (;;) {
         pqxx::nontransaction tx(lease.conn());
-        result.rows_deleted += tx.exec_params(Sql(kDeleteDefaultBefore), cutoff_ms).affected_rows();
+        const auto n = tx.exec_params(Sql(kDeleteDefaultBefore), cutoff_ms, kDefaultDeleteChunk).affected_rows();
+        result.rows_deleted += n;
+        if (static_cast<std::int64_t>(n) < kDefaultDeleteChunk) break;
       }
       return result;
     });
@@ -897,7 +908,13 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
         if (state == "42P07" || state == "23505" || state == "42P17") return;
         // 23514: the default partition holds rows of this day; they move in with it.
         if (state == "23514") {
-          MovePartitionOutOfDefault(c, day);
+          try {
+            MovePartitionOutOfDefault(c, day);
+          } catch (const pqxx::sql_error& moved) {
+            // A writer that does not take the move lock (CREATE ... PARTITION OF above) got
+            // there first: the partition exists, which is all we wanted.
+            if (moved.sqlstate() != "42P07" && moved.sqlstate() != "42P17") throw;
+          }
           return;
         }
         throw;
@@ -916,6 +933,10 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
     const std::string name = PartitionName(day);
     const std::int64_t lo = day * kDayMs, hi = (day + 1) * kDayMs;
     pqxx::work tx(c);
+    tx.exec_params(Sql(kLockPartitionMoves), kPartitionMoveLockKey);
+    // Another process (or thread) may have made it while we waited for the lock.
+    if (tx.exec_params(Sql(kPartitionExists), name)[0][0].as<bool>()) return;
+    tx.exec(Sql(kLockParentForMove));
     tx.exec(Sql(kLockDefaultPartition));
     tx.exec(absl::Substitute(Sql(kCreateDayTable), name));
     const auto moved = tx.exec(absl::Substitute(Sql(kMoveFromDefault), name, lo, hi)).affected_rows();

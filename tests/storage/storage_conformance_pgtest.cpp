@@ -1151,6 +1151,32 @@ TEST_F(PostgresOnlyTest, ADaysPartitionMadeLaterTakesItsRowsOutOfTheDefault) {
   EXPECT_EQ(QueryAll("late").at(0).value().int_value(), 6);
 }
 
+TEST_F(PostgresOnlyTest, ConcurrentWritersMoveADayOutOfTheDefaultOnce) {
+  // Two Database objects stand for two replicas; the day's rows wait in the default.
+  auto other = Open();
+  ASSERT_NE(other, nullptr);
+  ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, MakeDevice("race")).ok());
+  ASSERT_TRUE(db_->Telemetry().Write(kDefaultTenant, "race", {P("t", kT0 + 5 * kDay, I(0))}).ok());
+  now_ = kT0 + 3 * kDay;  // the day enters both replicas' window
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      Database& db = t % 2 ? *other : *db_;
+      auto s = db.Telemetry().Write(kDefaultTenant, "race", {P("k" + std::to_string(t), kT0 + 5 * kDay + t, I(t))});
+      if (!s.ok()) {
+        ADD_FAILURE() << "writer " << t << ": " << s;
+        ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_TRUE(Partitions().contains("telemetry_p20231119"));
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry_default"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM telemetry_p20231119"), 9);
+}
+
 TEST_F(PostgresOnlyTest, RetentionDropsWindowPartitionsAndDeletesOldRowsOfTheDefault) {
   ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, MakeDevice("old")).ok());
   const std::int64_t day0 = kT0 - kT0 % kDay;

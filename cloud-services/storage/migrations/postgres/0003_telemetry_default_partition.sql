@@ -6,3 +6,5 @@
 -- with the number of days it touches. When a day's partition is made later, its rows move
 -- out of this table in the same transaction.
 CREATE TABLE IF NOT EXISTS telemetry_default PARTITION OF telemetry DEFAULT;
+-- Moving a day out and retention find the default's rows by ts.
+CREATE INDEX IF NOT EXISTS telemetry_default_ts_idx ON telemetry_default (ts);
