@@ -9,29 +9,60 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 namespace strata::testing {
 
-unsigned short FreePort() {
+namespace {
+
+// The kernel's range for ephemeral ports: every outgoing connection (libpq, gRPC, HTTP
+// clients of any test running beside this one) takes its source port from it, so a port
+// handed out from there can be taken between a server's stop and its restart.
+std::pair<int, int> EphemeralRange() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int lo = 32768, hi = 60999;
+  if (!(in >> lo >> hi)) return {32768, 60999};
+  return {lo, hi};
+}
+
+bool CanBind(unsigned short port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw std::runtime_error("socket() failed");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    throw std::runtime_error("bind() failed");
-  }
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  addr.sin_port = htons(port);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return ok;
+}
+
+}  // namespace
+
+unsigned short FreePort() {
+  // A random free port below the ephemeral range (10000 up to it): no outgoing connection
+  // ever lands there, and test processes running at once rarely draw the same one.
+  static std::mt19937 rng(static_cast<unsigned>(::getpid()) ^
+                          static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  static std::mutex mu;
+  const auto [ephemeral_lo, ephemeral_hi] = EphemeralRange();
+  const int lo = 10000, hi = std::max(lo + 1000, ephemeral_lo - 1);
+  std::lock_guard lock(mu);
+  std::uniform_int_distribution<int> pick(lo, hi);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const auto port = static_cast<unsigned short>(pick(rng));
+    if ((port < ephemeral_lo || port > ephemeral_hi) && CanBind(port)) return port;
+  }
+  throw std::runtime_error("no free port below the ephemeral range");
 }
 
 bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
