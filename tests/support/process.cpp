@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -14,7 +15,6 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -46,23 +46,44 @@ bool CanBind(unsigned short port) {
   return ok;
 }
 
+// A block of ports that this process alone hands out: blocks are claimed with an flock on a
+// file per block, held until the process exits, so test processes running at once (ctest -j)
+// never draw the same port, and a port stays this process's between a server's stop and its
+// restart.
+std::pair<int, int> ClaimPortBlock() {
+  constexpr int kFirst = 10000, kBlock = 200;
+  const auto [ephemeral_lo, ephemeral_hi] = EphemeralRange();
+  (void)ephemeral_hi;
+  const int blocks = std::max(1, (std::min(ephemeral_lo, 65536) - kFirst) / kBlock);
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "strata-test-ports";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  std::filesystem::permissions(dir, std::filesystem::perms::all, ec);  // shared by every user's tests
+  for (int b = 0; b < blocks; ++b) {
+    const std::string path = (dir / ("block-" + std::to_string(b))).string();
+    const int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0666);
+    if (fd < 0) continue;
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return {kFirst + b * kBlock, kBlock};  // fd stays open: the claim
+    ::close(fd);
+  }
+  throw std::runtime_error("every block of test ports is claimed by another process");
+}
+
 }  // namespace
 
 unsigned short FreePort() {
-  // A random free port below the ephemeral range (10000 up to it): no outgoing connection
-  // ever lands there, and test processes running at once rarely draw the same one.
-  static std::mt19937 rng(static_cast<unsigned>(::getpid()) ^
-                          static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  // Below the ephemeral range, so no outgoing connection lands on it either; in this
+  // process's own block, handed out in turn (skipping any that something else holds).
   static std::mutex mu;
-  const auto [ephemeral_lo, ephemeral_hi] = EphemeralRange();
-  const int lo = 10000, hi = std::max(lo + 1000, ephemeral_lo - 1);
+  static const std::pair<int, int> block = ClaimPortBlock();
+  static int next = 0;
   std::lock_guard lock(mu);
-  std::uniform_int_distribution<int> pick(lo, hi);
-  for (int attempt = 0; attempt < 1000; ++attempt) {
-    const auto port = static_cast<unsigned short>(pick(rng));
-    if ((port < ephemeral_lo || port > ephemeral_hi) && CanBind(port)) return port;
+  for (int attempt = 0; attempt < block.second; ++attempt) {
+    const auto port = static_cast<unsigned short>(block.first + next);
+    next = (next + 1) % block.second;
+    if (CanBind(port)) return port;
   }
-  throw std::runtime_error("no free port below the ephemeral range");
+  throw std::runtime_error("no free port in this process's block");
 }
 
 bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
