@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <condition_variable>
-#include <deque>
 #include <limits>
 #include <optional>
 #include <mutex>

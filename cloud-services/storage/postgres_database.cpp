@@ -857,30 +857,25 @@ class PostgresDatabase final : public Database, public DeviceStore, public EdgeS
     });
   }
 
-  // Makes sure a partition exists for every day in `days`, each created in its own short
-  // autocommit statement. Throws libpqxx exceptions (Run maps them).
-  bool HasUnknownDay(const std::set<std::int64_t>& days) {
+  // The days of `days` that get a partition of their own (the window around now; the others'
+  // rows live in telemetry_default) and do not have one yet, as far as this process knows.
+  std::vector<std::int64_t> MissingPartitions(const std::set<std::int64_t>& days) {
+    const std::int64_t today = DayOf(clock_());
+    std::vector<std::int64_t> missing;
     std::lock_guard lock(partitions_mu_);
     for (auto d : days) {
-      if (InWindow(d) && !known_days_.contains(d)) return true;
+      const bool in_window = d >= today - kPartitionDaysBehind && d <= today + kPartitionDaysAhead;
+      if (in_window && !known_days_.contains(d)) missing.push_back(d);
     }
-    return false;
+    return missing;
   }
 
-  // Whether `day` gets a partition of its own (else its rows live in telemetry_default).
-  bool InWindow(std::int64_t day) const {
-    const std::int64_t today = DayOf(clock_());
-    return day >= today - kPartitionDaysBehind && day <= today + kPartitionDaysAhead;
-  }
+  bool HasUnknownDay(const std::set<std::int64_t>& days) { return !MissingPartitions(days).empty(); }
 
+  // Makes sure a partition exists for every day of the window in `days`, each created in its
+  // own short autocommit statement. Throws libpqxx exceptions (Run maps them).
   void EnsurePartitions(pqxx::connection& c, const std::set<std::int64_t>& days) {
-    std::vector<std::int64_t> missing;
-    {
-      std::lock_guard lock(partitions_mu_);
-      for (auto d : days) {
-        if (InWindow(d) && !known_days_.contains(d)) missing.push_back(d);
-      }
-    }
+    const std::vector<std::int64_t> missing = MissingPartitions(days);
     for (auto day : missing) {
       CreatePartition(c, day);
       std::lock_guard lock(partitions_mu_);
