@@ -1,5 +1,7 @@
 // main() of every test binary: runs the tests, then stops the shared PostgreSQL server (if a
 // test started one) before the process exits.
+#include <string>
+
 #include <gtest/gtest.h>
 
 #include "support/pg_server.h"
@@ -13,10 +15,18 @@ class SharedServersEnvironment : public ::testing::Environment {
 
 }  // namespace
 
+// More suppressions from a test program's own objects (support/paho_test_client.cpp); a weak
+// reference, null where none is linked.
+extern "C" __attribute__((weak)) const char* strata_test_lsan_suppressions();
+
 // LeakSanitizer (debug builds with STRATA_SANITIZE): libpq/libpqxx 6.4 lose one PGresult when
 // a query hits a connection the server has terminated, a path the storage tests take on
 // purpose. The leak is inside libpq, so only allocations made by libpq are exempted.
-extern "C" const char* __lsan_default_suppressions() { return "leak:libpq.so\n"; }
+extern "C" const char* __lsan_default_suppressions() {
+  static const std::string kSuppressions =
+      std::string("leak:libpq.so\n") + (strata_test_lsan_suppressions ? strata_test_lsan_suppressions() : "");
+  return kSuppressions.c_str();
+}
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
