@@ -136,4 +136,34 @@ std::vector<v1::AggregateSeries> SeriesInKeyOrder(const std::vector<std::string>
   return out;
 }
 
+ValueText ToValueText(const v1::Value& v) {
+  struct Text {
+    std::string operator()(double x) const { return FormatDouble(x); }
+    std::string operator()(std::int64_t x) const { return absl::StrCat(x); }
+    std::string operator()(bool x) const { return x ? "t" : "f"; }
+    std::string operator()(std::string_view x) const { return std::string(x); }
+  };
+  return VisitValue(v, [](ValueKind kind, auto x) { return ValueText{kind, Text{}(x)}; });
+}
+
+absl::Status CheckId(std::string_view field, std::string_view id) {
+  if (id.empty()) return absl::InvalidArgumentError(absl::StrCat("empty ", std::string(field)));
+  return absl::OkStatus();
+}
+
+absl::Status CheckEdgeBatches(std::string_view edge_id, std::span<const v1::TelemetryBatch* const> batches) {
+  if (auto s = CheckId("edge_id", edge_id); !s.ok()) return s;
+  for (const auto* batch : batches) {
+    if (auto s = ValidateBatch(*batch); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckAggregateQuery(const AggregateQuery& q) {
+  if (q.keys.empty()) return absl::InvalidArgumentError("aggregate needs at least one key");
+  if (q.interval <= 0) return absl::InvalidArgumentError("aggregate interval must be positive");
+  if (q.end <= q.start) return absl::InvalidArgumentError("aggregate end must be after start");
+  return absl::OkStatus();
+}
+
 }  // namespace strata::storage

@@ -5,12 +5,14 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include <absl/status/status.h>
+#include <absl/status/statusor.h>
 #include <google/protobuf/map.h>
 
 #include "storage/store.h"
@@ -41,6 +43,10 @@ std::string FormatDouble(double v);
 // (<strata/telemetry/model.h>): both backends store exactly what it accepts.
 absl::Status ValidatePoints(const std::vector<Point>& points);
 absl::Status ValidateBatch(const v1::TelemetryBatch& batch);
+// ApplyEdgeBatches' input: a named edge and batches that ValidateBatch() accepts.
+absl::Status CheckEdgeBatches(std::string_view edge_id, std::span<const v1::TelemetryBatch* const> batches);
+// INVALID_ARGUMENT "empty <field>" for an empty id.
+absl::Status CheckId(std::string_view field, std::string_view id);
 
 // The statuses a backend returns for its own failures, in the API's words: the backend's
 // text (which may name hosts, tables or SQL) goes to the log only. `detail` is logged once
@@ -69,7 +75,35 @@ absl::Status SupersededError(std::string_view edge_id, std::uint64_t session_epo
 std::vector<v1::AggregateSeries> SeriesInKeyOrder(const std::vector<std::string>& keys,
                                                   const std::map<std::string, std::vector<v1::Bucket>>& by_key);
 
-// The kinds stored in the telemetry tables: one nullable column per kind.
+// The kinds stored in the telemetry tables: one nullable column per kind, in this order
+// (v_double, v_int, v_bool, v_string).
 enum class ValueKind : int { kDouble = 1, kInt = 2, kBool = 3, kString = 4 };
+
+// The one switch over a value's kind on the write side: calls on(kind, x) with x a double,
+// std::int64_t, bool or std::string_view. A value without a kind (refused by ValidatePoints()
+// and ValidateBatch() before any backend sees it) goes as the empty string.
+template <typename On>
+decltype(auto) VisitValue(const v1::Value& v, On&& on) {
+  switch (v.kind_case()) {
+    case v1::Value::kDoubleValue: return on(ValueKind::kDouble, v.double_value());
+    case v1::Value::kIntValue: return on(ValueKind::kInt, static_cast<std::int64_t>(v.int_value()));
+    case v1::Value::kBoolValue: return on(ValueKind::kBool, v.bool_value());
+    case v1::Value::kStringValue:
+    case v1::Value::KIND_NOT_SET: break;
+  }
+  return on(ValueKind::kString, std::string_view(v.string_value()));
+}
+
+// A value as the text PostgreSQL reads back as the same value of its column's type
+// (COPY and the staging table carry text).
+struct ValueText {
+  ValueKind kind;
+  std::string text;
+};
+ValueText ToValueText(const v1::Value& v);
+
+// INVALID_ARGUMENT for an aggregate query no backend can run (no key, interval <= 0, end <=
+// start).
+absl::Status CheckAggregateQuery(const AggregateQuery& q);
 
 }  // namespace strata::storage

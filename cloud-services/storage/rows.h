@@ -15,6 +15,7 @@
 #include "storage/codec.h"
 #include "strata/v1/common.pb.h"
 #include "strata/v1/registry.pb.h"
+#include "strata/v1/telemetry.pb.h"
 
 namespace strata::storage {
 
@@ -71,6 +72,23 @@ absl::StatusOr<v1::Edge> EdgeFromRow(const Row& row, std::string_view tenant) {
   e.set_last_seen_at(row.Int(5));
   e.set_high_water_mark(static_cast<std::uint64_t>(row.Int(6)));
   return e;
+}
+
+// One aggregate bucket: the columns key, bucket, avg, min, max, sum, count (both backends'
+// aggregate statements return them in this order); the value is the one `function` asks for.
+template <typename Row>
+v1::Bucket BucketFromRow(const Row& row, v1::AggregationFunction function) {
+  v1::Bucket b;
+  b.set_ts(row.Int(1));
+  b.set_count(row.Int(6));
+  switch (function) {
+    case v1::AGGREGATION_FUNCTION_MIN: b.set_value(row.Double(3)); break;
+    case v1::AGGREGATION_FUNCTION_MAX: b.set_value(row.Double(4)); break;
+    case v1::AGGREGATION_FUNCTION_SUM: b.set_value(row.Double(5)); break;
+    case v1::AGGREGATION_FUNCTION_COUNT: b.set_value(static_cast<double>(b.count())); break;
+    default: b.set_value(row.Double(2)); break;  // AVG, and UNSPECIFIED as AVG
+  }
+  return b;
 }
 
 // What Create* returns: the input with the stored, output-only fields.

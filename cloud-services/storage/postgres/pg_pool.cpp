@@ -1,4 +1,4 @@
-#include "pg_pool.h"
+#include "postgres/pg_pool.h"
 
 #include "codec.h"
 

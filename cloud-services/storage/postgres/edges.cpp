@@ -1,0 +1,75 @@
+// PostgreSQL: the edge store.
+#include <string>
+#include <vector>
+
+#include "postgres/backend.h"
+#include "rows.h"
+#include "sql.h"
+
+namespace strata::storage::postgres {
+namespace {
+
+const std::string kInsertEdge = sql::ForPostgres(sql::kInsertEdge);
+const std::string kSelectEdge = sql::ForPostgres(sql::kSelectEdge);
+const std::string kListEdges = sql::ForPostgres(sql::kListEdges);
+const std::string kTouchEdge = sql::ForPostgres(sql::kTouchEdge);
+
+class Edges final : public EdgeStore {
+ public:
+  explicit Edges(Context& ctx) : ctx_(ctx) {}
+
+  absl::StatusOr<v1::Edge> CreateEdge(std::string_view tenant, const v1::Edge& edge) override {
+    if (auto s = CheckId("edge_id", edge.edge_id()); !s.ok()) return s;
+    const std::string labels = EncodeStringMap(edge.labels());
+    return NameConflict<v1::Edge>(ctx_.Run([&](PgPool::Lease& lease) -> absl::StatusOr<v1::Edge> {
+      const std::int64_t now = ctx_.Now();
+      pqxx::nontransaction tx(lease.conn());
+      tx.exec_params(kInsertEdge, Str(tenant), edge.edge_id(), edge.name(), labels, now);
+      return CreatedEdge(edge, tenant, now);
+    }), "edge '" + edge.edge_id() + "'");
+  }
+
+  absl::StatusOr<v1::Edge> GetEdge(std::string_view tenant, std::string_view edge_id) override {
+    return ctx_.Run([&](PgPool::Lease& lease) -> absl::StatusOr<v1::Edge> {
+      pqxx::nontransaction tx(lease.conn());
+      auto r = tx.exec_params(kSelectEdge, Str(tenant), Str(edge_id));
+      if (r.empty()) return NotFound("edge", Str(edge_id));
+      return EdgeFromRow(PgRow{r[0]}, tenant);
+    });
+  }
+
+  absl::StatusOr<std::vector<v1::Edge>> ListEdges(std::string_view tenant, int page_size,
+                                                  std::string_view after_edge_id) override {
+    return ctx_.Run([&](PgPool::Lease& lease) -> absl::StatusOr<std::vector<v1::Edge>> {
+      pqxx::nontransaction tx(lease.conn());
+      auto r = tx.exec_params(kListEdges, Str(tenant), Str(after_edge_id), PageLimit(page_size));
+      std::vector<v1::Edge> out;
+      for (const auto& row : r) {
+        auto e = EdgeFromRow(PgRow{row}, tenant);
+        if (!e.ok()) return e.status();
+        out.push_back(*std::move(e));
+      }
+      return out;
+    });
+  }
+
+  absl::StatusOr<EdgeSession> TouchEdge(std::string_view tenant, std::string_view edge_id,
+                                        std::int64_t now_ms) override {
+    if (auto s = CheckId("edge_id", edge_id); !s.ok()) return s;
+    return ctx_.Run([&](PgPool::Lease& lease) -> absl::StatusOr<EdgeSession> {
+      pqxx::nontransaction tx(lease.conn());
+      auto row = tx.exec_params1(kTouchEdge, Str(tenant), Str(edge_id), now_ms);
+      return EdgeSession{static_cast<std::uint64_t>(row[0].as<std::int64_t>()),
+                         static_cast<std::uint64_t>(row[1].as<std::int64_t>())};
+    });
+  }
+
+ private:
+  Context& ctx_;
+};
+
+}  // namespace
+
+std::unique_ptr<EdgeStore> NewEdgeStore(Context& ctx) { return std::make_unique<Edges>(ctx); }
+
+}  // namespace strata::storage::postgres

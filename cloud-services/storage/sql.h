@@ -1,0 +1,80 @@
+// The SQL that both backends run as it is, written once. Placeholders are SQLite's numbered
+// ones (?1, ?2, ...); the PostgreSQL backend turns them into $1, $2, ... (ForPostgres()).
+// Only portable SQL belongs here: CAST instead of ::, CASE instead of GREATEST/max, no JSON or
+// array operators. What the dialects spell differently (label containment, key lists, the
+// cursor, aggregation, COPY and staging, partitions) stays in the backend's own files.
+//
+// The column order of the device, edge and reading SELECTs is the one storage/rows.h reads.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace strata::storage::sql {
+
+// ---- devices ----------------------------------------------------------------------------
+
+inline constexpr std::string_view kInsertDevice =
+    "INSERT INTO devices (tenant_id, device_id, name, type, labels, attributes, edge_id,"
+    " created_at, updated_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 0)";
+inline constexpr std::string_view kSelectDevice =
+    "SELECT device_id, name, type, CAST(labels AS text), CAST(attributes AS text), edge_id, created_at,"
+    " updated_at, last_seen_at FROM devices WHERE tenant_id = ?1 AND device_id = ?2";
+// ?3, ?5, ?7, ?9: whether name, type, labels, attributes change.
+inline constexpr std::string_view kUpdateDevice =
+    "UPDATE devices SET"
+    " name = CASE WHEN ?3 THEN ?4 ELSE name END,"
+    " type = CASE WHEN ?5 THEN ?6 ELSE type END,"
+    " labels = CASE WHEN ?7 THEN ?8 ELSE labels END,"
+    " attributes = CASE WHEN ?9 THEN ?10 ELSE attributes END,"
+    " updated_at = ?11"
+    " WHERE tenant_id = ?1 AND device_id = ?2"
+    " RETURNING device_id, name, type, CAST(labels AS text), CAST(attributes AS text), edge_id, created_at,"
+    " updated_at, last_seen_at";
+inline constexpr std::string_view kDeleteDevice = "DELETE FROM devices WHERE tenant_id = ?1 AND device_id = ?2";
+inline constexpr std::string_view kDeleteDeviceTelemetry =
+    "DELETE FROM telemetry WHERE tenant_id = ?1 AND device_id = ?2";
+inline constexpr std::string_view kDeleteDeviceLatest =
+    "DELETE FROM telemetry_latest WHERE tenant_id = ?1 AND device_id = ?2";
+// Raises last_seen_at to ?3; changes no row when the device does not exist. PostgreSQL locks
+// the row for the rest of the write.
+inline constexpr std::string_view kTouchDevice =
+    "UPDATE devices SET last_seen_at = CASE WHEN last_seen_at >= ?3 THEN last_seen_at ELSE ?3 END"
+    " WHERE tenant_id = ?1 AND device_id = ?2";
+
+// ---- edges ------------------------------------------------------------------------------
+
+inline constexpr std::string_view kInsertEdge =
+    "INSERT INTO edges (tenant_id, edge_id, name, labels, created_at, updated_at, last_seen_at,"
+    " high_water_mark) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, 0)";
+inline constexpr std::string_view kSelectEdge =
+    "SELECT edge_id, name, CAST(labels AS text), created_at, updated_at, last_seen_at, high_water_mark"
+    " FROM edges WHERE tenant_id = ?1 AND edge_id = ?2";
+inline constexpr std::string_view kListEdges =
+    "SELECT edge_id, name, CAST(labels AS text), created_at, updated_at, last_seen_at, high_water_mark"
+    " FROM edges WHERE tenant_id = ?1 AND edge_id > ?2 ORDER BY edge_id LIMIT ?3";
+// Hello: creates the edge if new and starts its next session (the epoch fences older ones).
+inline constexpr std::string_view kTouchEdge =
+    "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at, last_seen_at, session_epoch)"
+    " VALUES (?1, ?2, ?2, ?3, ?3, ?3, 1)"
+    " ON CONFLICT (tenant_id, edge_id) DO UPDATE SET last_seen_at = excluded.last_seen_at,"
+    " session_epoch = edges.session_epoch + 1"
+    " RETURNING high_water_mark, session_epoch";
+inline constexpr std::string_view kEnsureEdge =
+    "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at)"
+    " VALUES (?1, ?2, ?2, ?3, ?3) ON CONFLICT (tenant_id, edge_id) DO NOTHING";
+inline constexpr std::string_view kSelectEdgeMark =
+    "SELECT high_water_mark, session_epoch FROM edges WHERE tenant_id = ?1 AND edge_id = ?2";
+inline constexpr std::string_view kAdvanceEdge =
+    "UPDATE edges SET high_water_mark = CASE WHEN high_water_mark >= ?3 THEN high_water_mark ELSE ?3 END,"
+    " last_seen_at = ?4 WHERE tenant_id = ?1 AND edge_id = ?2 RETURNING high_water_mark";
+
+// ---- database ---------------------------------------------------------------------------
+
+inline constexpr std::string_view kPing = "SELECT 1";
+
+// `statement` with ?N placeholders as $N, for PostgreSQL. The statements above hold no other
+// question mark.
+std::string ForPostgres(std::string_view statement);
+
+}  // namespace strata::storage::sql
