@@ -1,0 +1,230 @@
+#include "services/edge_session.h"
+
+#include <unistd.h>
+
+#include <limits>
+#include <optional>
+#include <span>
+
+#include <spdlog/spdlog.h>
+#include <utf8cpp/utf8.h>
+
+#include "services/grpc_status.h"
+#include "strata/ids.h"
+
+namespace strata::services {
+
+absl::Status ValidateBatchFrame(const v1::TelemetryBatch& batch) {
+  if (batch.first_seq() == 0) return absl::InvalidArgumentError("batch.first_seq must be at least 1");
+  if (batch.first_seq() > batch.last_seq()) return absl::InvalidArgumentError("batch.first_seq is after last_seq");
+  if (batch.last_seq() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return absl::InvalidArgumentError("batch.last_seq is above 2^63-1");
+  }
+  if (batch.readings_size() > kMaxReadingsPerBatch) {
+    return absl::InvalidArgumentError("batch holds more than " + std::to_string(kMaxReadingsPerBatch) + " readings");
+  }
+  std::uint64_t prev = 0;
+  for (int i = 0; i < batch.readings_size(); ++i) {
+    const auto seq = batch.readings(i).seq();
+    if (seq < batch.first_seq() || seq > batch.last_seq() || seq <= prev) {
+      return absl::InvalidArgumentError("batch.readings[" + std::to_string(i) +
+                                        "].seq is outside [first_seq, last_seq] or not increasing");
+    }
+    prev = seq;
+  }
+  return absl::OkStatus();
+}
+
+telemetry::Verdict CheckEdgeReading(const v1::EdgeReading& reading) {
+  if (auto s = ValidateId("device_id", reading.device_id()); !s.ok()) {
+    return {telemetry::Reason::kInvalidKey, std::string(s.message())};
+  }
+  return telemetry::CheckReading(reading.key(), reading.ts(), reading.value());
+}
+
+EdgeSyncMetrics::EdgeSyncMetrics(MetricsRegistry& metrics)
+    : connected_edges(metrics.GetGauge("strata_cloud_edges_connected", "Edges with an open EdgeSync stream")),
+      open_streams(metrics.GetGauge("strata_cloud_edge_streams_open",
+                                    "EdgeSync streams holding a slot (--max-edge-streams), before and after Hello")),
+      batches_received(metrics.GetCounter("strata_cloud_edge_batches_received_total", "Telemetry batches received from edges")),
+      batches_duplicate(metrics.GetCounter("strata_cloud_edge_batches_duplicate_total",
+                                           "Batches at or below the edge's high-water mark, acked without writing")),
+      batches_rejected(metrics.GetCounter("strata_cloud_edge_batches_rejected_total",
+                                          "Batches whose frame was malformed (seqs out of order); the stream ends")),
+      streams_refused(metrics.GetCounter("strata_cloud_edge_streams_refused_total",
+                                         "EdgeSync streams refused: no valid Hello in time, or too many streams")),
+      sessions_superseded(metrics.GetCounter("strata_cloud_edge_sessions_superseded_total",
+                                             "EdgeSync sessions ended because a newer session of the edge started")),
+      readings_stored(metrics.GetCounter("strata_cloud_edge_readings_stored_total", "Readings stored from edge batches")),
+      transactions(metrics.GetCounter("strata_cloud_edge_transactions_total",
+                                      "Transactions that stored edge batches (batches waiting together share one)")) {
+  for (auto reason : telemetry::kAllReasons) {
+    readings_refused[reason] = &metrics.GetCounter(
+        "strata_cloud_edge_readings_refused_total", "Readings from edges refused by the telemetry model (not stored)",
+        {{"reason", telemetry::ReasonLabel(reason)}});
+  }
+}
+
+EdgeSession::EdgeSession(SessionIdentity id, storage::Database& db, const Clock& clock, EdgeSyncMetrics& metrics,
+                         CommitFault& fault)
+    : id_(std::move(id)),
+      db_(db),
+      clock_(clock),
+      metrics_(metrics),
+      fault_(fault),
+      inbox_(QueueLimits{.max_items = kInboxCapacity, .max_bytes = kInboxMaxBytes},
+             [](const Item& i) { return i.bytes; }) {}
+
+EdgeSession::~EdgeSession() {
+  for (const auto& [reason, n] : refused_) {
+    if (n > 1) {
+      spdlog::warn("edge {}: refused {} readings in this session ({})", id_.edge_id, n, telemetry::ReasonLabel(reason));
+    }
+  }
+}
+
+bool EdgeSession::Receive(v1::EdgeMessage message) {
+  Item item;
+  item.bytes = message.ByteSizeLong();
+  switch (message.kind_case()) {
+    case v1::EdgeMessage::kBatch: {
+      metrics_.batches_received.Inc();
+      auto* batch = message.mutable_batch();
+      if (auto s = ValidateBatchFrame(*batch); !s.ok()) {
+        metrics_.batches_rejected.Inc();
+        spdlog::warn("edge {}: rejected batch {}..{}: {}", id_.edge_id, batch->first_seq(), batch->last_seq(),
+                     s.ToString());
+        EndInput(ToGrpc(s));
+        return false;
+      }
+      item.refused = RefuseInvalid(*batch, item.refusal);
+      break;
+    }
+    case v1::EdgeMessage::kHeartbeat:
+      break;
+    default:
+      EndInput(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "expected a batch or a heartbeat"));
+      return false;
+  }
+  item.message = std::move(message);
+  return inbox_.Push(std::move(item));
+}
+
+void EdgeSession::EndOfInput() { EndInput(grpc::Status::OK); }
+
+void EdgeSession::EndInput(grpc::Status why) {
+  input_status_ = std::move(why);
+  inbox_.Close();
+}
+
+void EdgeSession::StopServing() { inbox_.Close(); }
+
+std::uint32_t EdgeSession::RefuseInvalid(v1::TelemetryBatch& batch, std::string& first) {
+  auto* readings = batch.mutable_readings();
+  int kept = 0;
+  std::uint32_t refused = 0;
+  for (int i = 0; i < readings->size(); ++i) {
+    const auto& r = readings->Get(i);
+    auto verdict = CheckEdgeReading(r);
+    if (verdict.ok()) {
+      if (kept != i) readings->SwapElements(kept, i);
+      ++kept;
+      continue;
+    }
+    ++refused;
+    metrics_.readings_refused.at(verdict.reason)->Inc();
+    // The refused reading's own fields may be what is wrong with it (invalid UTF-8, too
+    // long): quoted shortened and made valid UTF-8, since the text goes into a proto string.
+    std::string what = utf8::replace_invalid("seq " + std::to_string(r.seq()) + " (device '" +
+                                             r.device_id().substr(0, 128) + "', key '" + r.key().substr(0, 256) +
+                                             "'): " + verdict.message);
+    // Logged once per reason and session, with this first one as the sample; the session's
+    // end logs the totals.
+    if (refused_[verdict.reason]++ == 0) spdlog::warn("edge {}: refused reading {}", id_.edge_id, what);
+    if (first.empty()) first = std::move(what);
+  }
+  if (refused > 0) readings->DeleteSubrange(kept, readings->size() - kept);
+  return refused;
+}
+
+grpc::Status EdgeSession::Serve(EdgeStream& stream) {
+  // Takes the next message together with the batches right behind it (at most
+  // kMaxBatchesPerTransaction batches, kMaxReadingsPerBatch readings), when it is a batch:
+  // batches that are waiting when a transaction starts share it. Other kinds go alone.
+  auto joins = [](const Item& next, std::span<const Item> taken) {
+    if (!next.message.has_batch() || !taken.back().message.has_batch() || taken.size() >= kMaxBatchesPerTransaction) {
+      return false;
+    }
+    std::size_t readings = static_cast<std::size_t>(next.message.batch().readings_size());
+    for (const Item& t : taken) readings += static_cast<std::size_t>(t.message.batch().readings_size());
+    return readings <= static_cast<std::size_t>(kMaxReadingsPerBatch);
+  };
+  std::vector<Item> items;
+  v1::CloudMessage out;
+  for (;;) {
+    items.clear();
+    inbox_.PopBatch(items, kMaxBatchesPerTransaction, std::nullopt, std::chrono::milliseconds(0), joins);
+    if (items.empty()) return grpc::Status::OK;  // the input ended and everything was answered
+    switch (items.front().message.kind_case()) {
+      case v1::EdgeMessage::kBatch:
+        if (auto s = StoreBatches(items, stream); !s.ok()) return s;
+        break;
+      case v1::EdgeMessage::kHeartbeat:
+        out.Clear();
+        out.mutable_heartbeat()->set_sent_at(clock_());
+        if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
+        break;
+      default:  // Receive() queues no other kind
+        return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected message kind in the inbox");
+    }
+  }
+}
+
+grpc::Status EdgeSession::StoreBatches(const std::vector<Item>& items, EdgeStream& stream) {
+  std::vector<const v1::TelemetryBatch*> batches;
+  for (const auto& item : items) batches.push_back(&item.message.batch());
+  auto results = db_.Telemetry().ApplyEdgeBatches(id_.tenant, id_.edge_id, batches, clock_(), id_.epoch);
+  if (!results.ok()) {
+    const auto& s = results.status();
+    if (s.code() == absl::StatusCode::kAborted) return ToGrpc(s);  // fenced off by a newer session
+    // Every reading passed the telemetry model, so this is the database, not the data: the
+    // edge keeps the batches and sends them again. The detail stays in this log.
+    spdlog::error("edge {}: batches {}..{} not stored: {}", id_.edge_id, batches.front()->first_seq(),
+                  batches.back()->last_seq(), s.ToString());
+    if (s.code() == absl::StatusCode::kUnavailable) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the cloud cannot reach its database; the batches will be resent");
+    }
+    return grpc::Status(grpc::StatusCode::INTERNAL, "the cloud could not store batches " +
+                                                         std::to_string(batches.front()->first_seq()) + ".." +
+                                                         std::to_string(batches.back()->last_seq()) +
+                                                         "; see the cloud's log");
+  }
+  metrics_.transactions.Inc();
+  if (fault_.crash_after > 0 && ++fault_.commits >= fault_.crash_after) {
+    spdlog::critical("fault injection: exiting after commit of batches {}..{}, before their acks",
+                     batches.front()->first_seq(), batches.back()->last_seq());
+    spdlog::default_logger()->flush();
+    _exit(86);
+  }
+  // Counted for the whole group before any ack goes out: the group is committed even if the
+  // edge goes away halfway through its acks.
+  for (const auto& result : *results) {
+    if (result.written == 0) metrics_.batches_duplicate.Inc();
+    metrics_.readings_stored.Inc(result.written);
+  }
+  v1::CloudMessage out;
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    const auto& result = (*results)[i];
+    out.Clear();
+    auto* ack = out.mutable_ack();
+    ack->set_last_seq(batches[i]->last_seq());
+    ack->set_high_water_mark(result.high_water_mark);
+    ack->set_written(result.written);
+    ack->set_refused(items[i].refused);
+    if (items[i].refused > 0) ack->set_refusal(items[i].refusal);
+    if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace strata::services

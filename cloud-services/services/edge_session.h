@@ -1,0 +1,147 @@
+// One edge's session on its EdgeSync stream: everything between the Welcome and the end of
+// the stream. The hub (edge_hub.h) owns the stream's lifecycle (slots, the Hello handshake,
+// which session of an edge is the live one, the Goodbye); the session checks what the edge
+// sends, stores it and answers it.
+//
+// Two threads work on a session. The stream's reader thread hands every message to
+// Receive(), which checks it and queues it; the call's own thread runs Serve(), which takes
+// what is queued, stores it and writes the answers. Every message kind the edge may send is
+// dispatched in these two places: Receive() for its checks, Serve() for its effect.
+//
+// Exactly-once storage rests on one rule: a batch and the edge's new high-water mark are
+// committed in the same transaction (TelemetryStore::ApplyEdgeBatches), and the ack is sent
+// only after that commit. An edge that lost an ack resends; the resent readings are at or
+// below the mark and are acknowledged without being written again.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <grpcpp/support/sync_stream.h>
+
+#include <strata/bounded_queue.h>
+#include <strata/clock.h>
+#include <strata/metrics.h>
+#include <strata/telemetry/model.h>
+
+#include "storage/store.h"
+#include "strata/v1/edgesync.grpc.pb.h"
+
+namespace strata::services {
+
+inline constexpr int kMaxReadingsPerBatch = 50000;
+// Most batches stored in one transaction; together they hold at most kMaxReadingsPerBatch
+// readings.
+inline constexpr std::size_t kMaxBatchesPerTransaction = 32;
+// Messages read ahead of the one being stored (the edge's window bounds them anyway).
+inline constexpr std::size_t kInboxCapacity = 64;
+// ...and at most this many bytes of them; a transaction's group is bounded by it too.
+inline constexpr std::size_t kInboxMaxBytes = 16 * 1024 * 1024;
+
+using EdgeStream = grpc::ServerReaderWriterInterface<v1::CloudMessage, v1::EdgeMessage>;
+
+// The edge hub's counters and gauges, registered once and shared by its sessions.
+struct EdgeSyncMetrics {
+  explicit EdgeSyncMetrics(MetricsRegistry& metrics);
+
+  Gauge& connected_edges;
+  Gauge& open_streams;
+  Counter& batches_received;
+  Counter& batches_duplicate;
+  Counter& batches_rejected;
+  Counter& streams_refused;
+  Counter& sessions_superseded;
+  Counter& readings_stored;
+  Counter& transactions;
+  std::map<telemetry::Reason, Counter*> readings_refused;
+};
+
+// Fault injection for tests, shared by every session of a hub: when crash_after > 0, the
+// process exits abruptly (as a crash would) right after committing this many batch groups
+// and before acknowledging the last one.
+struct CommitFault {
+  std::uint64_t crash_after = 0;
+  std::atomic<std::uint64_t> commits{0};
+};
+
+// Who the session is: the edge's tenant and id, and the epoch its TouchEdge handed out (the
+// database refuses the writes of an older epoch, so two sessions of one edge never both
+// write).
+struct SessionIdentity {
+  std::string tenant;
+  std::string edge_id;
+  std::uint64_t epoch = 0;
+};
+
+class EdgeSession {
+ public:
+  EdgeSession(SessionIdentity id, storage::Database& db, const Clock& clock, EdgeSyncMetrics& metrics,
+              CommitFault& fault);
+  // Logs, per reason, how many readings this session refused (the first of each was logged
+  // when it came).
+  ~EdgeSession();
+  EdgeSession(const EdgeSession&) = delete;
+  EdgeSession& operator=(const EdgeSession&) = delete;
+
+  // Reader thread: one message as read off the stream. Checks it (a malformed batch frame or
+  // an unexpected kind ends the input; readings the telemetry model refuses are taken out of
+  // their batch, counted and logged) and queues it for Serve(), waiting for room. False when
+  // reading should stop: the message ended the input, or Serve() has left.
+  bool Receive(v1::EdgeMessage message);
+  // Reader thread: the stream has no more messages.
+  void EndOfInput();
+
+  // Call thread: stores and answers what Receive() queued, until the input ended and all of
+  // it was answered (OK) or storing or writing failed (the reason; ABORTED when a newer
+  // session of the edge fenced this one off).
+  grpc::Status Serve(EdgeStream& stream);
+  // Call thread, after Serve(): a Receive() waiting for room returns false.
+  void StopServing();
+  // After the reader thread is joined: why the input ended (OK at the end of the stream).
+  const grpc::Status& InputStatus() const { return input_status_; }
+
+  const SessionIdentity& id() const { return id_; }
+
+ private:
+  struct Item {
+    v1::EdgeMessage message;
+    std::uint32_t refused = 0;  // readings taken out of the batch by RefuseInvalid
+    std::string refusal;        // the first of them
+    std::size_t bytes = 0;      // the message's size on the wire
+  };
+
+  // Takes the readings the model refuses out of `batch`, counts and logs them; returns how
+  // many were taken and the first one's description in `first`.
+  std::uint32_t RefuseInvalid(v1::TelemetryBatch& batch, std::string& first);
+  // Stores a group of batches in one transaction and acknowledges each.
+  grpc::Status StoreBatches(const std::vector<Item>& items, EdgeStream& stream);
+  void EndInput(grpc::Status why);
+
+  const SessionIdentity id_;
+  storage::Database& db_;
+  const Clock& clock_;
+  EdgeSyncMetrics& metrics_;
+  CommitFault& fault_;
+  // Readings refused per reason (reader thread only).
+  std::map<telemetry::Reason, std::uint64_t> refused_;
+  // What Receive() hands to Serve(), in arrival order: a stream that does not read its acks
+  // holds at most kInboxCapacity messages and kInboxMaxBytes here, and the reader then stops
+  // reading it; gRPC flow control does the rest.
+  BoundedQueue<Item> inbox_;
+  // Written by the reader before it closes the inbox; read after it was joined.
+  grpc::Status input_status_;
+};
+
+// OK when the batch frame is well formed: 1 <= first_seq <= last_seq, at most
+// kMaxReadingsPerBatch readings, seqs strictly increasing within [first_seq, last_seq]. The
+// readings' content is checked one by one (CheckEdgeReading): a bad one never fails its batch.
+absl::Status ValidateBatchFrame(const v1::TelemetryBatch& batch);
+
+// The device id, then the telemetry model's checks of key, ts and value.
+telemetry::Verdict CheckEdgeReading(const v1::EdgeReading& reading);
+
+}  // namespace strata::services
