@@ -65,11 +65,11 @@ EdgeSyncMetrics::EdgeSyncMetrics(MetricsRegistry& metrics)
   }
 }
 
-EdgeSession::EdgeSession(SessionIdentity id, storage::Database& db, const Clock& clock, EdgeSyncMetrics& metrics,
+EdgeSession::EdgeSession(SessionIdentity id, storage::Database& db, Clock clock, EdgeSyncMetrics& metrics,
                          CommitFault& fault)
     : id_(std::move(id)),
       db_(db),
-      clock_(clock),
+      clock_(std::move(clock)),
       metrics_(metrics),
       fault_(fault),
       inbox_(QueueLimits{.max_items = kInboxCapacity, .max_bytes = kInboxMaxBytes},

@@ -79,7 +79,7 @@ struct SessionIdentity {
 
 class EdgeSession {
  public:
-  EdgeSession(SessionIdentity id, storage::Database& db, const Clock& clock, EdgeSyncMetrics& metrics,
+  EdgeSession(SessionIdentity id, storage::Database& db, Clock clock, EdgeSyncMetrics& metrics,
               CommitFault& fault);
   // Logs, per reason, how many readings this session refused (the first of each was logged
   // when it came).
@@ -123,7 +123,7 @@ class EdgeSession {
 
   const SessionIdentity id_;
   storage::Database& db_;
-  const Clock& clock_;
+  const Clock clock_;
   EdgeSyncMetrics& metrics_;
   CommitFault& fault_;
   // Readings refused per reason (reader thread only).
