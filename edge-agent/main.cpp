@@ -3,6 +3,8 @@
 // /status locally. `strata-edge status` prints the state of a running agent.
 #include <csignal>
 #include <filesystem>
+#include <ctime>
+#include <iomanip>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -17,7 +19,7 @@
 
 #include "agent/buffer.h"
 #include "agent/ingest.h"
-#include "agent/registry_refresher.h"
+#include "agent/config_store.h"
 #include "agent/status_server.h"
 #include "agent/uplink.h"
 
@@ -45,6 +47,7 @@ struct Flags {
   std::size_t queue_capacity = 10000;
   std::string log_level = "info";
   std::string log_format = "text";
+  std::string crash_after_config_step;
 };
 
 int Run(const Flags& f) {
@@ -77,14 +80,21 @@ int Run(const Flags& f) {
   metrics.AddCallbackGauge("strata_edge_buffer_oldest_age_seconds", "Age of the oldest buffered reading",
                            [&buf] { return buf.OldestAgeSeconds(); });
 
-  strata::edge::DeviceDirectory directory((std::filesystem::path(f.data_dir) / "known-devices.txt").string());
-  std::unique_ptr<strata::edge::RegistryRefresher> refresher;
+  // The devices this edge serves come from the config revision it runs (from disk at start,
+  // so it serves them with no cloud at all), and change when the cloud sends a new one.
+  strata::edge::DeviceDirectory directory;
   const bool reject_unknown = f.unknown_devices == "reject";
-  metrics.AddCallbackGauge("strata_edge_known_devices", "Devices in the local copy of the registry",
+  metrics.AddCallbackGauge("strata_edge_known_devices", "Devices in the config revision the agent runs",
                            [&directory] { return static_cast<double>(directory.Size()); });
-  if (reject_unknown) {
-    refresher = std::make_unique<strata::edge::RegistryRefresher>(f.cloud, directory, std::chrono::seconds(30));
+  auto config = strata::edge::ConfigStore::Open(
+      {.path = (std::filesystem::path(f.data_dir) / "config.db").string(),
+       .crash_after_step = f.crash_after_config_step},
+      directory, metrics, clock);
+  if (!config.ok()) {
+    spdlog::error("{}", config.status().ToString());
+    return 2;
   }
+  auto& cfg = **config;
 
   strata::edge::UplinkOptions uopts;
   uopts.cloud_address = f.cloud;
@@ -92,6 +102,7 @@ int Run(const Flags& f) {
   uopts.batch_max = f.batch_max;
   uopts.linger = std::chrono::milliseconds(f.batch_linger_ms);
   uopts.window = f.window;
+  uopts.on_config = [&cfg](const strata::v1::EdgeConfig& c) { return cfg.Apply(c); };
   strata::edge::Uplink uplink(uopts, buf, metrics);
 
   strata::edge::IngestOptions iopts;
@@ -124,6 +135,10 @@ int Run(const Flags& f) {
                                           {"oldest_age_seconds", buf.OldestAgeSeconds()},
                                           {"last_seq", buf.LastSeq()}, {"max_bytes", f.buffer_max_bytes},
                                           {"full_policy", f.buffer_full_policy}}},
+                              {"config", {{"revision", cfg.Applied().revision},
+                                          {"applied_at", cfg.Applied().applied_at},
+                                          {"devices", cfg.Applied().devices},
+                                          {"protocol_version", uplink.ProtocolVersion()}}},
                               {"ingest_queue_depth", ingest.QueueDepth()},
                               {"unknown_devices", f.unknown_devices}};
           if (auto loss = uplink.LastBufferLoss(); loss.times > 0) {
@@ -153,7 +168,6 @@ int Run(const Flags& f) {
   // stays buffered for the next start).
   ingest.Stop();
   uplink.Stop();
-  if (refresher) refresher->Stop();
   (*status_server)->Stop();
   spdlog::info("strata-edge stopped; {} readings buffered", buf.Count());
   return 0;
@@ -182,6 +196,18 @@ int Status(const std::string& http_listen) {
             << " bytes, oldest " << b["oldest_age_seconds"].get<double>() << " s, last seq " << b["last_seq"]
             << ", when full: " << b["full_policy"].get<std::string>() << "\n"
             << "ingest queue    " << j["ingest_queue_depth"] << " messages\n";
+  if (const auto& c = j["config"]; c.is_object()) {
+    std::cout << "config          revision " << c["revision"];
+    if (c.value("revision", 0) > 0) {
+      const std::time_t at = static_cast<std::time_t>(c.value("applied_at", std::int64_t{0}) / 1000);
+      std::tm tm{};
+      gmtime_r(&at, &tm);
+      std::cout << ", applied " << std::put_time(&tm, "%Y-%m-%dT%H:%M:%SZ") << ", " << c["devices"] << " devices";
+    } else {
+      std::cout << " (none applied yet)";
+    }
+    std::cout << "\n";
+  }
   if (const auto& c = j["cloud"]; c.value("readings_refused", 0) > 0) {
     std::cout << "refused         " << c["readings_refused"] << " readings by the cloud; last: "
               << c.value("last_refusal", "") << "\n";
@@ -207,7 +233,7 @@ int main(int argc, char** argv) {
   strata::AddFlag(app, "topic-prefix", f.topic_prefix, "Telemetry arrives on PREFIX/{device_id}/telemetry");
   strata::AddFlag(app, "cloud", f.cloud, "strata-cloud gRPC address HOST:PORT");
   strata::AddFlag(app, "edge-id", f.edge_id, "This gateway's id (required)");
-  strata::AddFlag(app, "data-dir", f.data_dir, "Directory for the buffer and the device directory");
+  strata::AddFlag(app, "data-dir", f.data_dir, "Directory for the buffer (buffer.db) and the config revision (config.db)");
   strata::AddFlag(app, "http-listen", f.http_listen, "Local status port: /healthz, /metrics, /status");
   strata::AddFlag(app, "max-payload-bytes", f.max_payload_bytes, "Larger MQTT payloads are rejected");
   strata::AddFlag(app, "max-keys", f.max_keys, "Most values in one message");
@@ -229,6 +255,10 @@ int main(int argc, char** argv) {
   strata::AddFlag(app, "queue-capacity", f.queue_capacity, "Messages between MQTT and the pipeline (back-pressure beyond)");
   strata::AddFlag(app, "log-level", f.log_level, "trace, debug, info, warn or error");
   strata::AddFlag(app, "log-format", f.log_format, "text or json");
+  strata::AddFlag(app, "fault-crash-after-config-step", f.crash_after_config_step,
+                  "Testing only: exit abruptly after this step of applying a config revision (staged, switched)")
+      ->check(CLI::IsMember({"", "staged", "switched"}))
+      ->group("Testing");
   auto* status_cmd = app.add_subcommand("status", "Print the state of the agent running on --http-listen");
   status_cmd->fallthrough();  // `strata-edge status --http-listen ...` takes the main flags
   try {

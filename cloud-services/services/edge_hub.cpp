@@ -1,5 +1,6 @@
 #include "services/edge_hub.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -144,11 +145,12 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
     return refuse(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first message must be hello"));
   }
   if (auto s = ValidateId("hello.edge_id", first.hello().edge_id()); !s.ok()) return refuse(ToGrpc(s));
-  if (first.hello().protocol_version() != kEdgeSyncProtocolVersion) {
+  if (first.hello().protocol_version() < 1) {
     return refuse(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                "unsupported protocol_version " + std::to_string(first.hello().protocol_version()) +
-                                   "; this cloud speaks " + std::to_string(kEdgeSyncProtocolVersion)));
+                                   "; this cloud speaks 1 to " + std::to_string(kEdgeSyncProtocolVersion)));
   }
+  const std::uint32_t version = std::min(first.hello().protocol_version(), kEdgeSyncProtocolVersion);
   auto caller = ResolveCaller(*context);
   if (!caller.ok()) return refuse(ToGrpc(caller.status()));
   const std::string edge_id = first.hello().edge_id();
@@ -165,14 +167,14 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
 
   v1::CloudMessage out;
   out.mutable_welcome()->set_high_water_mark(touched->high_water_mark);
-  out.mutable_welcome()->set_protocol_version(kEdgeSyncProtocolVersion);
+  out.mutable_welcome()->set_protocol_version(version);
   if (!stream->Write(out)) {
     Unregister(edge_id, live);
     return refuse(grpc::Status(grpc::StatusCode::CANCELLED, "edge went away"));
   }
-  spdlog::info("edge {} connected from {}, high-water mark {}, session {}", edge_id, context->peer(),
-               touched->high_water_mark, touched->epoch);
-  session.emplace(SessionIdentity{caller->tenant, edge_id, touched->epoch}, db_, clock_, metrics_, fault_);
+  spdlog::info("edge {} connected from {}, high-water mark {}, session {}, protocol version {}", edge_id,
+               context->peer(), touched->high_water_mark, touched->epoch, version);
+  session.emplace(SessionIdentity{caller->tenant, edge_id, touched->epoch, version}, db_, clock_, metrics_, fault_);
   set_phase(Phase::kGo);
 
   metrics_.connected_edges.Add(1);

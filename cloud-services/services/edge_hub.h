@@ -25,7 +25,8 @@
 
 namespace strata::services {
 
-inline constexpr std::uint32_t kEdgeSyncProtocolVersion = 1;
+// The highest EdgeSync version this cloud speaks; it serves every version from 1 up to it.
+inline constexpr std::uint32_t kEdgeSyncProtocolVersion = 2;
 
 struct EdgeHubOptions {
   // A stream must say Hello within this long, or it is closed (DEADLINE_EXCEEDED).

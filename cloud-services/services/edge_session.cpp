@@ -57,7 +57,14 @@ EdgeSyncMetrics::EdgeSyncMetrics(MetricsRegistry& metrics)
                                              "EdgeSync sessions ended because a newer session of the edge started")),
       readings_stored(metrics.GetCounter("strata_cloud_edge_readings_stored_total", "Readings stored from edge batches")),
       transactions(metrics.GetCounter("strata_cloud_edge_transactions_total",
-                                      "Transactions that stored edge batches (batches waiting together share one)")) {
+                                      "Transactions that stored edge batches (batches waiting together share one)")),
+      configs_sent(metrics.GetCounter("strata_cloud_edge_configs_sent_total", "Config revisions sent to edges")),
+      config_acks_applied(metrics.GetCounter("strata_cloud_edge_config_acks_total",
+                                             "Edges' answers to config revisions", {{"result", "applied"}})),
+      config_acks_refused(metrics.GetCounter("strata_cloud_edge_config_acks_total",
+                                             "Edges' answers to config revisions", {{"result", "refused"}})),
+      config_acks_invalid(metrics.GetCounter("strata_cloud_edge_config_acks_total",
+                                             "Edges' answers to config revisions", {{"result", "invalid"}})) {
   for (auto reason : telemetry::kAllReasons) {
     readings_refused[reason] = &metrics.GetCounter(
         "strata_cloud_edge_readings_refused_total", "Readings from edges refused by the telemetry model (not stored)",
@@ -102,8 +109,13 @@ bool EdgeSession::Receive(v1::EdgeMessage message) {
     }
     case v1::EdgeMessage::kHeartbeat:
       break;
+    case v1::EdgeMessage::kConfigAck:
+      if (id_.protocol_version >= 2) break;
+      [[fallthrough]];
     default:
-      EndInput(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "expected a batch or a heartbeat"));
+      EndInput(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            id_.protocol_version >= 2 ? "expected a batch, a heartbeat or a config_ack"
+                                                      : "expected a batch or a heartbeat"));
       return false;
   }
   item.message = std::move(message);
@@ -159,12 +171,22 @@ grpc::Status EdgeSession::Serve(EdgeStream& stream) {
     for (const Item& t : taken) readings += static_cast<std::size_t>(t.message.batch().readings_size());
     return readings <= static_cast<std::size_t>(kMaxReadingsPerBatch);
   };
+  const bool config = id_.protocol_version >= 2;
+  std::optional<std::chrono::milliseconds> wait;
+  if (config) wait = kConfigPollInterval;
+  auto next_poll = std::chrono::steady_clock::now();
   std::vector<Item> items;
   v1::CloudMessage out;
   for (;;) {
+    if (config && std::chrono::steady_clock::now() >= next_poll) {
+      if (auto s = SendConfigIfNew(stream); !s.ok()) return s;
+      next_poll = std::chrono::steady_clock::now() + kConfigPollInterval;
+    }
     items.clear();
-    inbox_.PopBatch(items, kMaxBatchesPerTransaction, std::nullopt, std::chrono::milliseconds(0), joins);
-    if (items.empty()) return grpc::Status::OK;  // the input ended and everything was answered
+    if (!inbox_.PopBatch(items, kMaxBatchesPerTransaction, wait, std::chrono::milliseconds(0), joins)) {
+      return grpc::Status::OK;  // the input ended and everything was answered
+    }
+    if (items.empty()) continue;  // the poll interval passed
     switch (items.front().message.kind_case()) {
       case v1::EdgeMessage::kBatch:
         if (auto s = StoreBatches(items, stream); !s.ok()) return s;
@@ -173,6 +195,9 @@ grpc::Status EdgeSession::Serve(EdgeStream& stream) {
         out.Clear();
         out.mutable_heartbeat()->set_sent_at(clock_());
         if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
+        break;
+      case v1::EdgeMessage::kConfigAck:
+        if (auto s = TakeConfigAck(items.front().message.config_ack()); !s.ok()) return s;
         break;
       default:  // Receive() queues no other kind
         return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected message kind in the inbox");
@@ -223,6 +248,61 @@ grpc::Status EdgeSession::StoreBatches(const std::vector<Item>& items, EdgeStrea
     ack->set_refused(items[i].refused);
     if (items[i].refused > 0) ack->set_refusal(items[i].refusal);
     if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status EdgeSession::SendConfigIfNew(EdgeStream& stream) {
+  auto state = db_.Edges().GetConfigState(id_.tenant, id_.edge_id);
+  if (!state.ok()) {
+    if (state.status().code() == absl::StatusCode::kUnavailable) return ToGrpc(state.status());
+    spdlog::error("edge {}: cannot read its config revision: {}", id_.edge_id, state.status().ToString());
+    return grpc::Status(grpc::StatusCode::INTERNAL, "the cloud could not read this edge's configuration");
+  }
+  if (state->desired <= state->applied || state->desired <= sent_revision_) return grpc::Status::OK;
+  auto config = db_.Edges().GetEdgeConfig(id_.tenant, id_.edge_id);
+  if (!config.ok()) {
+    if (config.status().code() == absl::StatusCode::kUnavailable) return ToGrpc(config.status());
+    spdlog::error("edge {}: cannot read its configuration: {}", id_.edge_id, config.status().ToString());
+    return grpc::Status(grpc::StatusCode::INTERNAL, "the cloud could not read this edge's configuration");
+  }
+  v1::CloudMessage out;
+  sent_revision_ = config->revision();
+  *out.mutable_config() = *std::move(config);
+  if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
+  metrics_.configs_sent.Inc();
+  spdlog::info("edge {}: sent config revision {} ({} devices)", id_.edge_id, sent_revision_,
+               out.config().devices_size());
+  return grpc::Status::OK;
+}
+
+grpc::Status EdgeSession::TakeConfigAck(const v1::ConfigAck& ack) {
+  absl::Status s;
+  if (ack.revision() == 0 || ack.revision() > sent_revision_) {
+    s = absl::InvalidArgumentError("config_ack for revision " + std::to_string(ack.revision()) +
+                                   ", which this session did not send (last sent: " +
+                                   std::to_string(sent_revision_) + ")");
+  } else {
+    s = db_.Edges().RecordConfigAck(id_.tenant, id_.edge_id, ack, clock_());
+  }
+  if (s.code() == absl::StatusCode::kUnavailable) return ToGrpc(s);
+  if (!s.ok()) {
+    // The edge's mistake (or an ack the stores cannot take): counted, logged once per session,
+    // and nothing else is affected; the revision is sent again on the next connection.
+    metrics_.config_acks_invalid.Inc();
+    if (!told_bad_ack_) {
+      told_bad_ack_ = true;
+      spdlog::warn("edge {}: ignored a config_ack: {}", id_.edge_id, s.ToString());
+    }
+    return grpc::Status::OK;
+  }
+  if (ack.applied()) {
+    metrics_.config_acks_applied.Inc();
+    spdlog::info("edge {}: applied config revision {}", id_.edge_id, ack.revision());
+  } else {
+    metrics_.config_acks_refused.Inc();
+    spdlog::warn("edge {}: refused config revision {}: {}", id_.edge_id, ack.revision(),
+                 utf8::replace_invalid(ack.error().substr(0, 1024)));
   }
   return grpc::Status::OK;
 }

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -41,6 +42,8 @@ inline constexpr std::size_t kMaxBatchesPerTransaction = 32;
 inline constexpr std::size_t kInboxCapacity = 64;
 // ...and at most this many bytes of them; a transaction's group is bounded by it too.
 inline constexpr std::size_t kInboxMaxBytes = 16 * 1024 * 1024;
+// How often a session of protocol version 2 looks for a new config revision of its edge.
+inline constexpr std::chrono::milliseconds kConfigPollInterval{1000};
 
 using EdgeStream = grpc::ServerReaderWriterInterface<v1::CloudMessage, v1::EdgeMessage>;
 
@@ -57,6 +60,10 @@ struct EdgeSyncMetrics {
   Counter& sessions_superseded;
   Counter& readings_stored;
   Counter& transactions;
+  Counter& configs_sent;
+  Counter& config_acks_applied;
+  Counter& config_acks_refused;
+  Counter& config_acks_invalid;
   std::map<telemetry::Reason, Counter*> readings_refused;
 };
 
@@ -75,6 +82,8 @@ struct SessionIdentity {
   std::string tenant;
   std::string edge_id;
   std::uint64_t epoch = 0;
+  // The protocol version the stream uses (Welcome.protocol_version); 2 carries config.
+  std::uint32_t protocol_version = 1;
 };
 
 class EdgeSession {
@@ -119,6 +128,11 @@ class EdgeSession {
   std::uint32_t RefuseInvalid(v1::TelemetryBatch& batch, std::string& first);
   // Stores a group of batches in one transaction and acknowledges each.
   grpc::Status StoreBatches(const std::vector<Item>& items, EdgeStream& stream);
+  // Sends the edge's configuration when its desired revision is above both what the edge
+  // applied and what this session sent.
+  grpc::Status SendConfigIfNew(EdgeStream& stream);
+  // Records the edge's answer to a revision this session sent.
+  grpc::Status TakeConfigAck(const v1::ConfigAck& ack);
   void EndInput(grpc::Status why);
 
   const SessionIdentity id_;
@@ -134,6 +148,10 @@ class EdgeSession {
   BoundedQueue<Item> inbox_;
   // Written by the reader before it closes the inbox; read after it was joined.
   grpc::Status input_status_;
+  // Call thread only: the highest revision sent on this stream, and whether a bad ack was
+  // logged already (once per session).
+  std::uint64_t sent_revision_ = 0;
+  bool told_bad_ack_ = false;
 };
 
 // OK when the batch frame is well formed: 1 <= first_seq <= last_seq, at most

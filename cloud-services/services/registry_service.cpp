@@ -50,6 +50,11 @@ grpc::Status RegistryService::CreateDevice(grpc::ServerContext* context, const v
   if (!caller.ok()) return ToGrpc(caller.status());
   if (auto s = ValidateId("device_id", req->device().device_id()); !s.ok()) return ToGrpc(s);
   if (auto s = ValidateDeviceFields(req->device()); !s.ok()) return ToGrpc(s);
+  // The gateway that serves the device (empty: none; it writes directly): the device is then
+  // part of that edge's configuration.
+  if (!req->device().edge_id().empty()) {
+    if (auto s = ValidateId("edge_id", req->device().edge_id()); !s.ok()) return ToGrpc(s);
+  }
   auto created = db_.Devices().CreateDevice(caller->tenant, req->device());
   if (!created.ok()) return ToGrpc(created.status());
   *out = *std::move(created);

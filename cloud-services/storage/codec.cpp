@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <strata/telemetry/model.h>
+#include <utf8cpp/utf8.h>
 
 namespace strata::storage {
 namespace {
@@ -157,6 +158,25 @@ absl::Status CheckEdgeBatches(std::string_view edge_id, std::span<const v1::Tele
     if (auto s = ValidateBatch(*batch); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckConfigAck(const v1::ConfigAck& ack) {
+  if (ack.revision() == 0) return absl::InvalidArgumentError("config_ack.revision must be at least 1");
+  if (ack.revision() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return absl::InvalidArgumentError("config_ack.revision is above 2^63-1");
+  }
+  if (ack.error().size() > kMaxConfigErrorBytes) {
+    return absl::InvalidArgumentError("config_ack.error is longer than " + std::to_string(kMaxConfigErrorBytes) +
+                                      " bytes");
+  }
+  if (ack.error().find('\0') != std::string::npos || !utf8::is_valid(ack.error().begin(), ack.error().end())) {
+    return absl::InvalidArgumentError("config_ack.error is not valid UTF-8 text");
+  }
+  return absl::OkStatus();
+}
+
+std::string ConfigRefusal(const v1::ConfigAck& ack) {
+  return "revision " + std::to_string(ack.revision()) + ": " + ack.error();
 }
 
 absl::Status CheckAggregateQuery(const AggregateQuery& q) {

@@ -45,6 +45,12 @@ absl::Status ValidatePoints(const std::vector<Point>& points);
 absl::Status ValidateBatch(const v1::TelemetryBatch& batch);
 // ApplyEdgeBatches' input: a named edge and batches that ValidateBatch() accepts.
 absl::Status CheckEdgeBatches(std::string_view edge_id, std::span<const v1::TelemetryBatch* const> batches);
+// A ConfigAck the stores take: a revision of at least 1, a reason of at most
+// kMaxConfigErrorBytes of valid UTF-8 without NUL (it goes into a text column).
+inline constexpr std::size_t kMaxConfigErrorBytes = 1024;
+absl::Status CheckConfigAck(const v1::ConfigAck& ack);
+// The text kept for a refused revision: "revision N: <reason>".
+std::string ConfigRefusal(const v1::ConfigAck& ack);
 // INVALID_ARGUMENT "empty <field>" for an empty id.
 absl::Status CheckId(std::string_view field, std::string_view id);
 

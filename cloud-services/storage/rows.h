@@ -71,7 +71,23 @@ absl::StatusOr<v1::Edge> EdgeFromRow(const Row& row, std::string_view tenant) {
   e.set_updated_at(row.Int(4));
   e.set_last_seen_at(row.Int(5));
   e.set_high_water_mark(static_cast<std::uint64_t>(row.Int(6)));
+  e.set_config_revision(static_cast<std::uint64_t>(row.Int(7)));
+  e.set_applied_revision(static_cast<std::uint64_t>(row.Int(8)));
+  e.set_applied_at(row.Int(9));
+  e.set_config_error(row.Text(10));
   return e;
+}
+
+// One row of sql::kSelectEdgeConfig: config_revision, then device_id, type, attributes (NULL
+// for an edge without devices).
+template <typename Row>
+absl::Status AddEdgeConfigRow(const Row& row, v1::EdgeConfig& config) {
+  config.set_revision(static_cast<std::uint64_t>(row.Int(0)));
+  if (row.IsNull(1)) return absl::OkStatus();
+  auto* d = config.add_devices();
+  d->set_device_id(row.Text(1));
+  d->set_type(row.Text(2));
+  return DecodeStringMap(row.Text(3), d->mutable_attributes());
 }
 
 // One aggregate bucket: the columns key, bucket, avg, min, max, sum, count (both backends'

@@ -78,6 +78,11 @@ struct EdgeSession {
   std::uint64_t epoch = 0;
 };
 
+struct ConfigState {
+  std::uint64_t desired = 0;
+  std::uint64_t applied = 0;
+};
+
 class EdgeStore {
  public:
   virtual ~EdgeStore() = default;
@@ -91,6 +96,20 @@ class EdgeStore {
   // which fences off every older session of the edge) and returns its high-water mark.
   virtual absl::StatusOr<EdgeSession> TouchEdge(std::string_view tenant, std::string_view edge_id,
                                                 std::int64_t now_ms) = 0;
+
+  // Config revisions. Every device change that concerns an edge (a device assigned to it,
+  // its type or attributes changed, moved away, deleted) raises the edge's config_revision in
+  // the same transaction as the change, on both backends (a trigger in the schema).
+  //
+  // The edge's current configuration: its revision and its devices, read in one snapshot.
+  // NOT_FOUND for an unknown edge.
+  virtual absl::StatusOr<v1::EdgeConfig> GetEdgeConfig(std::string_view tenant, std::string_view edge_id) = 0;
+  // The desired and the applied revision; NOT_FOUND for an unknown edge.
+  virtual absl::StatusOr<ConfigState> GetConfigState(std::string_view tenant, std::string_view edge_id) = 0;
+  // Records the edge's answer to a revision: applied (the applied revision moves forward to
+  // it, never back and never past the desired one) or refused (its reason is kept).
+  virtual absl::Status RecordConfigAck(std::string_view tenant, std::string_view edge_id, const v1::ConfigAck& ack,
+                                       std::int64_t now_ms) = 0;
 };
 
 // ---------------------------------------------------------------------------------------

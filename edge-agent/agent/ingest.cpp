@@ -1,7 +1,6 @@
 #include "agent/ingest.h"
 
 #include <filesystem>
-#include <fstream>
 
 #include <spdlog/spdlog.h>
 
@@ -9,14 +8,6 @@ namespace strata::edge {
 
 // ---------------------------------------------------------------------------------------
 // DeviceDirectory
-
-DeviceDirectory::DeviceDirectory(std::string path) : path_(std::move(path)) {
-  std::ifstream in(path_);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) devices_.insert(line);
-  }
-}
 
 bool DeviceDirectory::Contains(const std::string& device_id) const {
   std::lock_guard lock(mu_);
@@ -29,14 +20,6 @@ std::size_t DeviceDirectory::Size() const {
 }
 
 void DeviceDirectory::Replace(std::set<std::string> devices) {
-  const std::string tmp = path_ + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    for (const auto& d : devices) out << d << '\n';
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path_, ec);
-  if (ec) spdlog::warn("device directory: cannot write {}: {}", path_, ec.message());
   std::lock_guard lock(mu_);
   devices_ = std::move(devices);
 }

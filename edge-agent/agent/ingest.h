@@ -48,18 +48,15 @@ struct IngestOptions {
   UnknownDevicePolicy unknown_devices = UnknownDevicePolicy::kRegister;
 };
 
-// The devices the edge accepts under UnknownDevicePolicy::kReject. Filled from the cloud
-// registry and kept on disk, so the edge boots with it while the cloud is unreachable.
+// The devices the edge accepts under UnknownDevicePolicy::kReject: those of the config
+// revision it runs (ConfigStore fills it at start-up and at every revision it applies).
 class DeviceDirectory {
  public:
-  explicit DeviceDirectory(std::string path);
   bool Contains(const std::string& device_id) const;
-  // Replaces the set and writes it to disk (atomically: temp file + rename).
   void Replace(std::set<std::string> devices);
   std::size_t Size() const;
 
  private:
-  std::string path_;
   mutable std::mutex mu_;
   std::set<std::string> devices_;  // guarded by mu_
 };

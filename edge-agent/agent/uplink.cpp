@@ -109,7 +109,8 @@ void Uplink::Session() {
   auto stream = stub->Connect(&ctx);
   v1::EdgeMessage out;
   out.mutable_hello()->set_edge_id(options_.edge_id);
-  out.mutable_hello()->set_protocol_version(1);
+  const std::uint32_t offered = options_.on_config ? kEdgeProtocolVersion : 1;
+  out.mutable_hello()->set_protocol_version(offered);
   v1::CloudMessage in;
   if (!stream->Write(out) || !stream->Read(&in) || !in.has_welcome()) {
     auto status = stream->Finish();
@@ -126,6 +127,14 @@ void Uplink::Session() {
   }
   const std::uint64_t mark = in.welcome().high_water_mark();
   cloud_mark_ = mark;
+  // A cloud of version 1 leaves the field at 1; no answer at all is version 1 too.
+  const std::uint32_t version = std::max<std::uint32_t>(1, std::min(in.welcome().protocol_version(), offered));
+  if (version < offered && protocol_version_.load() != version) {
+    spdlog::warn("uplink: the cloud at {} speaks EdgeSync version {} only: telemetry is synced, but config "
+                 "revisions are not received (this edge runs on its last applied revision)",
+                 options_.cloud_address, version);
+  }
+  protocol_version_ = version;
   if (const std::uint64_t last = buffer_.LastSeq(); mark > last) {
     // The cloud stored seqs this buffer never handed out: this is not the buffer that sent
     // them (deleted, truncated, restored from an old copy, or another gateway running with
@@ -170,6 +179,7 @@ void Uplink::Session() {
   std::size_t inflight = 0;      // guarded by wmu
   bool broken = false;           // guarded by wmu
   std::string goodbye;           // guarded by wmu: why the cloud ended the stream, if it said
+  std::vector<v1::ConfigAck> config_acks;  // guarded by wmu: answers for the writer to send
   // The one reader of the stream: it dispatches every kind of message the cloud sends; the
   // handlers run here, and only this loop's writer (below) writes to the stream.
   auto on_ack = [&](const v1::BatchAck& ack) {
@@ -209,6 +219,18 @@ void Uplink::Session() {
         }
         case v1::CloudMessage::kHeartbeat:
           break;  // the cloud's answer to ours: the link is alive
+        case v1::CloudMessage::kConfig: {
+          if (!options_.on_config || version < 2) {
+            ignored_messages_.Inc();
+            break;
+          }
+          // Applied (durably) before the answer is queued: nothing is acked before it is on disk.
+          v1::ConfigAck ack = options_.on_config(msg.config());
+          std::lock_guard lock(wmu);
+          config_acks.push_back(std::move(ack));
+          wcv.notify_all();
+          break;
+        }
         case v1::CloudMessage::kWelcome:
         case v1::CloudMessage::KIND_NOT_SET:
           // A second Welcome, or a kind this edge does not know (a newer cloud): nothing to
@@ -233,9 +255,26 @@ void Uplink::Session() {
   while (!stop_.stopped()) {
     {
       std::unique_lock lock(wmu);
-      wcv.wait_for(lock, std::chrono::milliseconds(200),
-                   [&] { return broken || stop_.stopped() || inflight < options_.window; });
+      wcv.wait_for(lock, std::chrono::milliseconds(200), [&] {
+        return broken || stop_.stopped() || inflight < options_.window || !config_acks.empty();
+      });
       if (broken) break;
+      if (!config_acks.empty()) {
+        // Answers to config revisions go first; they do not count against the batch window.
+        std::vector<v1::ConfigAck> acks;
+        acks.swap(config_acks);
+        lock.unlock();
+        for (auto& ack : acks) {
+          out.Clear();
+          *out.mutable_config_ack() = std::move(ack);
+          if (!stream->Write(out)) {
+            write_failed = true;
+            break;
+          }
+        }
+        if (write_failed) break;
+        continue;
+      }
       if (inflight >= options_.window) continue;
     }
     buffer_.WaitForData(next, std::chrono::milliseconds(200));

@@ -7,12 +7,17 @@
 // cloud is unreachable it retries with exponential backoff and jitter; ingest carries on
 // into the buffer meanwhile.
 //
-// Threads: Run() owns the stream's writes; a reader thread per connection takes acks.
+// With protocol version 2 the cloud also sends config revisions down the stream: the reader
+// hands each to `on_config` (which applies it durably) and the writer sends the answer.
+//
+// Threads: Run() owns the stream's writes; a reader thread per connection takes what the
+// cloud sends.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -21,6 +26,7 @@
 #include <strata/stop_signal.h>
 
 #include "agent/buffer.h"
+#include "strata/v1/edgesync.pb.h"
 
 namespace strata::edge {
 
@@ -33,7 +39,13 @@ struct UplinkOptions {
   std::chrono::milliseconds backoff_min{200};
   std::chrono::milliseconds backoff_max{10000};
   std::chrono::milliseconds heartbeat{10000};
+  // Applies a config revision and returns the answer for the cloud; called on the stream's
+  // reader thread. Unset: the edge says protocol version 1 and gets no config.
+  std::function<v1::ConfigAck(const v1::EdgeConfig&)> on_config;
 };
+
+// The highest EdgeSync version this edge speaks (with on_config set).
+inline constexpr std::uint32_t kEdgeProtocolVersion = 2;
 
 class Uplink {
  public:
@@ -63,6 +75,8 @@ class Uplink {
   std::string LastRefusal() const;
   // Why the last stream ended, as the cloud said (empty while none ended).
   std::string LastError() const;
+  // The protocol version of the current (or last) stream; 0 before the first Welcome.
+  std::uint32_t ProtocolVersion() const { return protocol_version_.load(); }
 
  private:
   void Run();
@@ -81,6 +95,7 @@ class Uplink {
   std::string last_refusal_;        // guarded by mu_
   std::string last_error_;          // guarded by mu_
   std::atomic<std::uint64_t> refused_{0};
+  std::atomic<std::uint32_t> protocol_version_{0};
 
   Counter& acked_total_;
   Counter& refused_total_;

@@ -9,6 +9,7 @@
 
 #include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
+#include <nlohmann/json.hpp>
 
 #include "support/cloud_process.h"
 #include "support/metrics_text.h"
@@ -128,19 +129,21 @@ TEST_P(CloudGrpcTest, RegistryAndTelemetryThroughStubs) {
 // A synchronous EdgeSync client for the tests.
 class EdgeStream {
  public:
-  EdgeStream(std::shared_ptr<grpc::Channel> channel, const std::string& edge_id) {
+  EdgeStream(std::shared_ptr<grpc::Channel> channel, const std::string& edge_id, std::uint32_t version = 1) {
     stub_ = v1::EdgeSync::NewStub(channel);
     ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     stream_ = stub_->Connect(&ctx_);
     v1::EdgeMessage hello;
     hello.mutable_hello()->set_edge_id(edge_id);
-    hello.mutable_hello()->set_protocol_version(1);
+    hello.mutable_hello()->set_protocol_version(version);
     EXPECT_TRUE(stream_->Write(hello));
     v1::CloudMessage welcome;
     EXPECT_TRUE(stream_->Read(&welcome));
     EXPECT_TRUE(welcome.has_welcome());
     mark = welcome.welcome().high_water_mark();
+    version_used = welcome.welcome().protocol_version();
   }
+  bool Write(const v1::EdgeMessage& m) { return stream_->Write(m); }
   // Sends the batch; returns the ack, or nullopt if the stream broke first.
   std::optional<v1::BatchAck> Send(const v1::TelemetryBatch& batch) {
     v1::EdgeMessage m;
@@ -175,6 +178,7 @@ class EdgeStream {
   }
 
   std::uint64_t mark = 0;
+  std::uint32_t version_used = 0;
 
  private:
   std::unique_ptr<v1::EdgeSync::Stub> stub_;
@@ -195,6 +199,73 @@ v1::TelemetryBatch MakeBatch(std::uint64_t first, std::uint64_t last, const std:
     r->mutable_value()->set_int_value(static_cast<std::int64_t>(seq * 10));
   }
   return b;
+}
+
+// The edge's config state as GET /v1/edges/{id} shows it.
+nlohmann::json EdgeJson(const CloudProcess& cloud, const std::string& edge_id) {
+  auto r = cloud.Http("GET", "/v1/edges/" + edge_id);
+  EXPECT_EQ(r.status, 200) << r.body;
+  return nlohmann::json::parse(r.body, nullptr, false);
+}
+
+v1::EdgeMessage ConfigAck(std::uint64_t revision, bool applied, const std::string& error = "") {
+  v1::EdgeMessage m;
+  m.mutable_config_ack()->set_revision(revision);
+  m.mutable_config_ack()->set_applied(applied);
+  m.mutable_config_ack()->set_error(error);
+  return m;
+}
+
+TEST_P(CloudGrpcTest, VersionTwoCarriesConfigRevisionsDownAndTheirAcksUp) {
+  // An edge of version 1 gets version 1 and no config: telemetry only, as before.
+  {
+    EdgeStream old(cloud_->Channel(), "gw-cfg", 1);
+    EXPECT_EQ(old.version_used, 1u);
+    auto ack = old.Send(MakeBatch(1, 2, "c1"));
+    ASSERT_TRUE(ack.has_value()) << "the first reply to a version-1 edge is its ack, not a config";
+    EXPECT_EQ(ack->last_seq(), 2u);
+    EXPECT_TRUE(old.Close().ok());
+  }
+  // A later version than the cloud's is answered with the cloud's.
+  EdgeStream edge(cloud_->Channel(), "gw-cfg", 7);
+  EXPECT_EQ(edge.version_used, 2u);
+  auto first = edge.Next();
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(first->has_config()) << first->DebugString();
+  // c1 was registered by the edge's batch above: it is the edge's device.
+  ASSERT_EQ(first->config().devices_size(), 1);
+  EXPECT_EQ(first->config().devices(0).device_id(), "c1");
+  const std::uint64_t rev = first->config().revision();
+  EXPECT_EQ(EdgeJson(*cloud_, "gw-cfg")["config_revision"], std::to_string(rev));
+
+  // Refused: the reason is kept, nothing applied; the stream goes on.
+  ASSERT_TRUE(edge.Write(ConfigAck(rev, false, "devices[0] is not wanted here")));
+  // An ack for a revision never sent: counted, ignored, the stream goes on.
+  ASSERT_TRUE(edge.Write(ConfigAck(rev + 50, true)));
+  auto batch_ack = edge.Send(MakeBatch(3, 3, "c1"));
+  ASSERT_TRUE(batch_ack.has_value()) << "still serving after a refused and a bogus ack";
+  auto j = EdgeJson(*cloud_, "gw-cfg");
+  EXPECT_EQ(j["config_error"], "revision " + std::to_string(rev) + ": devices[0] is not wanted here");
+  EXPECT_EQ(j["applied_revision"], "0");
+  EXPECT_EQ(MetricSample(cloud_->Http("GET", "/metrics").body, "strata_cloud_edge_config_acks_total{result=\"invalid\"}"),
+            1);
+
+  // A new device of the edge makes the next revision, which arrives within the poll interval.
+  ASSERT_EQ(cloud_->Http("POST", "/v1/devices", R"({"device_id":"c2","edge_id":"gw-cfg","type":"valve"})").status, 200);
+  auto next = edge.Next();
+  ASSERT_TRUE(next.has_value());
+  ASSERT_TRUE(next->has_config()) << next->DebugString();
+  EXPECT_GT(next->config().revision(), rev);
+  ASSERT_EQ(next->config().devices_size(), 2);
+  EXPECT_EQ(next->config().devices(1).device_id(), "c2");
+  EXPECT_EQ(next->config().devices(1).type(), "valve");
+  ASSERT_TRUE(edge.Write(ConfigAck(next->config().revision(), true)));
+  ASSERT_TRUE(edge.Send(MakeBatch(4, 4, "c1")).has_value());  // acks are taken in order
+  j = EdgeJson(*cloud_, "gw-cfg");
+  EXPECT_EQ(j["applied_revision"], std::to_string(next->config().revision()));
+  EXPECT_EQ(j["config_error"], "");
+  EXPECT_NE(j["applied_at"], "0");
+  EXPECT_TRUE(edge.Close().ok());
 }
 
 TEST_P(CloudGrpcTest, RepeatedBatchIsAckedButStoredOnce) {

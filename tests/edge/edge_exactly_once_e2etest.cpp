@@ -527,7 +527,7 @@ TEST_P(EdgeE2ETest, BrokerRestartedBetweenPublishesLosesNothing) {
 
 TEST_P(EdgeE2ETest, UnknownDevicesAreRejectedWhenRegistrationIsOff) {
   for (int d = 0; d < 2; ++d) {
-    auto r = cloud_->Http("POST", "/v1/devices", R"({"device_id":")" + DeviceOf(d) + R"("})");
+    auto r = cloud_->Http("POST", "/v1/devices", R"({"device_id":")" + DeviceOf(d) + R"(","edge_id":"gw-test"})");
     ASSERT_EQ(r.status, 200) << r.body;
   }
   StartEdge({"--unknown-devices", "reject"});
@@ -548,6 +548,118 @@ TEST_P(EdgeE2ETest, UnknownDevicesAreRejectedWhenRegistrationIsOff) {
   EXPECT_NE(status.Log().find("edge            gw-test"), std::string::npos) << status.Log();
   EXPECT_NE(status.Log().find("connected"), std::string::npos) << status.Log();
   EXPECT_NE(status.Log().find("last seq 2"), std::string::npos) << status.Log();
+}
+
+// ---- config revisions ----------------------------------------------------------------------
+
+// The edge's view of its config from GET /v1/edges/gw-test: (config_revision, applied_revision).
+std::pair<std::uint64_t, std::uint64_t> EdgeRevisions(const CloudProcess& cloud) {
+  auto r = cloud.Http("GET", "/v1/edges/gw-test");
+  if (r.status != 200) return {0, 0};
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (j.is_discarded()) return {0, 0};
+  auto num = [&](const char* k) -> std::uint64_t {
+    if (!j.contains(k)) return 0;
+    return j[k].is_string() ? std::stoull(j[k].get<std::string>()) : j[k].get<std::uint64_t>();
+  };
+  return {num("config_revision"), num("applied_revision")};
+}
+
+bool Converged(const CloudProcess& cloud) {
+  auto [desired, applied] = EdgeRevisions(cloud);
+  return desired > 0 && desired == applied;
+}
+
+void AddDevice(const CloudProcess& cloud, const std::string& id) {
+  auto r = cloud.Http("POST", "/v1/devices", R"({"device_id":")" + id + R"(","edge_id":"gw-test"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+}
+
+TEST_P(EdgeE2ETest, ConfigRevisionsReachTheEdgeAndItRunsOnThemWithNoCloud) {
+  StartEdge({"--unknown-devices", "reject"});
+  ASSERT_TRUE(WaitFor([&] { return Converged(*cloud_); }, std::chrono::seconds(30)))
+      << "the edge's first revision (no devices yet)";
+  AddDevice(*cloud_, DeviceOf(0));
+  ASSERT_TRUE(WaitFor([&] { return edge_->Get("strata_edge_known_devices") == 1 && Converged(*cloud_); },
+                      std::chrono::seconds(30)))
+      << "a device assigned to the edge reaches it";
+  const auto [desired, applied] = EdgeRevisions(*cloud_);
+  EXPECT_EQ(edge_->Get("strata_edge_config_revision"), static_cast<double>(applied));
+  {
+    Publisher pub(broker_.Url());
+    PublishRange(pub, 0, 1);  // sensor-0
+    ASSERT_TRUE(WaitStored(1));
+  }
+
+  // No cloud at all from the edge's first second: it serves its devices from its snapshot.
+  ASSERT_EQ(cloud_->Stop(), 0);
+  ASSERT_EQ(edge_->process().Stop(SIGTERM), 0);
+  StartEdge({"--unknown-devices", "reject"});
+  EXPECT_EQ(edge_->Get("strata_edge_config_revision"), static_cast<double>(desired));
+  EXPECT_EQ(edge_->Get("strata_edge_known_devices"), 1);
+  {
+    Publisher pub(broker_.Url());
+    pub.Publish("v1/devices/stranger/telemetry", R"({"v":1})");
+    pub.Publish("v1/devices/" + DeviceOf(0) + "/telemetry", GoodPayload(kDevices));
+    pub.Drain();
+  }
+  ASSERT_TRUE(WaitFor([&] { return edge_->Get("strata_edge_messages_accepted_total") == 1; },
+                      std::chrono::seconds(30)));
+  EXPECT_EQ(edge_->Get("strata_edge_messages_rejected_total{reason=\"unknown_device\"}"), 1);
+  cloud_->Restart();
+  ASSERT_TRUE(WaitFor([&] { return StoredCount() == 2; }, std::chrono::seconds(60)))
+      << "the reading buffered offline arrives";
+}
+
+TEST_P(EdgeE2ETest, RevisionsMadeWhileTheEdgeIsOfflineArriveAsTheLatestOne) {
+  StartEdge({"--unknown-devices", "reject"});
+  ASSERT_TRUE(WaitFor([&] { return Converged(*cloud_); }, std::chrono::seconds(30)));
+  ASSERT_EQ(edge_->process().Stop(SIGTERM), 0);
+  const double sent_before = CloudMetric("strata_cloud_edge_configs_sent_total");
+  for (int i = 0; i < 100; ++i) AddDevice(*cloud_, "dev-" + std::to_string(i));
+  const auto [desired, applied] = EdgeRevisions(*cloud_);
+  EXPECT_GE(desired, applied + 100) << "every change made a revision";
+  StartEdge({"--unknown-devices", "reject"});
+  ASSERT_TRUE(WaitFor([&] { return Converged(*cloud_); }, std::chrono::seconds(30)));
+  EXPECT_EQ(edge_->Get("strata_edge_known_devices"), 100);
+  EXPECT_EQ(edge_->Get("strata_edge_config_revision"), static_cast<double>(desired));
+  EXPECT_EQ(CloudMetric("strata_cloud_edge_configs_sent_total") - sent_before, 1) << "one revision sent, not 100";
+}
+
+// Killed at each step of applying a revision, the edge comes back on exactly the old or
+// exactly the new one, and converges.
+TEST_P(EdgeE2ETest, AnEdgeKilledWhileApplyingARevisionRunsOneWholeRevisionAndConverges) {
+  StartEdge({"--unknown-devices", "reject"});
+  ASSERT_TRUE(WaitFor([&] { return Converged(*cloud_); }, std::chrono::seconds(30)));
+  ASSERT_EQ(edge_->process().Stop(SIGTERM), 0);
+  const std::vector<std::string> steps = {"staged", "switched"};
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const std::string& step = steps[i];
+    const std::uint64_t old_revision = EdgeRevisions(*cloud_).second;
+    AddDevice(*cloud_, "crash-" + step);
+    const std::uint64_t new_revision = EdgeRevisions(*cloud_).first;
+    ASSERT_GT(new_revision, old_revision);
+    // The cloud comes up after the edge is connected to its broker, and sends the revision.
+    ASSERT_EQ(cloud_->Stop(), 0);
+    StartEdge({"--unknown-devices", "reject", "--fault-crash-after-config-step", step});
+    cloud_->Restart();
+    const int status = edge_->process().Wait(std::chrono::seconds(30));
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 86) << step << ": " << edge_->process().Log();
+    EXPECT_EQ(EdgeRevisions(*cloud_).second, old_revision) << step << ": killed before its ack";
+
+    // Restarted with the cloud down: it runs exactly one whole revision.
+    ASSERT_EQ(cloud_->Stop(), 0);
+    StartEdge({"--unknown-devices", "reject"});
+    const bool is_new = step == "switched";
+    EXPECT_EQ(edge_->Get("strata_edge_config_revision"), static_cast<double>(is_new ? new_revision : old_revision))
+        << step;
+    EXPECT_EQ(edge_->Get("strata_edge_known_devices"), static_cast<double>(is_new ? i + 1 : i)) << step;
+    cloud_->Restart();
+    ASSERT_TRUE(WaitFor([&] { return Converged(*cloud_); }, std::chrono::seconds(30))) << step;
+    EXPECT_EQ(edge_->Get("strata_edge_config_revision"), static_cast<double>(new_revision)) << step;
+    EXPECT_EQ(edge_->Get("strata_edge_known_devices"), static_cast<double>(i + 1)) << step;
+    ASSERT_EQ(edge_->process().Stop(SIGTERM), 0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, EdgeE2ETest, ::testing::Values("sqlite", "postgresql"),

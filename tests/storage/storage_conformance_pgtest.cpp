@@ -387,6 +387,122 @@ TEST_P(StorageTest, EdgesCreateGetListTouch) {
   EXPECT_EQ((*page)[0].edge_id(), "edge-b");
 }
 
+// ---- config revisions ----------------------------------------------------------------------
+
+TEST_P(StorageTest, EveryDeviceChangeOfAnEdgeRaisesItsConfigRevisionAndNothingElseDoes) {
+  auto revision = [&] {
+    auto st = db_->Edges().GetConfigState(kDefaultTenant, "gw-1");
+    EXPECT_TRUE(st.ok()) << st.status();
+    return st.ok() ? st->desired : 0;
+  };
+  EXPECT_EQ(db_->Edges().GetConfigState(kDefaultTenant, "gw-1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(db_->Edges().GetEdgeConfig(kDefaultTenant, "gw-1").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(db_->Edges().TouchEdge(kDefaultTenant, "gw-1", 1).ok());
+  EXPECT_EQ(revision(), 1u) << "a new edge starts at revision 1";
+  auto config = db_->Edges().GetEdgeConfig(kDefaultTenant, "gw-1");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->revision(), 1u);
+  EXPECT_EQ(config->devices_size(), 0);
+
+  v1::Device d = MakeDevice("pump-1");
+  d.set_edge_id("gw-1");
+  d.set_type("pump");
+  (*d.mutable_attributes())["max_rpm"] = "3000";
+  ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, d).ok());
+  EXPECT_EQ(revision(), 2u) << "a device assigned to the edge";
+  ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, MakeDevice("elsewhere")).ok());
+  EXPECT_EQ(revision(), 2u) << "a device of no edge";
+
+  DeviceUpdate name_only;
+  name_only.name = true;
+  d.set_name("Pump one");
+  ASSERT_TRUE(db_->Devices().UpdateDevice(kDefaultTenant, d, name_only).ok());
+  EXPECT_EQ(revision(), 2u) << "the name is not part of the edge's configuration";
+  DeviceUpdate attributes;
+  attributes.attributes = true;
+  ASSERT_TRUE(db_->Devices().UpdateDevice(kDefaultTenant, d, attributes).ok());
+  EXPECT_EQ(revision(), 2u) << "attributes set to what they were";
+  (*d.mutable_attributes())["max_rpm"] = "2500";
+  ASSERT_TRUE(db_->Devices().UpdateDevice(kDefaultTenant, d, attributes).ok());
+  EXPECT_EQ(revision(), 3u);
+
+  // Readings through the edge move last_seen_at and the mark; an unknown device it brings
+  // is registered with edge_id set, which is a change of its configuration.
+  auto session = db_->Edges().TouchEdge(kDefaultTenant, "gw-1", 2);
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE(db_->Telemetry()
+                  .ApplyEdgeBatch(kDefaultTenant, "gw-1", Batch(1, 1, {R(1, "pump-1", "t", kT0, I(1))}), 3,
+                                  session->epoch)
+                  .ok());
+  EXPECT_EQ(revision(), 3u) << "telemetry is not configuration";
+  ASSERT_TRUE(db_->Telemetry()
+                  .ApplyEdgeBatch(kDefaultTenant, "gw-1", Batch(2, 2, {R(2, "valve-9", "t", kT0, I(1))}), 4,
+                                  session->epoch)
+                  .ok());
+  EXPECT_EQ(revision(), 4u) << "a device the edge registered";
+
+  config = db_->Edges().GetEdgeConfig(kDefaultTenant, "gw-1");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->revision(), 4u);
+  ASSERT_EQ(config->devices_size(), 2);
+  EXPECT_EQ(config->devices(0).device_id(), "pump-1");
+  EXPECT_EQ(config->devices(0).type(), "pump");
+  EXPECT_THAT(config->devices(0).attributes(), UnorderedElementsAre(Pair("fw", "1.2.3"), Pair("max_rpm", "2500")));
+  EXPECT_EQ(config->devices(1).device_id(), "valve-9");
+
+  ASSERT_TRUE(db_->Devices().DeleteDevice(kDefaultTenant, "valve-9").ok());
+  EXPECT_EQ(revision(), 5u);
+  config = db_->Edges().GetEdgeConfig(kDefaultTenant, "gw-1");
+  ASSERT_TRUE(config.ok());
+  EXPECT_EQ(config->devices_size(), 1);
+}
+
+TEST_P(StorageTest, ConfigAcksMoveTheAppliedRevisionForwardOnly) {
+  ASSERT_TRUE(db_->Edges().TouchEdge(kDefaultTenant, "gw-2", 1).ok());
+  for (int i = 0; i < 3; ++i) {
+    v1::Device d = MakeDevice("d" + std::to_string(i));
+    d.set_edge_id("gw-2");
+    ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, d).ok());
+  }
+  auto ack = [](std::uint64_t revision, bool applied, std::string error = "") {
+    v1::ConfigAck a;
+    a.set_revision(revision);
+    a.set_applied(applied);
+    a.set_error(std::move(error));
+    return a;
+  };
+  ASSERT_TRUE(db_->Edges().RecordConfigAck(kDefaultTenant, "gw-2", ack(3, true), 100).ok());
+  auto edge = db_->Edges().GetEdge(kDefaultTenant, "gw-2");
+  ASSERT_TRUE(edge.ok());
+  EXPECT_EQ(edge->config_revision(), 4u);
+  EXPECT_EQ(edge->applied_revision(), 3u);
+  EXPECT_EQ(edge->applied_at(), 100);
+
+  ASSERT_TRUE(db_->Edges().RecordConfigAck(kDefaultTenant, "gw-2", ack(2, true), 200).ok());
+  ASSERT_TRUE(db_->Edges().RecordConfigAck(kDefaultTenant, "gw-2", ack(9, true), 300).ok());
+  edge = db_->Edges().GetEdge(kDefaultTenant, "gw-2");
+  ASSERT_TRUE(edge.ok());
+  EXPECT_EQ(edge->applied_revision(), 3u) << "neither back nor past the desired revision";
+  EXPECT_EQ(edge->applied_at(), 100);
+
+  ASSERT_TRUE(db_->Edges().RecordConfigAck(kDefaultTenant, "gw-2", ack(4, false, "devices[0] is bad"), 400).ok());
+  edge = db_->Edges().GetEdge(kDefaultTenant, "gw-2");
+  ASSERT_TRUE(edge.ok());
+  EXPECT_EQ(edge->applied_revision(), 3u) << "a refused revision is not applied";
+  EXPECT_EQ(edge->config_error(), "revision 4: devices[0] is bad");
+  auto state = db_->Edges().GetConfigState(kDefaultTenant, "gw-2");
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->desired, 4u);
+  EXPECT_EQ(state->applied, 3u);
+
+  EXPECT_EQ(db_->Edges().RecordConfigAck(kDefaultTenant, "gw-2", ack(0, true), 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(db_->Edges().RecordConfigAck(kDefaultTenant, "gw-2", ack(4, false, std::string("a\0b", 3)), 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(db_->Edges().RecordConfigAck(kDefaultTenant, "gw-2", ack(4, false, "\xff"), 1).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // ---- telemetry ------------------------------------------------------------------------------
 
 TEST_P(StorageTest, WriteAndQueryEveryValueKind) {

@@ -13,6 +13,10 @@ const std::string kInsertEdge = sql::ForPostgres(sql::kInsertEdge);
 const std::string kSelectEdge = sql::ForPostgres(sql::kSelectEdge);
 const std::string kListEdges = sql::ForPostgres(sql::kListEdges);
 const std::string kTouchEdge = sql::ForPostgres(sql::kTouchEdge);
+const std::string kSelectEdgeConfig = sql::ForPostgres(sql::kSelectEdgeConfig);
+const std::string kSelectConfigState = sql::ForPostgres(sql::kSelectConfigState);
+const std::string kConfigApplied = sql::ForPostgres(sql::kConfigApplied);
+const std::string kConfigRefused = sql::ForPostgres(sql::kConfigRefused);
 
 class Edges final : public EdgeStore {
  public:
@@ -61,6 +65,43 @@ class Edges final : public EdgeStore {
       auto row = tx.exec_params1(kTouchEdge, Str(tenant), Str(edge_id), now_ms);
       return EdgeSession{static_cast<std::uint64_t>(row[0].as<std::int64_t>()),
                          static_cast<std::uint64_t>(row[1].as<std::int64_t>())};
+    });
+  }
+
+  absl::StatusOr<v1::EdgeConfig> GetEdgeConfig(std::string_view tenant, std::string_view edge_id) override {
+    return ctx_.Run([&](PgPool::Lease& lease) -> absl::StatusOr<v1::EdgeConfig> {
+      pqxx::nontransaction tx(lease.conn());
+      auto r = tx.exec_params(kSelectEdgeConfig, Str(tenant), Str(edge_id));
+      if (r.empty()) return NotFound("edge", Str(edge_id));
+      v1::EdgeConfig config;
+      for (const auto& row : r) {
+        if (auto s = AddEdgeConfigRow(PgRow{row}, config); !s.ok()) return s;
+      }
+      return config;
+    });
+  }
+
+  absl::StatusOr<ConfigState> GetConfigState(std::string_view tenant, std::string_view edge_id) override {
+    return ctx_.Run([&](PgPool::Lease& lease) -> absl::StatusOr<ConfigState> {
+      pqxx::nontransaction tx(lease.conn());
+      auto r = tx.exec_params(kSelectConfigState, Str(tenant), Str(edge_id));
+      if (r.empty()) return NotFound("edge", Str(edge_id));
+      return ConfigState{static_cast<std::uint64_t>(r[0][0].as<std::int64_t>()),
+                         static_cast<std::uint64_t>(r[0][1].as<std::int64_t>())};
+    });
+  }
+
+  absl::Status RecordConfigAck(std::string_view tenant, std::string_view edge_id, const v1::ConfigAck& ack,
+                               std::int64_t now_ms) override {
+    if (auto s = CheckConfigAck(ack); !s.ok()) return s;
+    return ctx_.Run([&](PgPool::Lease& lease) -> absl::Status {
+      pqxx::nontransaction tx(lease.conn());
+      if (ack.applied()) {
+        tx.exec_params(kConfigApplied, Str(tenant), Str(edge_id), static_cast<std::int64_t>(ack.revision()), now_ms);
+      } else {
+        tx.exec_params(kConfigRefused, Str(tenant), Str(edge_id), ConfigRefusal(ack));
+      }
+      return absl::OkStatus();
     });
   }
 

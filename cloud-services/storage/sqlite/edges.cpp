@@ -62,6 +62,41 @@ class Edges final : public EdgeStore {
     });
   }
 
+  absl::StatusOr<v1::EdgeConfig> GetEdgeConfig(std::string_view tenant, std::string_view edge_id) override {
+    return ctx_.Run([&](sqlite::Connection& db) -> absl::StatusOr<v1::EdgeConfig> {
+      STRATA_ASSIGN_OR_RETURN(auto s, db.Prepare(sql::kSelectEdgeConfig));
+      s.Bind(1, tenant).Bind(2, edge_id);
+      v1::EdgeConfig config;
+      bool found = false;
+      STRATA_RETURN_IF_ERROR(s.ForEachRow([&]() -> absl::Status {
+        found = true;
+        return AddEdgeConfigRow(SqliteRow{s}, config);
+      }));
+      if (!found) return NotFound("edge", Str(edge_id));
+      return config;
+    });
+  }
+
+  absl::StatusOr<ConfigState> GetConfigState(std::string_view tenant, std::string_view edge_id) override {
+    return ctx_.Run([&](sqlite::Connection& db) -> absl::StatusOr<ConfigState> {
+      STRATA_ASSIGN_OR_RETURN(auto s, db.Prepare(sql::kSelectConfigState));
+      STRATA_ASSIGN_OR_RETURN(bool found, s.Bind(1, tenant).Bind(2, edge_id).Step());
+      if (!found) return NotFound("edge", Str(edge_id));
+      return ConfigState{static_cast<std::uint64_t>(s.Int(0)), static_cast<std::uint64_t>(s.Int(1))};
+    });
+  }
+
+  absl::Status RecordConfigAck(std::string_view tenant, std::string_view edge_id, const v1::ConfigAck& ack,
+                               std::int64_t now_ms) override {
+    if (auto s = CheckConfigAck(ack); !s.ok()) return s;
+    return ctx_.Run([&](sqlite::Connection& db) -> absl::Status {
+      if (ack.applied()) {
+        return Exec(db, sql::kConfigApplied, tenant, edge_id, static_cast<std::int64_t>(ack.revision()), now_ms);
+      }
+      return Exec(db, sql::kConfigRefused, tenant, edge_id, ConfigRefusal(ack));
+    });
+  }
+
  private:
   Context& ctx_;
 };

@@ -1,0 +1,181 @@
+#include "agent/config_store.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <limits>
+#include <set>
+
+#include <spdlog/spdlog.h>
+#include <utf8cpp/utf8.h>
+#include <strata/ids.h>
+#include <strata/sqlite/migrations.h>
+#include <strata/status_macros.h>
+
+namespace strata::edge {
+namespace {
+
+constexpr std::string_view kCreateConfig = R"sql(
+-- A revision received and validated, not yet switched to (at most one row).
+CREATE TABLE config_staged (
+  revision  INTEGER PRIMARY KEY,
+  document  BLOB NOT NULL,     -- a serialized strata.v1.EdgeConfig
+  staged_at INTEGER NOT NULL
+);
+-- The revision the agent runs (at most one row).
+CREATE TABLE config_applied (
+  id         INTEGER PRIMARY KEY CHECK (id = 1),
+  revision   INTEGER NOT NULL,
+  document   BLOB NOT NULL,
+  applied_at INTEGER NOT NULL
+);
+)sql";
+constexpr Migration kMigrations[] = {{1, "config", kCreateConfig}};
+
+constexpr std::string_view kSelectApplied = "SELECT revision, document, applied_at FROM config_applied WHERE id = 1";
+constexpr std::string_view kClearStage = "DELETE FROM config_staged";
+constexpr std::string_view kStage = "INSERT INTO config_staged (revision, document, staged_at) VALUES (?1, ?2, ?3)";
+constexpr std::string_view kSwitch =
+    "INSERT OR REPLACE INTO config_applied (id, revision, document, applied_at)"
+    " SELECT 1, revision, document, ?2 FROM config_staged WHERE revision = ?1";
+
+constexpr std::size_t kMaxTypeBytes = 256;
+
+}  // namespace
+
+absl::Status ValidateEdgeConfig(const v1::EdgeConfig& config) {
+  if (config.revision() == 0) return absl::InvalidArgumentError("revision must be at least 1");
+  if (config.revision() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return absl::InvalidArgumentError("revision is above 2^63-1");
+  }
+  std::set<std::string_view> seen;
+  for (int i = 0; i < config.devices_size(); ++i) {
+    const auto& d = config.devices(i);
+    const std::string field = "devices[" + std::to_string(i) + "].device_id";
+    if (auto s = ValidateId(field, d.device_id()); !s.ok()) return s;
+    if (!seen.insert(d.device_id()).second) {
+      return absl::InvalidArgumentError(field + " '" + d.device_id() + "' appears twice");
+    }
+    if (d.type().size() > kMaxTypeBytes) {
+      return absl::InvalidArgumentError("devices[" + std::to_string(i) + "].type is longer than " +
+                                        std::to_string(kMaxTypeBytes) + " bytes");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<ConfigStore>> ConfigStore::Open(ConfigStoreOptions options, DeviceDirectory& directory,
+                                                               MetricsRegistry& metrics, Clock clock) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(options.path).parent_path(), ec);
+  auto db = sqlite::Connection::Open({.path = options.path, .synchronous = sqlite::Synchronous::kFull});
+  if (!db.ok()) return absl::UnavailableError("cannot open the config store: " + std::string(db.status().message()));
+  STRATA_RETURN_IF_ERROR(sqlite::Migrate(**db, kMigrations, clock(), "edge config"));
+  std::unique_ptr<ConfigStore> store(
+      new ConfigStore(*std::move(db), std::move(options), directory, metrics, std::move(clock)));
+  STRATA_RETURN_IF_ERROR(store->Load());
+  return store;
+}
+
+ConfigStore::ConfigStore(std::unique_ptr<sqlite::Connection> db, ConfigStoreOptions options,
+                         DeviceDirectory& directory, MetricsRegistry& metrics, Clock clock)
+    : db_(std::move(db)),
+      options_(std::move(options)),
+      directory_(directory),
+      clock_(std::move(clock)),
+      applied_total_(metrics.GetCounter("strata_edge_config_revisions_total", "Config revisions from the cloud",
+                                        {{"result", "applied"}})),
+      rejected_total_(metrics.GetCounter("strata_edge_config_revisions_total", "Config revisions from the cloud",
+                                         {{"result", "rejected"}})) {
+  metrics.AddCallbackGauge("strata_edge_config_revision", "The config revision the agent runs (0: none yet)",
+                           [this] { return static_cast<double>(Applied().revision); });
+}
+
+absl::Status ConfigStore::Load() {
+  std::lock_guard lock(mu_);
+  // A stage left behind was never switched to, nor acknowledged: the cloud sends it again.
+  STRATA_RETURN_IF_ERROR(db_->Exec(kClearStage));
+  STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kSelectApplied));
+  STRATA_ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) {
+    spdlog::info("config {}: no revision applied yet", options_.path);
+    return absl::OkStatus();
+  }
+  v1::EdgeConfig config;
+  if (!config.ParseFromString(s.Blob(1))) {
+    return absl::DataLossError("config " + options_.path + ": the applied revision does not parse");
+  }
+  const std::int64_t applied_at = s.Int(2);
+  applied_ = {config.revision(), applied_at, static_cast<std::size_t>(config.devices_size())};
+  std::set<std::string> devices;
+  for (const auto& d : config.devices()) devices.insert(d.device_id());
+  directory_.Replace(std::move(devices));
+  spdlog::info("config {}: running revision {} ({} devices), applied at {}", options_.path, config.revision(),
+               config.devices_size(), applied_at);
+  return absl::OkStatus();
+}
+
+AppliedConfig ConfigStore::Applied() const {
+  std::lock_guard lock(mu_);
+  return applied_;
+}
+
+absl::Status ConfigStore::StageAndSwitch(const v1::EdgeConfig& config) {
+  const auto revision = static_cast<std::int64_t>(config.revision());
+  const std::int64_t now = clock_();
+  {
+    STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
+    STRATA_RETURN_IF_ERROR(db_->Exec(kClearStage));
+    STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kStage));
+    STRATA_RETURN_IF_ERROR(s.Bind(1, revision).BindBlob(2, config.SerializeAsString()).Bind(3, now).Run());
+    STRATA_RETURN_IF_ERROR(tx.Commit());
+  }
+  if (options_.crash_after_step == "staged") {
+    spdlog::critical("fault injection: exiting after staging config revision {}", revision);
+    spdlog::default_logger()->flush();
+    _exit(86);
+  }
+  STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
+  STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kSwitch));
+  STRATA_RETURN_IF_ERROR(s.Bind(1, revision).Bind(2, now).Run());
+  if (db_->Changes() != 1) return absl::InternalError("the staged revision vanished before the switch");
+  STRATA_RETURN_IF_ERROR(db_->Exec(kClearStage));
+  STRATA_RETURN_IF_ERROR(tx.Commit());
+  if (options_.crash_after_step == "switched") {
+    spdlog::critical("fault injection: exiting after switching to config revision {}, before its ack", revision);
+    spdlog::default_logger()->flush();
+    _exit(86);
+  }
+  return absl::OkStatus();
+}
+
+v1::ConfigAck ConfigStore::Apply(const v1::EdgeConfig& config) {
+  v1::ConfigAck ack;
+  ack.set_revision(config.revision());
+  std::lock_guard lock(mu_);
+  if (config.revision() != 0 && config.revision() <= applied_.revision) {
+    ack.set_applied(true);  // applied before; the cloud did not get our ack
+    return ack;
+  }
+  absl::Status s = ValidateEdgeConfig(config);
+  if (s.ok()) s = StageAndSwitch(config);
+  if (!s.ok()) {
+    rejected_total_.Inc();
+    spdlog::warn("config: revision {} refused, keeping revision {}: {}", config.revision(), applied_.revision,
+                 std::string(s.message()));
+    ack.set_applied(false);
+    // Valid UTF-8 (the reason may quote a bad id), short enough for the cloud to keep.
+    ack.set_error(utf8::replace_invalid(std::string(s.message()).substr(0, 900)));
+    return ack;
+  }
+  applied_ = {config.revision(), clock_(), static_cast<std::size_t>(config.devices_size())};
+  std::set<std::string> devices;
+  for (const auto& d : config.devices()) devices.insert(d.device_id());
+  directory_.Replace(std::move(devices));
+  applied_total_.Inc();
+  spdlog::info("config: applied revision {} ({} devices)", config.revision(), config.devices_size());
+  ack.set_applied(true);
+  return ack;
+}
+
+}  // namespace strata::edge

@@ -1,0 +1,113 @@
+// The edge's config snapshot on a real SQLite file: apply, refuse, replays, reopen, and a
+// stage left behind by a crash.
+#include <gtest/gtest.h>
+#include <strata/sqlite/sqlite.h>
+
+#include "agent/config_store.h"
+#include "support/process.h"
+
+namespace strata::edge {
+namespace {
+
+v1::EdgeConfig Config(std::uint64_t revision, std::vector<std::string> devices) {
+  v1::EdgeConfig c;
+  c.set_revision(revision);
+  for (auto& d : devices) c.add_devices()->set_device_id(std::move(d));
+  return c;
+}
+
+class ConfigStoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<ConfigStore> Open() {
+    auto s = ConfigStore::Open({.path = path()}, directory_, metrics_, [this] { return now_; });
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+  std::string path() const { return dir_.path() + "/config.db"; }
+
+  testing::TempDir dir_;
+  MetricsRegistry metrics_;
+  DeviceDirectory directory_;
+  std::int64_t now_ = 1'700'000'000'000;
+};
+
+TEST_F(ConfigStoreTest, AppliesARevisionAndBootsFromIt) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Applied().revision, 0u);
+  auto ack = store->Apply(Config(3, {"a", "b"}));
+  EXPECT_EQ(ack.revision(), 3u);
+  EXPECT_TRUE(ack.applied()) << ack.error();
+  EXPECT_TRUE(directory_.Contains("a"));
+  EXPECT_TRUE(directory_.Contains("b"));
+  EXPECT_EQ(store->Applied().applied_at, now_);
+  store.reset();
+
+  DeviceDirectory fresh;
+  auto reopened = ConfigStore::Open({.path = path()}, fresh, metrics_, [this] { return now_; });
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->Applied().revision, 3u);
+  EXPECT_EQ((*reopened)->Applied().devices, 2u);
+  EXPECT_TRUE(fresh.Contains("a")) << "the snapshot is what a boot without the cloud runs on";
+  EXPECT_FALSE(fresh.Contains("c"));
+}
+
+TEST_F(ConfigStoreTest, ARefusedRevisionLeavesTheRunningOneWhole) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Apply(Config(1, {"a"})).applied());
+  for (const auto& bad : {Config(2, {"b", "b"}), Config(2, {"x/y"}), Config(2, {""}), Config(0, {"b"})}) {
+    auto ack = store->Apply(bad);
+    EXPECT_FALSE(ack.applied()) << bad.DebugString();
+    EXPECT_FALSE(ack.error().empty());
+    EXPECT_EQ(store->Applied().revision, 1u);
+    EXPECT_TRUE(directory_.Contains("a"));
+    EXPECT_FALSE(directory_.Contains("b")) << "never a mix of two revisions";
+  }
+  EXPECT_EQ(metrics_.GetCounter("strata_edge_config_revisions_total", "", {{"result", "rejected"}}).Value(), 4u);
+  // The next good revision goes through.
+  EXPECT_TRUE(store->Apply(Config(2, {"b"})).applied());
+  EXPECT_FALSE(directory_.Contains("a"));
+  EXPECT_TRUE(directory_.Contains("b"));
+}
+
+TEST_F(ConfigStoreTest, ARevisionAppliedBeforeIsAckedAgainWithoutApplying) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Apply(Config(5, {"a"})).applied());
+  now_ += 1000;
+  auto again = store->Apply(Config(5, {"zzz"}));
+  EXPECT_TRUE(again.applied()) << "the cloud lost our ack: it gets another";
+  auto older = store->Apply(Config(4, {"zzz"}));
+  EXPECT_TRUE(older.applied());
+  EXPECT_FALSE(directory_.Contains("zzz")) << "applied at most once";
+  EXPECT_EQ(store->Applied().applied_at, now_ - 1000);
+  EXPECT_EQ(metrics_.GetCounter("strata_edge_config_revisions_total", "", {{"result", "applied"}}).Value(), 1u);
+}
+
+TEST_F(ConfigStoreTest, AStageLeftByACrashIsDiscardedAtOpen) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Apply(Config(1, {"a"})).applied());
+  }
+  {
+    // What a process killed between staging and switching leaves behind.
+    auto db = sqlite::Connection::Open({.path = path()});
+    ASSERT_TRUE(db.ok());
+    auto s = (*db)->Prepare("INSERT INTO config_staged (revision, document, staged_at) VALUES (2, ?1, 0)");
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE(s->BindBlob(1, Config(2, {"b"}).SerializeAsString()).Run().ok());
+  }
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Applied().revision, 1u) << "exactly the old revision";
+  EXPECT_TRUE(directory_.Contains("a"));
+  EXPECT_FALSE(directory_.Contains("b"));
+  // The cloud sends revision 2 again (it was never acked), and it applies.
+  EXPECT_TRUE(store->Apply(Config(2, {"b"})).applied());
+  EXPECT_TRUE(directory_.Contains("b"));
+}
+
+}  // namespace
+}  // namespace strata::edge
