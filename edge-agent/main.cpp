@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <ctime>
 #include <iomanip>
+#include <fstream>
 #include <iostream>
+#include <set>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -95,6 +97,19 @@ int Run(const Flags& f) {
     return 2;
   }
   auto& cfg = **config;
+  if (const auto legacy = std::filesystem::path(f.data_dir) / "known-devices.txt";
+      cfg.Applied().revision == 0 && std::filesystem::exists(legacy)) {
+    // An agent upgraded from a release that kept a copy of the registry there: serve those
+    // devices until the cloud's first config revision replaces them.
+    std::set<std::string> devices;
+    std::ifstream in(legacy);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) devices.insert(line);
+    }
+    spdlog::info("config: no revision yet; serving the {} devices of {} until the cloud sends one", devices.size(),
+                 legacy.string());
+    directory.Replace(std::move(devices));
+  }
 
   strata::edge::UplinkOptions uopts;
   uopts.cloud_address = f.cloud;

@@ -266,8 +266,23 @@ grpc::Status EdgeSession::SendConfigIfNew(EdgeStream& stream) {
     spdlog::error("edge {}: cannot read its configuration: {}", id_.edge_id, config.status().ToString());
     return grpc::Status(grpc::StatusCode::INTERNAL, "the cloud could not read this edge's configuration");
   }
-  v1::CloudMessage out;
   sent_revision_ = config->revision();
+  if (const std::size_t bytes = config->ByteSizeLong(); bytes > kMaxConfigBytes) {
+    // Not sent (the edge could not take it; the stream would break on it at every connect):
+    // the edge keeps running its revision, and the operator sees why.
+    const std::string why = "the configuration is " + std::to_string(bytes) + " bytes, above the " +
+                            std::to_string(kMaxConfigBytes) + " bytes an edge takes; it was not sent";
+    spdlog::error("edge {}: config revision {} not sent: {}", id_.edge_id, sent_revision_, why);
+    v1::ConfigAck refused;
+    refused.set_revision(sent_revision_);
+    refused.set_error(why);
+    if (auto s = db_.Edges().RecordConfigAck(id_.tenant, id_.edge_id, refused, clock_());
+        s.code() == absl::StatusCode::kUnavailable) {
+      return ToGrpc(s);
+    }
+    return grpc::Status::OK;
+  }
+  v1::CloudMessage out;
   *out.mutable_config() = *std::move(config);
   if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
   metrics_.configs_sent.Inc();
@@ -277,6 +292,9 @@ grpc::Status EdgeSession::SendConfigIfNew(EdgeStream& stream) {
 }
 
 grpc::Status EdgeSession::TakeConfigAck(const v1::ConfigAck& ack) {
+  // The edge answers each revision once; another answer to one already recorded (a confused
+  // or hostile edge) costs nothing here.
+  if (ack.revision() != 0 && ack.revision() <= acked_revision_) return grpc::Status::OK;
   absl::Status s;
   if (ack.revision() == 0 || ack.revision() > sent_revision_) {
     s = absl::InvalidArgumentError("config_ack for revision " + std::to_string(ack.revision()) +
@@ -296,6 +314,7 @@ grpc::Status EdgeSession::TakeConfigAck(const v1::ConfigAck& ack) {
     }
     return grpc::Status::OK;
   }
+  acked_revision_ = ack.revision();
   if (ack.applied()) {
     metrics_.config_acks_applied.Inc();
     spdlog::info("edge {}: applied config revision {}", id_.edge_id, ack.revision());

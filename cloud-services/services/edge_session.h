@@ -44,6 +44,9 @@ inline constexpr std::size_t kInboxCapacity = 64;
 inline constexpr std::size_t kInboxMaxBytes = 16 * 1024 * 1024;
 // How often a session of protocol version 2 looks for a new config revision of its edge.
 inline constexpr std::chrono::milliseconds kConfigPollInterval{1000};
+// The largest config revision sent (the edge takes messages up to twice this); a larger one
+// is not sent, and the edge's config_error says why.
+inline constexpr std::size_t kMaxConfigBytes = 16 * 1024 * 1024;
 
 using EdgeStream = grpc::ServerReaderWriterInterface<v1::CloudMessage, v1::EdgeMessage>;
 
@@ -151,6 +154,7 @@ class EdgeSession {
   // Call thread only: the highest revision sent on this stream, and whether a bad ack was
   // logged already (once per session).
   std::uint64_t sent_revision_ = 0;
+  std::uint64_t acked_revision_ = 0;  // the highest revision whose ack was recorded
   bool told_bad_ack_ = false;
 };
 

@@ -48,29 +48,32 @@ inline constexpr std::string_view kInsertEdge =
     "INSERT INTO edges (tenant_id, edge_id, name, labels, created_at, updated_at, last_seen_at,"
     " high_water_mark) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, 0)";
 inline constexpr std::string_view kSelectEdge =
-    "SELECT edge_id, name, CAST(labels AS text), created_at, updated_at, last_seen_at, high_water_mark,"
-    " config_revision, applied_revision, applied_at, config_error"
-    " FROM edges WHERE tenant_id = ?1 AND edge_id = ?2";
+    "SELECT e.edge_id, e.name, CAST(e.labels AS text), e.created_at, e.updated_at, e.last_seen_at,"
+    " e.high_water_mark, c.config_revision, c.applied_revision, c.applied_at, c.config_error"
+    " FROM edges e JOIN edge_config c ON c.tenant_id = e.tenant_id AND c.edge_id = e.edge_id"
+    " WHERE e.tenant_id = ?1 AND e.edge_id = ?2";
 inline constexpr std::string_view kListEdges =
-    "SELECT edge_id, name, CAST(labels AS text), created_at, updated_at, last_seen_at, high_water_mark,"
-    " config_revision, applied_revision, applied_at, config_error"
-    " FROM edges WHERE tenant_id = ?1 AND edge_id > ?2 ORDER BY edge_id LIMIT ?3";
+    "SELECT e.edge_id, e.name, CAST(e.labels AS text), e.created_at, e.updated_at, e.last_seen_at,"
+    " e.high_water_mark, c.config_revision, c.applied_revision, c.applied_at, c.config_error"
+    " FROM edges e JOIN edge_config c ON c.tenant_id = e.tenant_id AND c.edge_id = e.edge_id"
+    " WHERE e.tenant_id = ?1 AND e.edge_id > ?2 ORDER BY e.edge_id LIMIT ?3";
 // The edge's configuration: its revision and the devices it serves, in one statement (so one
 // snapshot on both backends: the revision always matches the devices). One row per device, or
 // one row of NULL device columns for an edge without devices; no row for an unknown edge.
 inline constexpr std::string_view kSelectEdgeConfig =
-    "SELECT e.config_revision, d.device_id, d.type, CAST(d.attributes AS text)"
-    " FROM edges e LEFT JOIN devices d ON d.tenant_id = e.tenant_id AND d.edge_id = e.edge_id"
-    " WHERE e.tenant_id = ?1 AND e.edge_id = ?2 ORDER BY d.device_id";
+    "SELECT c.config_revision, d.device_id, d.type, CAST(d.attributes AS text)"
+    " FROM edge_config c LEFT JOIN devices d ON d.tenant_id = c.tenant_id AND d.edge_id = c.edge_id"
+    " WHERE c.tenant_id = ?1 AND c.edge_id = ?2 ORDER BY d.device_id";
 inline constexpr std::string_view kSelectConfigState =
-    "SELECT config_revision, applied_revision FROM edges WHERE tenant_id = ?1 AND edge_id = ?2";
+    "SELECT config_revision, applied_revision FROM edge_config WHERE tenant_id = ?1 AND edge_id = ?2";
 // ConfigAck, applied: the applied revision only moves forward, and never past the desired one.
 inline constexpr std::string_view kConfigApplied =
-    "UPDATE edges SET applied_revision = ?3, applied_at = ?4, config_error = ''"
+    "UPDATE edge_config SET applied_revision = ?3, applied_at = ?4, config_error = ''"
     " WHERE tenant_id = ?1 AND edge_id = ?2 AND applied_revision <= ?3 AND config_revision >= ?3";
-// ConfigAck, refused: the reason is kept; the applied revision stays.
+// ConfigAck, refused (?4: its revision): the reason is kept, unless a later revision was
+// applied since; the applied revision stays.
 inline constexpr std::string_view kConfigRefused =
-    "UPDATE edges SET config_error = ?3 WHERE tenant_id = ?1 AND edge_id = ?2";
+    "UPDATE edge_config SET config_error = ?3 WHERE tenant_id = ?1 AND edge_id = ?2 AND applied_revision < ?4";
 // Hello: creates the edge if new and starts its next session (the epoch fences older ones).
 inline constexpr std::string_view kTouchEdge =
     "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at, last_seen_at, session_epoch)"

@@ -41,6 +41,16 @@ constexpr std::string_view kSwitch =
 
 constexpr std::size_t kMaxTypeBytes = 256;
 
+// `text` as valid UTF-8 of at most `max` bytes, cut at a character boundary.
+std::string ShortText(std::string_view text, std::size_t max) {
+  std::string valid = utf8::replace_invalid(std::string(text));
+  if (valid.size() <= max) return valid;
+  std::size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(valid[end]) & 0xC0) == 0x80) --end;  // a continuation byte
+  valid.resize(end);
+  return valid;
+}
+
 }  // namespace
 
 absl::Status ValidateEdgeConfig(const v1::EdgeConfig& config) {
@@ -92,6 +102,7 @@ ConfigStore::ConfigStore(std::unique_ptr<sqlite::Connection> db, ConfigStoreOpti
 }
 
 absl::Status ConfigStore::Load() {
+  std::lock_guard apply_lock(apply_mu_);
   std::lock_guard lock(mu_);
   // A stage left behind was never switched to, nor acknowledged: the cloud sends it again.
   STRATA_RETURN_IF_ERROR(db_->Exec(kClearStage));
@@ -120,7 +131,7 @@ AppliedConfig ConfigStore::Applied() const {
   return applied_;
 }
 
-absl::Status ConfigStore::StageAndSwitch(const v1::EdgeConfig& config) {
+absl::StatusOr<std::int64_t> ConfigStore::StageAndSwitch(const v1::EdgeConfig& config) {
   const auto revision = static_cast<std::int64_t>(config.revision());
   const std::int64_t now = clock_();
   {
@@ -146,31 +157,41 @@ absl::Status ConfigStore::StageAndSwitch(const v1::EdgeConfig& config) {
     spdlog::default_logger()->flush();
     _exit(86);
   }
-  return absl::OkStatus();
+  return now;
 }
 
-v1::ConfigAck ConfigStore::Apply(const v1::EdgeConfig& config) {
+absl::StatusOr<v1::ConfigAck> ConfigStore::Apply(const v1::EdgeConfig& config) {
+  std::lock_guard apply_lock(apply_mu_);
   v1::ConfigAck ack;
   ack.set_revision(config.revision());
-  std::lock_guard lock(mu_);
-  if (config.revision() != 0 && config.revision() <= applied_.revision) {
+  const AppliedConfig running = Applied();
+  if (config.revision() != 0 && config.revision() == running.revision) {
     ack.set_applied(true);  // applied before; the cloud did not get our ack
     return ack;
   }
-  absl::Status s = ValidateEdgeConfig(config);
-  if (s.ok()) s = StageAndSwitch(config);
-  if (!s.ok()) {
+  if (auto s = ValidateEdgeConfig(config); !s.ok()) {
     rejected_total_.Inc();
-    spdlog::warn("config: revision {} refused, keeping revision {}: {}", config.revision(), applied_.revision,
+    spdlog::warn("config: revision {} refused, keeping revision {}: {}", config.revision(), running.revision,
                  std::string(s.message()));
     ack.set_applied(false);
-    // Valid UTF-8 (the reason may quote a bad id), short enough for the cloud to keep.
-    ack.set_error(utf8::replace_invalid(std::string(s.message()).substr(0, 900)));
+    ack.set_error(ShortText(std::string(s.message()), 900));
     return ack;
   }
-  applied_ = {config.revision(), clock_(), static_cast<std::size_t>(config.devices_size())};
+  if (config.revision() < running.revision) {
+    spdlog::warn("config: the cloud sent revision {}, below the running {} (was its database restored?); applying it",
+                 config.revision(), running.revision);
+  }
+  auto applied_at = StageAndSwitch(config);
+  if (!applied_at.ok()) {
+    spdlog::error("config: cannot store revision {}: {}", config.revision(), applied_at.status().ToString());
+    return applied_at.status();
+  }
   std::set<std::string> devices;
   for (const auto& d : config.devices()) devices.insert(d.device_id());
+  {
+    std::lock_guard lock(mu_);
+    applied_ = {config.revision(), *applied_at, static_cast<std::size_t>(config.devices_size())};
+  }
   directory_.Replace(std::move(devices));
   applied_total_.Inc();
   spdlog::info("config: applied revision {} ({} devices)", config.revision(), config.devices_size());

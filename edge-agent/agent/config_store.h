@@ -47,22 +47,27 @@ class ConfigStore {
   static absl::StatusOr<std::unique_ptr<ConfigStore>> Open(ConfigStoreOptions options, DeviceDirectory& directory,
                                                            MetricsRegistry& metrics, Clock clock);
 
-  // Validates, stages and switches to `config`; the answer for the cloud. A revision at or
-  // below the applied one changes nothing and is answered applied (the cloud's ack was lost).
-  v1::ConfigAck Apply(const v1::EdgeConfig& config);
+  // Validates, stages and switches to `config`; the answer for the cloud. The revision the
+  // agent runs changes nothing and is answered applied (the cloud's ack was lost); any other
+  // is applied, a lower one too (the cloud is the source of truth: its database was restored
+  // to an earlier state). An error of this store (disk full, I/O) is not an answer: the caller
+  // sends nothing, and the cloud sends the revision again on the next connection.
+  absl::StatusOr<v1::ConfigAck> Apply(const v1::EdgeConfig& config);
   AppliedConfig Applied() const;
 
  private:
   ConfigStore(std::unique_ptr<sqlite::Connection> db, ConfigStoreOptions options, DeviceDirectory& directory,
               MetricsRegistry& metrics, Clock clock);
   absl::Status Load();
-  absl::Status StageAndSwitch(const v1::EdgeConfig& config);
+  // Returns the time it was applied.
+  absl::StatusOr<std::int64_t> StageAndSwitch(const v1::EdgeConfig& config);
 
-  std::unique_ptr<sqlite::Connection> db_;  // used under mu_
+  std::mutex apply_mu_;                      // one Apply at a time
+  std::unique_ptr<sqlite::Connection> db_;  // used under apply_mu_
   ConfigStoreOptions options_;
   DeviceDirectory& directory_;
   Clock clock_;
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;  // only for applied_: /status and /metrics never wait for a commit
   AppliedConfig applied_;  // guarded by mu_
   Counter& applied_total_;
   Counter& rejected_total_;

@@ -90,7 +90,7 @@ void Uplink::Run() {
 }
 
 void Uplink::Session() {
-  auto channel = MakeChannel({.address = options_.cloud_address});
+  auto channel = MakeChannel({.address = options_.cloud_address, .max_receive_bytes = kUplinkMaxReceiveBytes});
   auto stub = v1::EdgeSync::NewStub(channel);
   grpc::ClientContext ctx;
   {
@@ -225,9 +225,14 @@ void Uplink::Session() {
             break;
           }
           // Applied (durably) before the answer is queued: nothing is acked before it is on disk.
-          v1::ConfigAck ack = options_.on_config(msg.config());
+          auto ack = options_.on_config(msg.config());
+          if (!ack.ok()) {
+            // Not stored here: say nothing, and reconnect so that the cloud sends it again.
+            ctx.TryCancel();
+            break;
+          }
           std::lock_guard lock(wmu);
-          config_acks.push_back(std::move(ack));
+          config_acks.push_back(*std::move(ack));
           wcv.notify_all();
           break;
         }

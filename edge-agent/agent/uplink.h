@@ -22,6 +22,7 @@
 #include <string>
 #include <thread>
 
+#include <absl/status/statusor.h>
 #include <strata/metrics.h>
 #include <strata/stop_signal.h>
 
@@ -41,11 +42,16 @@ struct UplinkOptions {
   std::chrono::milliseconds heartbeat{10000};
   // Applies a config revision and returns the answer for the cloud; called on the stream's
   // reader thread. Unset: the edge says protocol version 1 and gets no config.
-  std::function<v1::ConfigAck(const v1::EdgeConfig&)> on_config;
+  // An error (the revision could not be stored) sends no answer and ends the stream: the
+  // cloud sends the revision again on the next connection.
+  std::function<absl::StatusOr<v1::ConfigAck>(const v1::EdgeConfig&)> on_config;
 };
 
 // The highest EdgeSync version this edge speaks (with on_config set).
 inline constexpr std::uint32_t kEdgeProtocolVersion = 2;
+// The largest message the uplink takes from the cloud: above the cloud's largest config
+// revision (services::kMaxConfigBytes, 16 MiB).
+inline constexpr int kUplinkMaxReceiveBytes = 32 * 1024 * 1024;
 
 class Uplink {
  public:

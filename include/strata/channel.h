@@ -1,5 +1,5 @@
-// The one place where Strata opens an outgoing gRPC connection (the edge's uplink and its
-// registry copy today; every later client too), so that transport security and credentials
+// The one place where Strata opens an outgoing gRPC connection (the edge's uplink today;
+// every later client too), so that transport security and credentials
 // are added once, for all of them.
 //
 // Channels keep the connection alive with HTTP/2 pings during calls (keepalive_time), so a
@@ -24,6 +24,8 @@ struct ChannelOptions {
   std::string address;  // HOST:PORT
   std::chrono::milliseconds keepalive_time{60000};
   std::chrono::milliseconds keepalive_timeout{20000};
+  // Largest message this client takes (gRPC's default is 4 MiB).
+  int max_receive_bytes = 4 * 1024 * 1024;
   // Insecure today; TLS and client certificates come with the security work.
 };
 

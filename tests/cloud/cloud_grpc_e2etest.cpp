@@ -268,6 +268,30 @@ TEST_P(CloudGrpcTest, VersionTwoCarriesConfigRevisionsDownAndTheirAcksUp) {
   EXPECT_TRUE(edge.Close().ok());
 }
 
+TEST_P(CloudGrpcTest, AConfigTooLargeForAnEdgeIsNotSentAndSaysWhy) {
+  // 64 devices with 64 attributes of 4 KiB each: about 17 MB, above the 16 MiB cap.
+  for (int d = 0; d < 64; ++d) {
+    v1::CreateDeviceRequest create;
+    create.mutable_device()->set_device_id("big-" + std::to_string(d));
+    create.mutable_device()->set_edge_id("gw-big");
+    for (int a = 0; a < 64; ++a) {
+      (*create.mutable_device()->mutable_attributes())["a" + std::to_string(a)] = std::string(4096, 'x');
+    }
+    v1::Device created;
+    ASSERT_TRUE(registry_->CreateDevice(Ctx().get(), create, &created).ok());
+  }
+  EdgeStream edge(cloud_->Channel(), "gw-big", 2);
+  ASSERT_EQ(edge.version_used, 2u);
+  // No config comes (the stream would break on it at the edge every time): the first answer
+  // is the batch's ack, and the stream serves telemetry as usual.
+  auto ack = edge.Send(MakeBatch(1, 1, "big-0"));
+  ASSERT_TRUE(ack.has_value()) << "a config too large for the edge was sent, or the stream broke";
+  const auto j = EdgeJson(*cloud_, "gw-big");
+  EXPECT_NE(j["config_error"].get<std::string>().find("was not sent"), std::string::npos) << j.dump();
+  EXPECT_EQ(j["applied_revision"], "0");
+  EXPECT_TRUE(edge.Close().ok());
+}
+
 TEST_P(CloudGrpcTest, RepeatedBatchIsAckedButStoredOnce) {
   {
     EdgeStream edge(cloud_->Channel(), "gw-a");

@@ -16,6 +16,13 @@ v1::EdgeConfig Config(std::uint64_t revision, std::vector<std::string> devices) 
   return c;
 }
 
+// The answer Apply() gives (it fails only when the store cannot write).
+v1::ConfigAck Apply(ConfigStore& store, const v1::EdgeConfig& config) {
+  auto ack = store.Apply(config);
+  EXPECT_TRUE(ack.ok()) << ack.status();
+  return ack.ok() ? *ack : v1::ConfigAck();
+}
+
 class ConfigStoreTest : public ::testing::Test {
  protected:
   std::unique_ptr<ConfigStore> Open() {
@@ -35,7 +42,7 @@ TEST_F(ConfigStoreTest, AppliesARevisionAndBootsFromIt) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->Applied().revision, 0u);
-  auto ack = store->Apply(Config(3, {"a", "b"}));
+  auto ack = Apply(*store, Config(3, {"a", "b"}));
   EXPECT_EQ(ack.revision(), 3u);
   EXPECT_TRUE(ack.applied()) << ack.error();
   EXPECT_TRUE(directory_.Contains("a"));
@@ -55,9 +62,9 @@ TEST_F(ConfigStoreTest, AppliesARevisionAndBootsFromIt) {
 TEST_F(ConfigStoreTest, ARefusedRevisionLeavesTheRunningOneWhole) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Apply(Config(1, {"a"})).applied());
+  ASSERT_TRUE(Apply(*store, Config(1, {"a"})).applied());
   for (const auto& bad : {Config(2, {"b", "b"}), Config(2, {"x/y"}), Config(2, {""}), Config(0, {"b"})}) {
-    auto ack = store->Apply(bad);
+    auto ack = Apply(*store, bad);
     EXPECT_FALSE(ack.applied()) << bad.DebugString();
     EXPECT_FALSE(ack.error().empty());
     EXPECT_EQ(store->Applied().revision, 1u);
@@ -66,7 +73,7 @@ TEST_F(ConfigStoreTest, ARefusedRevisionLeavesTheRunningOneWhole) {
   }
   EXPECT_EQ(metrics_.GetCounter("strata_edge_config_revisions_total", "", {{"result", "rejected"}}).Value(), 4u);
   // The next good revision goes through.
-  EXPECT_TRUE(store->Apply(Config(2, {"b"})).applied());
+  EXPECT_TRUE(Apply(*store, Config(2, {"b"})).applied());
   EXPECT_FALSE(directory_.Contains("a"));
   EXPECT_TRUE(directory_.Contains("b"));
 }
@@ -74,22 +81,45 @@ TEST_F(ConfigStoreTest, ARefusedRevisionLeavesTheRunningOneWhole) {
 TEST_F(ConfigStoreTest, ARevisionAppliedBeforeIsAckedAgainWithoutApplying) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  ASSERT_TRUE(store->Apply(Config(5, {"a"})).applied());
+  ASSERT_TRUE(Apply(*store, Config(5, {"a"})).applied());
   now_ += 1000;
-  auto again = store->Apply(Config(5, {"zzz"}));
+  auto again = Apply(*store, Config(5, {"zzz"}));
   EXPECT_TRUE(again.applied()) << "the cloud lost our ack: it gets another";
-  auto older = store->Apply(Config(4, {"zzz"}));
-  EXPECT_TRUE(older.applied());
   EXPECT_FALSE(directory_.Contains("zzz")) << "applied at most once";
   EXPECT_EQ(store->Applied().applied_at, now_ - 1000);
   EXPECT_EQ(metrics_.GetCounter("strata_edge_config_revisions_total", "", {{"result", "applied"}}).Value(), 1u);
+  // A lower revision means the cloud went back (a restored database): it is the source of
+  // truth, so its revision is applied.
+  EXPECT_TRUE(Apply(*store, Config(3, {"b"})).applied());
+  EXPECT_EQ(store->Applied().revision, 3u);
+  EXPECT_TRUE(directory_.Contains("b"));
+  EXPECT_FALSE(directory_.Contains("a"));
+}
+
+TEST_F(ConfigStoreTest, AStoreThatCannotWriteGivesNoAnswer) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(Apply(*store, Config(1, {"a"})).applied());
+  {
+    // Another writer holds the database: this store's write fails (busy), which is not a
+    // refusal of the revision.
+    auto other = sqlite::Connection::Open({.path = path(), .busy_timeout_ms = 0});
+    ASSERT_TRUE(other.ok());
+    ASSERT_TRUE((*other)->Exec("BEGIN IMMEDIATE").ok());
+    auto ack = store->Apply(Config(2, {"b"}));
+    EXPECT_FALSE(ack.ok()) << "no answer: the cloud sends the revision again";
+    ASSERT_TRUE((*other)->Exec("ROLLBACK").ok());
+  }
+  EXPECT_EQ(store->Applied().revision, 1u);
+  EXPECT_TRUE(directory_.Contains("a"));
+  EXPECT_TRUE(Apply(*store, Config(2, {"b"})).applied());
 }
 
 TEST_F(ConfigStoreTest, AStageLeftByACrashIsDiscardedAtOpen) {
   {
     auto store = Open();
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(store->Apply(Config(1, {"a"})).applied());
+    ASSERT_TRUE(Apply(*store, Config(1, {"a"})).applied());
   }
   {
     // What a process killed between staging and switching leaves behind.
@@ -105,7 +135,7 @@ TEST_F(ConfigStoreTest, AStageLeftByACrashIsDiscardedAtOpen) {
   EXPECT_TRUE(directory_.Contains("a"));
   EXPECT_FALSE(directory_.Contains("b"));
   // The cloud sends revision 2 again (it was never acked), and it applies.
-  EXPECT_TRUE(store->Apply(Config(2, {"b"})).applied());
+  EXPECT_TRUE(Apply(*store, Config(2, {"b"})).applied());
   EXPECT_TRUE(directory_.Contains("b"));
 }
 

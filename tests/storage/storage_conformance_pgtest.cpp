@@ -450,6 +450,19 @@ TEST_P(StorageTest, EveryDeviceChangeOfAnEdgeRaisesItsConfigRevisionAndNothingEl
   EXPECT_THAT(config->devices(0).attributes(), UnorderedElementsAre(Pair("fw", "1.2.3"), Pair("max_rpm", "2500")));
   EXPECT_EQ(config->devices(1).device_id(), "valve-9");
 
+  // Another edge that hears the device does not take it over (nor make either edge a
+  // revision): a device moves between edges only through the registry.
+  auto other = db_->Edges().TouchEdge(kDefaultTenant, "gw-other", 5);
+  ASSERT_TRUE(other.ok());
+  const std::uint64_t other_before = db_->Edges().GetConfigState(kDefaultTenant, "gw-other")->desired;
+  ASSERT_TRUE(db_->Telemetry()
+                  .ApplyEdgeBatch(kDefaultTenant, "gw-other", Batch(1, 1, {R(1, "valve-9", "t", kT0 + 1, I(2))}), 6,
+                                  other->epoch)
+                  .ok());
+  EXPECT_EQ(db_->Devices().GetDevice(kDefaultTenant, "valve-9")->edge_id(), "gw-1");
+  EXPECT_EQ(revision(), 4u);
+  EXPECT_EQ(db_->Edges().GetConfigState(kDefaultTenant, "gw-other")->desired, other_before);
+
   ASSERT_TRUE(db_->Devices().DeleteDevice(kDefaultTenant, "valve-9").ok());
   EXPECT_EQ(revision(), 5u);
   config = db_->Edges().GetEdgeConfig(kDefaultTenant, "gw-1");

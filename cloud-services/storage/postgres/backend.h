@@ -6,7 +6,11 @@
 // one Context; database.cpp opens it, migrates, and owns them.
 //
 // Lock order inside write transactions, to keep concurrent writers free of deadlocks: the
-// edge row, then device rows in device_id order, then telemetry and telemetry_latest rows.
+// edge row, then device rows in device_id order, then telemetry and telemetry_latest rows,
+// and the edge's edge_config row last (a device trigger raises its revision; a registry write
+// locks the device row, then edge_config). One race is left to PostgreSQL's deadlock
+// detection and Context::Run's retry: the same new device created by the registry and by an
+// edge batch that creates other new devices too, at the same moment.
 #pragma once
 
 #include <cstdint>

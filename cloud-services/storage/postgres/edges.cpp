@@ -99,7 +99,8 @@ class Edges final : public EdgeStore {
       if (ack.applied()) {
         tx.exec_params(kConfigApplied, Str(tenant), Str(edge_id), static_cast<std::int64_t>(ack.revision()), now_ms);
       } else {
-        tx.exec_params(kConfigRefused, Str(tenant), Str(edge_id), ConfigRefusal(ack));
+        tx.exec_params(kConfigRefused, Str(tenant), Str(edge_id), ConfigRefusal(ack),
+                       static_cast<std::int64_t>(ack.revision()));
       }
       return absl::OkStatus();
     });

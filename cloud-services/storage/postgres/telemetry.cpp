@@ -72,7 +72,8 @@ constexpr std::string_view kLockDevicesFromStaging =
     " AND device_id IN (SELECT device_id FROM telemetry_staging)"
     " ORDER BY device_id FOR UPDATE";
 constexpr std::string_view kTouchDevicesFromStaging =
-    "UPDATE devices d SET last_seen_at = GREATEST(d.last_seen_at, s.max_ts), edge_id = $2"
+    "UPDATE devices d SET last_seen_at = GREATEST(d.last_seen_at, s.max_ts),"
+    " edge_id = CASE WHEN d.edge_id = '' THEN $2 ELSE d.edge_id END"
     " FROM (SELECT device_id, max(ts) AS max_ts FROM telemetry_staging GROUP BY device_id) s"
     " WHERE d.tenant_id = $1 AND d.device_id = s.device_id";
 
@@ -335,8 +336,10 @@ class Telemetry final : public TelemetryStore {
           }
           copy.complete();
         }
-        tx.exec_params(Str(kAutoCreateDevicesFromStaging), Str(tenant), Str(edge_id), now_ms);
+        // The devices that exist are locked before any is created: creating one raises the
+        // edge's config revision (edge_config), which must be the last lock taken (backend.h).
         tx.exec_params(Str(kLockDevicesFromStaging), Str(tenant));
+        tx.exec_params(Str(kAutoCreateDevicesFromStaging), Str(tenant), Str(edge_id), now_ms);
         tx.exec_params(Str(kTouchDevicesFromStaging), Str(tenant), Str(edge_id));
         if (!copied) tx.exec_params(Str(kInsertTelemetryFromStaging), Str(tenant));
         tx.exec_params(Str(kUpsertLatestFromStaging), Str(tenant));

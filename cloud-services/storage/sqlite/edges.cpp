@@ -93,7 +93,8 @@ class Edges final : public EdgeStore {
       if (ack.applied()) {
         return Exec(db, sql::kConfigApplied, tenant, edge_id, static_cast<std::int64_t>(ack.revision()), now_ms);
       }
-      return Exec(db, sql::kConfigRefused, tenant, edge_id, ConfigRefusal(ack));
+      return Exec(db, sql::kConfigRefused, tenant, edge_id, ConfigRefusal(ack),
+                  static_cast<std::int64_t>(ack.revision()));
     });
   }
 
