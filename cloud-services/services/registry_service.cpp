@@ -110,9 +110,11 @@ grpc::Status RegistryService::UpdateDevice(grpc::ServerContext* context, const v
         fields.labels = true;
       } else if (path == "attributes") {
         fields.attributes = true;
+      } else if (path == "edge_id") {
+        fields.edge_id = true;
       } else {
         return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "update_mask: '" + path + "' is not one of name, type, labels, attributes");
+                            "update_mask: '" + path + "' is not one of name, type, labels, attributes, edge_id");
       }
     }
   } else {
@@ -120,6 +122,12 @@ grpc::Status RegistryService::UpdateDevice(grpc::ServerContext* context, const v
     fields.type = !d.type().empty();
     fields.labels = !d.labels().empty();
     fields.attributes = !d.attributes().empty();
+    fields.edge_id = !d.edge_id().empty();
+  }
+  // Moving the device to another edge (or, with an explicit mask, to none): both edges get a
+  // new config revision in the same transaction.
+  if (fields.edge_id && !d.edge_id().empty()) {
+    if (auto s = ValidateId("device.edge_id", d.edge_id()); !s.ok()) return ToGrpc(s);
   }
   auto updated = db_.Devices().UpdateDevice(caller->tenant, d, fields);
   if (!updated.ok()) return ToGrpc(updated.status());

@@ -20,13 +20,14 @@ inline constexpr std::string_view kInsertDevice =
 inline constexpr std::string_view kSelectDevice =
     "SELECT device_id, name, type, CAST(labels AS text), CAST(attributes AS text), edge_id, created_at,"
     " updated_at, last_seen_at FROM devices WHERE tenant_id = ?1 AND device_id = ?2";
-// ?3, ?5, ?7, ?9: whether name, type, labels, attributes change.
+// ?3, ?5, ?7, ?9, ?12: whether name, type, labels, attributes, edge_id change.
 inline constexpr std::string_view kUpdateDevice =
     "UPDATE devices SET"
     " name = CASE WHEN ?3 THEN ?4 ELSE name END,"
     " type = CASE WHEN ?5 THEN ?6 ELSE type END,"
     " labels = CASE WHEN ?7 THEN ?8 ELSE labels END,"
     " attributes = CASE WHEN ?9 THEN ?10 ELSE attributes END,"
+    " edge_id = CASE WHEN ?12 THEN ?13 ELSE edge_id END,"
     " updated_at = ?11"
     " WHERE tenant_id = ?1 AND device_id = ?2"
     " RETURNING device_id, name, type, CAST(labels AS text), CAST(attributes AS text), edge_id, created_at,"

@@ -49,6 +49,7 @@ struct DeviceUpdate {
   bool type = false;
   bool labels = false;
   bool attributes = false;
+  bool edge_id = false;  // moves the device to another edge (empty: to none)
 };
 
 class DeviceStore {

@@ -470,6 +470,30 @@ TEST_P(StorageTest, EveryDeviceChangeOfAnEdgeRaisesItsConfigRevisionAndNothingEl
   EXPECT_EQ(config->devices_size(), 1);
 }
 
+TEST_P(StorageTest, MovingADeviceMakesARevisionForBothEdges) {
+  ASSERT_TRUE(db_->Edges().TouchEdge(kDefaultTenant, "gw-from", 1).ok());
+  ASSERT_TRUE(db_->Edges().TouchEdge(kDefaultTenant, "gw-to", 1).ok());
+  v1::Device d = MakeDevice("mover");
+  d.set_edge_id("gw-from");
+  ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, d).ok());
+  auto desired = [&](const char* edge) { return db_->Edges().GetConfigState(kDefaultTenant, edge)->desired; };
+  const std::uint64_t from = desired("gw-from"), to = desired("gw-to");
+  DeviceUpdate move;
+  move.edge_id = true;
+  d.set_edge_id("gw-to");
+  auto moved = db_->Devices().UpdateDevice(kDefaultTenant, d, move);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->edge_id(), "gw-to");
+  EXPECT_EQ(desired("gw-from"), from + 1);
+  EXPECT_EQ(desired("gw-to"), to + 1);
+  EXPECT_EQ(db_->Edges().GetEdgeConfig(kDefaultTenant, "gw-from")->devices_size(), 0);
+  ASSERT_EQ(db_->Edges().GetEdgeConfig(kDefaultTenant, "gw-to")->devices_size(), 1);
+  d.set_edge_id("");
+  ASSERT_TRUE(db_->Devices().UpdateDevice(kDefaultTenant, d, move).ok());
+  EXPECT_EQ(desired("gw-to"), to + 2);
+  EXPECT_EQ(db_->Devices().GetDevice(kDefaultTenant, "mover")->edge_id(), "");
+}
+
 TEST_P(StorageTest, ConfigAcksMoveTheAppliedRevisionForwardOnly) {
   ASSERT_TRUE(db_->Edges().TouchEdge(kDefaultTenant, "gw-2", 1).ok());
   for (int i = 0; i < 3; ++i) {

@@ -78,7 +78,7 @@ class Devices final : public DeviceStore {
       pqxx::nontransaction tx(lease.conn());
       auto r = tx.exec_params(kUpdateDevice, Str(tenant), device.device_id(), fields.name, device.name(),
                               fields.type, device.type(), fields.labels, labels, fields.attributes, attributes,
-                              ctx_.Now());
+                              ctx_.Now(), fields.edge_id, device.edge_id());
       if (r.empty()) return NotFound("device", device.device_id());
       return DeviceFromRow(PgRow{r[0]}, tenant);
     });

@@ -71,7 +71,8 @@ class Devices final : public DeviceStore {
           .Bind(5, fields.type).Bind(6, device.type())
           .Bind(7, fields.labels).Bind(8, EncodeStringMap(device.labels()))
           .Bind(9, fields.attributes).Bind(10, EncodeStringMap(device.attributes()))
-          .Bind(11, ctx_.Now());
+          .Bind(11, ctx_.Now())
+          .Bind(12, fields.edge_id).Bind(13, device.edge_id());
       STRATA_ASSIGN_OR_RETURN(bool found, s.Step());
       if (!found) return NotFound("device", device.device_id());
       auto out = DeviceFromRow(SqliteRow{s}, tenant);
