@@ -253,19 +253,17 @@ grpc::Status EdgeSession::StoreBatches(const std::vector<Item>& items, EdgeStrea
 }
 
 grpc::Status EdgeSession::SendConfigIfNew(EdgeStream& stream) {
-  auto state = db_.Edges().GetConfigState(id_.tenant, id_.edge_id);
-  if (!state.ok()) {
-    if (state.status().code() == absl::StatusCode::kUnavailable) return ToGrpc(state.status());
-    spdlog::error("edge {}: cannot read its config revision: {}", id_.edge_id, state.status().ToString());
+  // UNAVAILABLE as it is (the edge reconnects); anything else is ours: logged, INTERNAL.
+  auto read_failed = [&](const absl::Status& s) {
+    if (s.code() == absl::StatusCode::kUnavailable) return ToGrpc(s);
+    spdlog::error("edge {}: cannot read its configuration: {}", id_.edge_id, s.ToString());
     return grpc::Status(grpc::StatusCode::INTERNAL, "the cloud could not read this edge's configuration");
-  }
+  };
+  auto state = db_.Edges().GetConfigState(id_.tenant, id_.edge_id);
+  if (!state.ok()) return read_failed(state.status());
   if (state->desired <= state->applied || state->desired <= sent_revision_) return grpc::Status::OK;
   auto config = db_.Edges().GetEdgeConfig(id_.tenant, id_.edge_id);
-  if (!config.ok()) {
-    if (config.status().code() == absl::StatusCode::kUnavailable) return ToGrpc(config.status());
-    spdlog::error("edge {}: cannot read its configuration: {}", id_.edge_id, config.status().ToString());
-    return grpc::Status(grpc::StatusCode::INTERNAL, "the cloud could not read this edge's configuration");
-  }
+  if (!config.ok()) return read_failed(config.status());
   sent_revision_ = config->revision();
   if (const std::size_t bytes = config->ByteSizeLong(); bytes > kMaxConfigBytes) {
     // Not sent (the edge could not take it; the stream would break on it at every connect):

@@ -41,6 +41,12 @@ constexpr std::string_view kSwitch =
 
 constexpr std::size_t kMaxTypeBytes = 256;
 
+std::set<std::string> DeviceIds(const v1::EdgeConfig& config) {
+  std::set<std::string> ids;
+  for (const auto& d : config.devices()) ids.insert(d.device_id());
+  return ids;
+}
+
 // `text` as valid UTF-8 of at most `max` bytes, cut at a character boundary.
 std::string ShortText(std::string_view text, std::size_t max) {
   std::string valid = utf8::replace_invalid(std::string(text));
@@ -118,9 +124,7 @@ absl::Status ConfigStore::Load() {
   }
   const std::int64_t applied_at = s.Int(2);
   applied_ = {config.revision(), applied_at, static_cast<std::size_t>(config.devices_size())};
-  std::set<std::string> devices;
-  for (const auto& d : config.devices()) devices.insert(d.device_id());
-  directory_.Replace(std::move(devices));
+  directory_.Replace(DeviceIds(config));
   spdlog::info("config {}: running revision {} ({} devices), applied at {}", options_.path, config.revision(),
                config.devices_size(), applied_at);
   return absl::OkStatus();
@@ -186,13 +190,11 @@ absl::StatusOr<v1::ConfigAck> ConfigStore::Apply(const v1::EdgeConfig& config) {
     spdlog::error("config: cannot store revision {}: {}", config.revision(), applied_at.status().ToString());
     return applied_at.status();
   }
-  std::set<std::string> devices;
-  for (const auto& d : config.devices()) devices.insert(d.device_id());
   {
     std::lock_guard lock(mu_);
     applied_ = {config.revision(), *applied_at, static_cast<std::size_t>(config.devices_size())};
   }
-  directory_.Replace(std::move(devices));
+  directory_.Replace(DeviceIds(config));
   applied_total_.Inc();
   spdlog::info("config: applied revision {} ({} devices)", config.revision(), config.devices_size());
   ack.set_applied(true);
