@@ -25,6 +25,7 @@
 #include "grpc/health/v1/health.pb.h"
 
 #include "gateway/rest_gateway.h"
+#include "services/commands_service.h"
 #include "services/edge_hub.h"
 #include "services/registry_service.h"
 #include "services/retention.h"
@@ -59,6 +60,7 @@ constexpr ServiceName kServices[] = {
     {"registry", "strata.v1.DeviceRegistry"},
     {"telemetry", "strata.v1.Telemetry"},
     {"edgehub", "strata.v1.EdgeSync"},
+    {"commands", "strata.v1.Commands"},
 };
 
 std::set<std::string> ParseServices(const std::string& s) {
@@ -102,6 +104,16 @@ int Run(const Flags& flags) {
   hub_options.hello_timeout = std::chrono::milliseconds(flags.hello_timeout_ms);
   hub_options.max_streams = static_cast<std::size_t>(flags.max_edge_streams);
   strata::services::EdgeHub hub(**db, metrics, clock, hub_options);
+  strata::services::CommandsOptions commands_options;
+  if (!services.count("commands")) commands_options.expiry_interval = std::chrono::milliseconds(0);
+  // With the hub in this process, a queued command goes to its edge at once; otherwise the
+  // hub that serves the edge finds it at its next poll (kConfigPollInterval).
+  if (services.count("edgehub")) {
+    commands_options.on_queued = [&hub](const std::string& tenant, const std::string& edge_id) {
+      hub.NotifyCommands(tenant, edge_id);
+    };
+  }
+  strata::services::CommandsService commands(**db, metrics, clock, commands_options);
   // Telemetry retention runs where telemetry is served (every replica may: it is idempotent).
   strata::services::RetentionOptions retention_options;
   if (services.count("telemetry")) retention_options.period = std::chrono::hours(24 * flags.retention_days);
@@ -123,7 +135,7 @@ int Run(const Flags& flags) {
   int grpc_port = 0;
   builder.AddListeningPort(flags.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
   const std::map<std::string, grpc::Service*> implementations = {
-      {"registry", &registry}, {"telemetry", &telemetry}, {"edgehub", &hub}};
+      {"registry", &registry}, {"telemetry", &telemetry}, {"edgehub", &hub}, {"commands", &commands}};
   std::vector<std::string> served;
   for (const auto& service : kServices) {
     if (!services.count(service.flag)) continue;
@@ -181,7 +193,7 @@ int main(int argc, char** argv) {
   CLI::App app{"strata-cloud: Strata's cloud services (device registry, telemetry, edge hub) and REST gateway"};
   Flags flags;
   strata::UseYamlConfig(app);
-  strata::AddFlag(app, "services", flags.services, "Services to run: all, or a comma-separated subset of registry,telemetry,edgehub");
+  strata::AddFlag(app, "services", flags.services, "Services to run: all, or a comma-separated subset of registry,telemetry,edgehub,commands");
   strata::AddFlag(app, "database", flags.database,
           "Database URL: sqlite://PATH or postgresql://USER@HOST:PORT/DB (default: sqlite under --data-dir)");
   strata::AddFlag(app, "data-dir", flags.data_dir, "Directory for the embedded database");

@@ -50,7 +50,23 @@ struct Flags {
   std::string log_level = "info";
   std::string log_format = "text";
   std::string crash_after_config_step;
+  std::int64_t command_presence_window_ms = 120000;
 };
+
+// The outbox's state for /status: commands held per state (lower-case names) and reports
+// the cloud has not recorded yet.
+nlohmann::json CommandsJson(const strata::edge::CommandOutbox::Stats& stats) {
+  nlohmann::json by_state = nlohmann::json::object();
+  std::int64_t open = 0;
+  for (const auto& [state, n] : stats.by_state) {
+    std::string name = strata::v1::CommandState_Name(static_cast<strata::v1::CommandState>(state));
+    name = name.substr(std::string_view("COMMAND_STATE_").size());
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    by_state[name] = n;
+    if (state < strata::v1::COMMAND_STATE_SUCCEEDED) open += n;
+  }
+  return {{"open", open}, {"by_state", by_state}, {"reports_pending", stats.reports_pending}};
+}
 
 int Run(const Flags& f) {
   if (auto s = strata::ValidateId("--edge-id", f.edge_id); !s.ok()) {
@@ -111,6 +127,19 @@ int Run(const Flags& f) {
     directory.Replace(std::move(devices));
   }
 
+  // Commands for this edge's devices, held from when they arrive until the cloud has recorded
+  // how they ended (commands.db).
+  auto outbox = strata::edge::CommandOutbox::Open(
+      {.path = (std::filesystem::path(f.data_dir) / "commands.db").string(),
+       .topic_prefix = f.topic_prefix,
+       .presence_window = std::chrono::milliseconds(f.command_presence_window_ms)},
+      metrics, clock);
+  if (!outbox.ok()) {
+    spdlog::error("{}", outbox.status().ToString());
+    return 2;
+  }
+  auto& commands = **outbox;
+
   strata::edge::UplinkOptions uopts;
   uopts.cloud_address = f.cloud;
   uopts.edge_id = f.edge_id;
@@ -118,6 +147,7 @@ int Run(const Flags& f) {
   uopts.linger = std::chrono::milliseconds(f.batch_linger_ms);
   uopts.window = f.window;
   uopts.on_config = [&cfg](const strata::v1::EdgeConfig& c) { return cfg.Apply(c); };
+  uopts.commands = &commands;
   strata::edge::Uplink uplink(uopts, buf, metrics);
 
   strata::edge::IngestOptions iopts;
@@ -131,6 +161,7 @@ int Run(const Flags& f) {
   iopts.commit_linger = std::chrono::milliseconds(f.commit_linger_ms);
   iopts.unknown_devices =
       reject_unknown ? strata::edge::UnknownDevicePolicy::kReject : strata::edge::UnknownDevicePolicy::kRegister;
+  iopts.commands = &commands;
   strata::edge::Ingest ingest(iopts, buf, metrics, clock, &directory);
 
   const auto listen = strata::ParseHostPort(f.http_listen);
@@ -154,6 +185,7 @@ int Run(const Flags& f) {
                                           {"applied_at", cfg.Applied().applied_at},
                                           {"devices", cfg.Applied().devices},
                                           {"protocol_version", uplink.ProtocolVersion()}}},
+                              {"commands", CommandsJson(commands.GetStats())},
                               {"ingest_queue_depth", ingest.QueueDepth()},
                               {"unknown_devices", f.unknown_devices}};
           if (auto loss = uplink.LastBufferLoss(); loss.times > 0) {
@@ -174,13 +206,18 @@ int Run(const Flags& f) {
 
   uplink.Start();
   ingest.Start();
+  commands.Start([&ingest](const std::string& topic, const std::string& payload) {
+    return ingest.Publish(topic, payload);
+  });
   spdlog::info("strata-edge {} ready: mqtt={} cloud={} status=http://{}:{}/status buffer={}", f.edge_id, f.mqtt_url,
                f.cloud, listen.host, (*status_server)->Port(), bopts.path);
 
   const int sig = strata::WaitForShutdownSignal(signals);
   spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   // Stop intake first and commit everything received; then the uplink (what it has not sent
-  // stays buffered for the next start).
+  // stays buffered for the next start). The outbox publishes through ingest's connection:
+  // it stops first.
+  commands.Stop();
   ingest.Stop();
   uplink.Stop();
   (*status_server)->Stop();
@@ -222,6 +259,15 @@ int Status(const std::string& http_listen) {
       std::cout << " (none applied yet)";
     }
     std::cout << "\n";
+  }
+  if (const auto& c = j["commands"]; c.is_object()) {
+    std::cout << "commands        " << c["open"] << " open (";
+    bool first = true;
+    for (const auto& [state, n] : c["by_state"].items()) {
+      std::cout << (first ? "" : ", ") << state << " " << n;
+      first = false;
+    }
+    std::cout << "), " << c["reports_pending"] << " reports not yet recorded by the cloud\n";
   }
   if (const auto& c = j["cloud"]; c.value("readings_refused", 0) > 0) {
     std::cout << "refused         " << c["readings_refused"] << " readings by the cloud; last: "
@@ -268,6 +314,10 @@ int main(int argc, char** argv) {
                   "How long a buffer commit waits for more messages to join it (fewer fsyncs)")
       ->check(CLI::Range(0, 1000));
   strata::AddFlag(app, "queue-capacity", f.queue_capacity, "Messages between MQTT and the pipeline (back-pressure beyond)");
+  strata::AddFlag(app, "command-presence-window-ms", f.command_presence_window_ms,
+                  "A device gets its commands while it has sent anything within this long; 0: always (devices "
+                  "that only listen, with a persistent MQTT session)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{7} * 24 * 3600 * 1000));
   strata::AddFlag(app, "log-level", f.log_level, "trace, debug, info, warn or error");
   strata::AddFlag(app, "log-format", f.log_format, "text or json");
   strata::AddFlag(app, "fault-crash-after-config-step", f.crash_after_config_step,

@@ -23,7 +23,16 @@ struct EdgeHub::Live {
   grpc::ServerContext* context;
   std::uint64_t epoch;
   std::atomic<bool> superseded{false};
+  EdgeSession* session = nullptr;  // guarded by live_mu_: set while the session serves
+  std::string tenant;              // guarded by live_mu_
 };
+
+void EdgeHub::NotifyCommands(const std::string& tenant, const std::string& edge_id) {
+  std::lock_guard lock(live_mu_);
+  if (auto it = live_.find(edge_id); it != live_.end() && it->second->session && it->second->tenant == tenant) {
+    it->second->session->Poke();
+  }
+}
 
 std::shared_ptr<EdgeHub::Live> EdgeHub::Register(const std::string& edge_id, grpc::ServerContext* context,
                                                  std::uint64_t epoch) {
@@ -49,6 +58,7 @@ std::shared_ptr<EdgeHub::Live> EdgeHub::Register(const std::string& edge_id, grp
 
 void EdgeHub::Unregister(const std::string& edge_id, const std::shared_ptr<Live>& live) {
   std::lock_guard lock(live_mu_);
+  live->session = nullptr;
   if (auto it = live_.find(edge_id); it != live_.end() && it->second == live) live_.erase(it);
 }
 
@@ -175,6 +185,11 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
   spdlog::info("edge {} connected from {}, high-water mark {}, session {}, protocol version {}", edge_id,
                context->peer(), touched->high_water_mark, touched->epoch, version);
   session.emplace(SessionIdentity{caller->tenant, edge_id, touched->epoch, version}, db_, clock_, metrics_, fault_);
+  {
+    std::lock_guard lock(live_mu_);
+    live->session = &*session;
+    live->tenant = caller->tenant;
+  }
   set_phase(Phase::kGo);
 
   metrics_.connected_edges.Add(1);

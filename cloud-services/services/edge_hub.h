@@ -26,7 +26,7 @@
 namespace strata::services {
 
 // The highest EdgeSync version this cloud speaks; it serves every version from 1 up to it.
-inline constexpr std::uint32_t kEdgeSyncProtocolVersion = 2;
+inline constexpr std::uint32_t kEdgeSyncProtocolVersion = 3;
 
 struct EdgeHubOptions {
   // A stream must say Hello within this long, or it is closed (DEADLINE_EXCEEDED).
@@ -46,6 +46,10 @@ class EdgeHub final : public v1::EdgeSync::Service {
 
   grpc::Status Connect(grpc::ServerContext* context,
                        grpc::ServerReaderWriter<v1::CloudMessage, v1::EdgeMessage>* stream) override;
+
+  // A command of the edge was queued or cancelled: its session in this process (if it has
+  // one here) sends it now instead of at its next poll.
+  void NotifyCommands(const std::string& tenant, const std::string& edge_id);
 
  private:
   struct Live;

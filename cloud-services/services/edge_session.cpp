@@ -64,7 +64,18 @@ EdgeSyncMetrics::EdgeSyncMetrics(MetricsRegistry& metrics)
       config_acks_refused(metrics.GetCounter("strata_cloud_edge_config_acks_total",
                                              "Edges' answers to config revisions", {{"result", "refused"}})),
       config_acks_invalid(metrics.GetCounter("strata_cloud_edge_config_acks_total",
-                                             "Edges' answers to config revisions", {{"result", "invalid"}})) {
+                                             "Edges' answers to config revisions", {{"result", "invalid"}})),
+      commands_sent(metrics.GetCounter("strata_cloud_edge_commands_sent_total", "Commands sent to edges")),
+      cancels_sent(metrics.GetCounter("strata_cloud_edge_command_cancels_sent_total",
+                                      "Cancellations of commands sent to edges")),
+      updates_recorded(metrics.GetCounter("strata_cloud_edge_command_updates_total",
+                                          "Command transitions reported by edges", {{"result", "recorded"}})),
+      updates_duplicate(metrics.GetCounter("strata_cloud_edge_command_updates_total",
+                                           "Command transitions reported by edges", {{"result", "duplicate"}})),
+      updates_unknown(metrics.GetCounter("strata_cloud_edge_command_updates_total",
+                                         "Command transitions reported by edges", {{"result", "unknown"}})),
+      updates_invalid(metrics.GetCounter("strata_cloud_edge_command_updates_total",
+                                         "Command transitions reported by edges", {{"result", "invalid"}})) {
   for (auto reason : telemetry::kAllReasons) {
     readings_refused[reason] = &metrics.GetCounter(
         "strata_cloud_edge_readings_refused_total", "Readings from edges refused by the telemetry model (not stored)",
@@ -90,6 +101,21 @@ EdgeSession::~EdgeSession() {
   }
 }
 
+bool EdgeSession::Unexpected() {
+  const char* expected = id_.protocol_version >= 3   ? "expected a batch, a heartbeat, a config_ack or a command_update"
+                         : id_.protocol_version >= 2 ? "expected a batch, a heartbeat or a config_ack"
+                                                     : "expected a batch or a heartbeat";
+  EndInput(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, expected));
+  return false;
+}
+
+void EdgeSession::Poke() {
+  if (poke_pending_.exchange(true)) return;  // one is on its way
+  Item item;
+  item.poke = true;
+  if (!inbox_.TryPush(std::move(item))) poke_pending_ = false;
+}
+
 bool EdgeSession::Receive(v1::EdgeMessage message) {
   Item item;
   item.bytes = message.ByteSizeLong();
@@ -111,12 +137,12 @@ bool EdgeSession::Receive(v1::EdgeMessage message) {
       break;
     case v1::EdgeMessage::kConfigAck:
       if (id_.protocol_version >= 2) break;
-      [[fallthrough]];
+      return Unexpected();
+    case v1::EdgeMessage::kCommandUpdate:
+      if (id_.protocol_version >= 3) break;
+      return Unexpected();
     default:
-      EndInput(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            id_.protocol_version >= 2 ? "expected a batch, a heartbeat or a config_ack"
-                                                      : "expected a batch or a heartbeat"));
-      return false;
+      return Unexpected();
   }
   item.message = std::move(message);
   return inbox_.Push(std::move(item));
@@ -164,6 +190,9 @@ grpc::Status EdgeSession::Serve(EdgeStream& stream) {
   // kMaxBatchesPerTransaction batches, kMaxReadingsPerBatch readings), when it is a batch:
   // batches that are waiting when a transaction starts share it. Other kinds go alone.
   auto joins = [](const Item& next, std::span<const Item> taken) {
+    if (next.message.has_command_update() && taken.back().message.has_command_update()) {
+      return taken.size() < kMaxUpdatesPerTransaction;
+    }
     if (!next.message.has_batch() || !taken.back().message.has_batch() || taken.size() >= kMaxBatchesPerTransaction) {
       return false;
     }
@@ -172,6 +201,7 @@ grpc::Status EdgeSession::Serve(EdgeStream& stream) {
     return readings <= static_cast<std::size_t>(kMaxReadingsPerBatch);
   };
   const bool config = id_.protocol_version >= 2;
+  const bool commands = id_.protocol_version >= 3;
   std::optional<std::chrono::milliseconds> wait;
   if (config) wait = kConfigPollInterval;
   auto next_poll = std::chrono::steady_clock::now();
@@ -180,6 +210,9 @@ grpc::Status EdgeSession::Serve(EdgeStream& stream) {
   for (;;) {
     if (config && std::chrono::steady_clock::now() >= next_poll) {
       if (auto s = SendConfigIfNew(stream); !s.ok()) return s;
+      if (commands) {
+        if (auto s = SendCommands(stream); !s.ok()) return s;
+      }
       next_poll = std::chrono::steady_clock::now() + kConfigPollInterval;
     }
     items.clear();
@@ -187,6 +220,13 @@ grpc::Status EdgeSession::Serve(EdgeStream& stream) {
       return grpc::Status::OK;  // the input ended and everything was answered
     }
     if (items.empty()) continue;  // the poll interval passed
+    if (items.front().poke) {
+      poke_pending_ = false;
+      if (commands) {
+        if (auto s = SendCommands(stream); !s.ok()) return s;
+      }
+      continue;
+    }
     switch (items.front().message.kind_case()) {
       case v1::EdgeMessage::kBatch:
         if (auto s = StoreBatches(items, stream); !s.ok()) return s;
@@ -198,6 +238,9 @@ grpc::Status EdgeSession::Serve(EdgeStream& stream) {
         break;
       case v1::EdgeMessage::kConfigAck:
         if (auto s = TakeConfigAck(items.front().message.config_ack()); !s.ok()) return s;
+        break;
+      case v1::EdgeMessage::kCommandUpdate:
+        if (auto s = TakeCommandUpdates(items, stream); !s.ok()) return s;
         break;
       default:  // Receive() queues no other kind
         return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected message kind in the inbox");
@@ -252,13 +295,14 @@ grpc::Status EdgeSession::StoreBatches(const std::vector<Item>& items, EdgeStrea
   return grpc::Status::OK;
 }
 
+grpc::Status EdgeSession::ReadFailed(const char* what, const absl::Status& s) {
+  if (s.code() == absl::StatusCode::kUnavailable) return ToGrpc(s);
+  spdlog::error("edge {}: cannot read its {}: {}", id_.edge_id, what, s.ToString());
+  return grpc::Status(grpc::StatusCode::INTERNAL, std::string("the cloud could not read this edge's ") + what);
+}
+
 grpc::Status EdgeSession::SendConfigIfNew(EdgeStream& stream) {
-  // UNAVAILABLE as it is (the edge reconnects); anything else is ours: logged, INTERNAL.
-  auto read_failed = [&](const absl::Status& s) {
-    if (s.code() == absl::StatusCode::kUnavailable) return ToGrpc(s);
-    spdlog::error("edge {}: cannot read its configuration: {}", id_.edge_id, s.ToString());
-    return grpc::Status(grpc::StatusCode::INTERNAL, "the cloud could not read this edge's configuration");
-  };
+  auto read_failed = [&](const absl::Status& s) { return ReadFailed("configuration", s); };
   auto state = db_.Edges().GetConfigState(id_.tenant, id_.edge_id);
   if (!state.ok()) return read_failed(state.status());
   if (state->desired <= state->applied || state->desired <= sent_revision_) return grpc::Status::OK;
@@ -320,6 +364,97 @@ grpc::Status EdgeSession::TakeConfigAck(const v1::ConfigAck& ack) {
     metrics_.config_acks_refused.Inc();
     spdlog::warn("edge {}: refused config revision {}: {}", id_.edge_id, ack.revision(),
                  utf8::replace_invalid(ack.error().substr(0, 1024)));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status EdgeSession::SendCommands(EdgeStream& stream) {
+  auto pending = db_.Commands().PendingForEdge(id_.tenant, id_.edge_id, clock_(), kMaxCommandsPerPoll);
+  if (!pending.ok()) return ReadFailed("commands", pending.status());
+  v1::CloudMessage out;
+  // Sent once per stream: what is still pending and was sent before stays in the set (the
+  // edge's answer is on its way), what is no longer pending leaves it.
+  std::set<std::string> still;
+  for (auto& c : pending->commands) {
+    if (sent_commands_.count(c.command_id()) == 0) {
+      out.Clear();
+      *out.mutable_command() = c;
+      if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
+      metrics_.commands_sent.Inc();
+    }
+    still.insert(c.command_id());
+  }
+  sent_commands_.swap(still);
+  still.clear();
+  for (auto& id : pending->cancels) {
+    if (sent_cancels_.count(id) == 0) {
+      out.Clear();
+      out.mutable_cancel_command()->set_command_id(id);
+      if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
+      metrics_.cancels_sent.Inc();
+    }
+    still.insert(id);
+  }
+  sent_cancels_.swap(still);
+  return grpc::Status::OK;
+}
+
+grpc::Status EdgeSession::TakeCommandUpdates(const std::vector<Item>& items, EdgeStream& stream) {
+  std::vector<const v1::CommandUpdate*> valid;
+  std::vector<const v1::CommandUpdate*> all;
+  for (const auto& item : items) {
+    const auto& u = item.message.command_update();
+    all.push_back(&u);
+    absl::Status s = ValidateId("command_update.command_id", u.command_id());
+    if (s.ok() && u.result_json().size() > kMaxCommandResultBytes) {
+      s = absl::InvalidArgumentError("command_update.result_json is larger than " +
+                                     std::to_string(kMaxCommandResultBytes) + " bytes");
+    }
+    if (s.ok() && u.error().size() > kMaxCommandErrorBytes) {
+      s = absl::InvalidArgumentError("command_update.error is longer than " + std::to_string(kMaxCommandErrorBytes) +
+                                     " bytes");
+    }
+    if (s.ok()) {
+      valid.push_back(&u);
+      continue;
+    }
+    // Acked (the edge must not send it forever) but not recorded; logged once per session.
+    metrics_.updates_invalid.Inc();
+    if (!told_bad_update_) {
+      told_bad_update_ = true;
+      spdlog::warn("edge {}: ignored a command update: {}", id_.edge_id, s.ToString());
+    }
+  }
+  if (!valid.empty()) {
+    auto outcomes = db_.Commands().ApplyCommandUpdates(id_.tenant, id_.edge_id, valid);
+    if (!outcomes.ok()) {
+      const auto& s = outcomes.status();
+      if (s.code() == absl::StatusCode::kUnavailable) return ToGrpc(s);
+      spdlog::error("edge {}: command updates not recorded: {}", id_.edge_id, s.ToString());
+      return grpc::Status(grpc::StatusCode::INTERNAL, "the cloud could not record command updates; see its log");
+    }
+    for (std::size_t i = 0; i < valid.size(); ++i) {
+      switch ((*outcomes)[i]) {
+        case storage::UpdateOutcome::kRecorded: metrics_.updates_recorded.Inc(); break;
+        case storage::UpdateOutcome::kDuplicate: metrics_.updates_duplicate.Inc(); break;
+        case storage::UpdateOutcome::kUnknown:
+          metrics_.updates_unknown.Inc();
+          if (!told_bad_update_) {
+            told_bad_update_ = true;
+            spdlog::warn("edge {}: update of command '{}' to {} names no command of this edge (or a state an "
+                         "edge cannot report); acked and ignored",
+                         id_.edge_id, valid[i]->command_id(), static_cast<int>(valid[i]->state()));
+          }
+          break;
+      }
+    }
+  }
+  v1::CloudMessage out;
+  for (const v1::CommandUpdate* u : all) {
+    out.Clear();
+    out.mutable_command_update_ack()->set_command_id(u->command_id());
+    out.mutable_command_update_ack()->set_state(u->state());
+    if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
   }
   return grpc::Status::OK;
 }

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -42,11 +43,21 @@ inline constexpr std::size_t kMaxBatchesPerTransaction = 32;
 inline constexpr std::size_t kInboxCapacity = 64;
 // ...and at most this many bytes of them; a transaction's group is bounded by it too.
 inline constexpr std::size_t kInboxMaxBytes = 16 * 1024 * 1024;
-// How often a session of protocol version 2 looks for a new config revision of its edge.
+// How often a session of protocol version 2 looks for a new config revision of its edge (and,
+// from version 3, for commands to send it; a command queued in this process is sent at once).
 inline constexpr std::chrono::milliseconds kConfigPollInterval{1000};
 // The largest config revision sent (the edge takes messages up to twice this); a larger one
 // is not sent, and the edge's config_error says why.
 inline constexpr std::size_t kMaxConfigBytes = 16 * 1024 * 1024;
+// Most commands (and cancellations) a session sends per poll, and most in flight to the edge:
+// a command stays QUEUED until the edge reports it SENT, and one already sent on this stream
+// is not sent again.
+inline constexpr int kMaxCommandsPerPoll = 1000;
+// Most command updates recorded in one transaction.
+inline constexpr std::size_t kMaxUpdatesPerTransaction = 256;
+// Largest result (JSON text) and error of a command update the cloud records.
+inline constexpr std::size_t kMaxCommandResultBytes = 64 * 1024;
+inline constexpr std::size_t kMaxCommandErrorBytes = 1024;
 
 using EdgeStream = grpc::ServerReaderWriterInterface<v1::CloudMessage, v1::EdgeMessage>;
 
@@ -67,6 +78,12 @@ struct EdgeSyncMetrics {
   Counter& config_acks_applied;
   Counter& config_acks_refused;
   Counter& config_acks_invalid;
+  Counter& commands_sent;
+  Counter& cancels_sent;
+  Counter& updates_recorded;
+  Counter& updates_duplicate;
+  Counter& updates_unknown;
+  Counter& updates_invalid;
   std::map<telemetry::Reason, Counter*> readings_refused;
 };
 
@@ -85,7 +102,8 @@ struct SessionIdentity {
   std::string tenant;
   std::string edge_id;
   std::uint64_t epoch = 0;
-  // The protocol version the stream uses (Welcome.protocol_version); 2 carries config.
+  // The protocol version the stream uses (Welcome.protocol_version); 2 carries config, 3
+  // commands.
   std::uint32_t protocol_version = 1;
 };
 
@@ -111,6 +129,9 @@ class EdgeSession {
   // it was answered (OK) or storing or writing failed (the reason; ABORTED when a newer
   // session of the edge fenced this one off).
   grpc::Status Serve(EdgeStream& stream);
+  // Any thread: look for commands to send now rather than at the next poll (a command was
+  // queued for this edge). Never waits; a session too busy to take the hint polls anyway.
+  void Poke();
   // Call thread, after Serve(): a Receive() waiting for room returns false.
   void StopServing();
   // After the reader thread is joined: why the input ended (OK at the end of the stream).
@@ -124,6 +145,7 @@ class EdgeSession {
     std::uint32_t refused = 0;  // readings taken out of the batch by RefuseInvalid
     std::string refusal;        // the first of them
     std::size_t bytes = 0;      // the message's size on the wire
+    bool poke = false;          // no message: Poke()
   };
 
   // Takes the readings the model refuses out of `batch`, counts and logs them; returns how
@@ -136,7 +158,16 @@ class EdgeSession {
   grpc::Status SendConfigIfNew(EdgeStream& stream);
   // Records the edge's answer to a revision this session sent.
   grpc::Status TakeConfigAck(const v1::ConfigAck& ack);
+  // Sends the edge's QUEUED commands and its pending cancellations not sent on this stream.
+  grpc::Status SendCommands(EdgeStream& stream);
+  // Records a group of command updates in one transaction and acks each.
+  grpc::Status TakeCommandUpdates(const std::vector<Item>& items, EdgeStream& stream);
+  // A read of the edge's state failed: UNAVAILABLE as it is (the edge reconnects), anything
+  // else logged and INTERNAL.
+  grpc::Status ReadFailed(const char* what, const absl::Status& s);
   void EndInput(grpc::Status why);
+  // Ends the input: a message kind this protocol version does not carry.
+  bool Unexpected();
 
   const SessionIdentity id_;
   storage::Database& db_;
@@ -156,6 +187,11 @@ class EdgeSession {
   std::uint64_t sent_revision_ = 0;
   std::uint64_t acked_revision_ = 0;  // the highest revision whose ack was recorded
   bool told_bad_ack_ = false;
+  // Call thread only: commands and cancellations sent on this stream that are still pending.
+  std::set<std::string> sent_commands_;
+  std::set<std::string> sent_cancels_;
+  bool told_bad_update_ = false;
+  std::atomic<bool> poke_pending_{false};
 };
 
 // OK when the batch frame is well formed: 1 <= first_seq <= last_seq, at most

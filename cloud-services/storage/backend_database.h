@@ -1,14 +1,19 @@
 // The Database both backends return, written once: the backend's shared context and the
-// three stores built on it (NewDeviceStore/NewEdgeStore/NewTelemetryStore, found in the
-// context's namespace). A backend adds Ping() and its name.
+// stores built on it (NewDeviceStore/NewEdgeStore/NewTelemetryStore/NewSqlRunner, found in
+// the context's namespace; the command store, written once, on the backend's SqlRunner). A
+// backend adds Ping() and its name.
 #pragma once
 
 #include <memory>
 #include <utility>
 
+#include "storage/sql_tx.h"
 #include "storage/store.h"
 
 namespace strata::storage {
+
+// The command store (commands.cpp), the same on every backend's runner.
+std::unique_ptr<CommandStore> NewCommandStore(SqlRunner& runner);
 
 template <typename Context>
 class BackendDatabase : public Database {
@@ -17,11 +22,14 @@ class BackendDatabase : public Database {
       : ctx_(std::move(ctx)),
         devices_(NewDeviceStore(*ctx_)),
         edges_(NewEdgeStore(*ctx_)),
-        telemetry_(NewTelemetryStore(*ctx_)) {}
+        telemetry_(NewTelemetryStore(*ctx_)),
+        runner_(NewSqlRunner(*ctx_)),
+        commands_(NewCommandStore(*runner_)) {}
 
   DeviceStore& Devices() final { return *devices_; }
   EdgeStore& Edges() final { return *edges_; }
   TelemetryStore& Telemetry() final { return *telemetry_; }
+  CommandStore& Commands() final { return *commands_; }
 
  protected:
   Context& context() { return *ctx_; }
@@ -32,6 +40,8 @@ class BackendDatabase : public Database {
   const std::unique_ptr<DeviceStore> devices_;
   const std::unique_ptr<EdgeStore> edges_;
   const std::unique_ptr<TelemetryStore> telemetry_;
+  const std::unique_ptr<SqlRunner> runner_;
+  const std::unique_ptr<CommandStore> commands_;
 };
 
 }  // namespace strata::storage

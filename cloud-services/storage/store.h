@@ -24,6 +24,7 @@
 
 #include "strata/clock.h"
 
+#include "strata/v1/commands.pb.h"
 #include "strata/v1/common.pb.h"
 #include "strata/v1/edgesync.pb.h"
 #include "strata/v1/registry.pb.h"
@@ -212,6 +213,73 @@ class TelemetryStore {
 };
 
 // ---------------------------------------------------------------------------------------
+// Commands (written once for both backends: commands.cpp, on storage/sql_tx.h)
+
+// Where a page of a device's commands (newest first) ended.
+struct CommandCursor {
+  std::int64_t created_at = 0;
+  std::string command_id;
+};
+
+struct CommandListQuery {
+  std::string device_id;
+  v1::CommandState state = v1::COMMAND_STATE_UNSPECIFIED;  // UNSPECIFIED: every state
+  int page_size = 100;
+  std::optional<CommandCursor> before;  // resume strictly after this one (in list order)
+};
+
+struct CreatedCommand {
+  v1::Command command;
+  bool created = true;  // false: the idempotency key had made it before
+};
+
+// What a session of the edge sends it: QUEUED, unexpired commands of its own, and commands
+// cancelled in the cloud that the edge may hold.
+struct CommandDispatch {
+  std::vector<v1::CommandRequest> commands;
+  std::vector<std::string> cancels;
+};
+
+enum class UpdateOutcome {
+  kRecorded,   // a new transition (the state moved, or it went into the history only)
+  kDuplicate,  // this transition was recorded before
+  kUnknown,    // no such command of this edge (or a state an edge cannot report)
+};
+
+class CommandStore {
+ public:
+  virtual ~CommandStore() = default;
+  // Queues `command` (command_id, device_id, name, params, timeout_ms, expires_at and
+  // idempotency_key set by the caller) for the edge that serves the device: QUEUED, with its
+  // first transition. NOT_FOUND for an unknown device, FAILED_PRECONDITION for a device that
+  // no edge serves. A key the device used before returns that command (created = false).
+  virtual absl::StatusOr<CreatedCommand> CreateCommand(std::string_view tenant, const v1::Command& command) = 0;
+  // With its history. NOT_FOUND for an unknown id.
+  virtual absl::StatusOr<v1::Command> GetCommand(std::string_view tenant, std::string_view command_id) = 0;
+  // Newest first (created_at, then command_id, descending), without history; up to
+  // page_size + 1 of them.
+  virtual absl::StatusOr<std::vector<v1::Command>> ListCommands(std::string_view tenant,
+                                                                const CommandListQuery& query) = 0;
+  // CANCELLED now, and the edge is told (cancel_pending) until it answers. NOT_FOUND for an
+  // unknown id, FAILED_PRECONDITION for a command in a final state.
+  virtual absl::StatusOr<v1::Command> CancelCommand(std::string_view tenant, std::string_view command_id) = 0;
+
+  // The edge hub: up to `limit` commands for the edge (oldest first) and up to `limit`
+  // cancellations to pass on.
+  virtual absl::StatusOr<CommandDispatch> PendingForEdge(std::string_view tenant, std::string_view edge_id,
+                                                         std::int64_t now_ms, int limit) = 0;
+  // Records the edge's transitions in one transaction, one outcome per update in order: a
+  // transition is recorded once per (command, state); the state moves only forward and not
+  // out of a final state (a later report goes into the history only); a final state ends
+  // cancel_pending. Updates for commands of other edges change nothing.
+  virtual absl::StatusOr<std::vector<UpdateOutcome>> ApplyCommandUpdates(
+      std::string_view tenant, std::string_view edge_id, std::span<const v1::CommandUpdate* const> updates) = 0;
+  // Every tenant's QUEUED commands whose expires_at has passed become EXPIRED; returns how
+  // many.
+  virtual absl::StatusOr<std::int64_t> ExpireCommands(std::int64_t now_ms) = 0;
+};
+
+// ---------------------------------------------------------------------------------------
 
 class Database {
  public:
@@ -219,6 +287,7 @@ class Database {
   virtual DeviceStore& Devices() = 0;
   virtual EdgeStore& Edges() = 0;
   virtual TelemetryStore& Telemetry() = 0;
+  virtual CommandStore& Commands() = 0;
   // OK when the database answers a trivial query (readiness).
   virtual absl::Status Ping() = 0;
   // "sqlite" or "postgresql".

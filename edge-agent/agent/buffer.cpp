@@ -275,7 +275,16 @@ absl::Status Buffer::RebaseAbove(std::uint64_t mark) {
 
 void Buffer::WaitForData(std::uint64_t after, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
-  data_cv_.wait_for(lock, timeout, [&] { return last_seq_ > after && count_ > 0; });
+  data_cv_.wait_for(lock, timeout, [&] { return interrupted_ || (last_seq_ > after && count_ > 0); });
+  interrupted_ = false;
+}
+
+void Buffer::Interrupt() {
+  {
+    std::lock_guard lock(mu_);
+    interrupted_ = true;
+  }
+  data_cv_.notify_all();
 }
 
 std::uint64_t Buffer::LastSeq() const {

@@ -71,8 +71,12 @@ class Buffer {
   // they are not mistaken for data the cloud already has.
   absl::Status RebaseAbove(std::uint64_t mark);
 
-  // Blocks until a reading with seq > after exists or the timeout passes.
+  // Blocks until a reading with seq > after exists, the timeout passes or Interrupt() is
+  // called.
   void WaitForData(std::uint64_t after, std::chrono::milliseconds timeout);
+  // Ends the current (or the next) WaitForData early: the waiter has other work (a command
+  // report to send).
+  void Interrupt();
 
   std::uint64_t LastSeq() const;
   std::uint64_t Count() const;
@@ -99,6 +103,7 @@ class Buffer {
   BufferOptions options_;
   Clock clock_;
   std::condition_variable data_cv_;
+  bool interrupted_ = false;  // guarded by mu_
   std::uint64_t last_seq_ = 0;
   std::uint64_t count_ = 0;
   std::uint64_t bytes_ = 0;

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
+#include <strata/topics.h>
 
 namespace strata::edge {
 
@@ -86,9 +87,15 @@ void Ingest::Stop() {
   if (pipeline_.joinable()) pipeline_.join();
 }
 
+absl::Status Ingest::Publish(const std::string& topic, const std::string& payload) {
+  if (!mqtt_connected_) return absl::UnavailableError("not connected to the broker");
+  return client_->Publish(topic, payload, 1, false, std::chrono::seconds(5));
+}
+
 void Ingest::SupervisorLoop() {
   auto backoff = std::chrono::milliseconds(200);
   const std::string filter = options_.topic_prefix + "/+/telemetry";
+  const std::string responses = options_.topic_prefix + "/+/commands/+/response";
   bool subscribed = false;  // by this process, on any connection
   while (!stop_.stopped()) {
     if (!mqtt_connected_ || !client_->IsConnected()) {
@@ -104,6 +111,7 @@ void Ingest::SupervisorLoop() {
       // a session that is resumed, never subscribed again, and gets nothing.
       if (connected.ok() && (!*connected || !subscribed)) {
         status = client_->Subscribe(filter, 1, std::chrono::seconds(5));
+        if (status.ok() && options_.commands) status = client_->Subscribe(responses, 1, std::chrono::seconds(5));
         subscribed = status.ok();
         if (!status.ok()) (void)client_->Disconnect(std::chrono::seconds(2));
       }
@@ -116,8 +124,9 @@ void Ingest::SupervisorLoop() {
       mqtt_connected_ = true;
       mqtt_connected_gauge_.Set(1);
       backoff = std::chrono::milliseconds(200);
-      spdlog::info("mqtt: connected to {} as {} ({}), subscribed to {}", options_.mqtt_url, options_.client_id,
-                   *connected ? "session resumed" : "new session", filter);
+      spdlog::info("mqtt: connected to {} as {} ({}), subscribed to {}{}", options_.mqtt_url, options_.client_id,
+                   *connected ? "session resumed" : "new session", filter,
+                   options_.commands ? " and " + responses : std::string());
     }
     stop_.WaitFor(std::chrono::milliseconds(500), [this] { return !mqtt_connected_.load(); });
   }
@@ -139,8 +148,16 @@ void Ingest::Process(std::vector<RawMessage>& messages) {
   std::vector<EdgeItem> items;
   DecodeResult result;
   std::size_t accepted = 0;
+  std::vector<std::string> seen;  // devices heard from, for the command outbox
+  std::string device_id, command_id;
   for (auto& m : messages) {
     received_.Inc();
+    if (options_.commands && topics::ParseCommandTopic(options_.topic_prefix, m.topic, true, device_id, command_id)) {
+      if (m.replayed) continue;  // a retained reply: taken when it was published
+      options_.commands->OnResponse(device_id, command_id, m.payload);
+      seen.push_back(device_id);
+      continue;
+    }
     decoder_.Decode(m.topic, m.payload, m.received_at, result);
     if (m.replayed && result.ok && result.stamped_on_receipt) {
       // Almost surely received when it was published (the subscription lived in the
@@ -162,8 +179,12 @@ void Ingest::Process(std::vector<RawMessage>& messages) {
       continue;
     }
     ++accepted;
+    if (options_.commands && (seen.empty() || seen.back() != result.items.front().device_id)) {
+      seen.push_back(result.items.front().device_id);
+    }
     for (auto& item : result.items) items.push_back(std::move(item));
   }
+  if (options_.commands && !seen.empty()) options_.commands->DevicesSeen(seen);
   // A failed commit is retried until it succeeds: these messages are already acknowledged to
   // the broker, so giving up would lose them.
   auto backoff = std::chrono::milliseconds(50);

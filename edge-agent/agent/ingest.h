@@ -22,6 +22,7 @@
 #include <strata/bounded_queue.h>
 #include <strata/stop_signal.h>
 #include "agent/buffer.h"
+#include "agent/commands.h"
 #include "agent/decoder.h"
 #include "agent/mqtt_client.h"
 
@@ -46,6 +47,10 @@ struct IngestOptions {
   // added latency; 0 commits whatever is queued at once.
   std::chrono::milliseconds commit_linger{5};
   UnknownDevicePolicy unknown_devices = UnknownDevicePolicy::kRegister;
+  // Set: ingest also subscribes to the devices' command replies
+  // ({topic_prefix}/+/commands/+/response) and hands them, and which devices it heard from,
+  // to the outbox; Publish() carries the outbox's commands to the broker.
+  CommandOutbox* commands = nullptr;
 };
 
 // The devices the edge accepts under UnknownDevicePolicy::kReject: those of the config
@@ -83,6 +88,9 @@ class Ingest {
   void Stop();
 
   bool MqttConnected() const { return mqtt_connected_.load(); }
+  // Publishes on the agent's connection and waits for the broker's PUBACK (QoS 1).
+  // UNAVAILABLE while it is not connected. Call only between Start() and Stop().
+  absl::Status Publish(const std::string& topic, const std::string& payload);
   std::size_t QueueDepth() const { return queue_.Size(); }
 
   // Decodes and commits one group of messages; public for tests of the pipeline.

@@ -69,6 +69,10 @@ void OnSubscribed(void* context, MQTTAsync_successData* data) {
   });
 }
 
+void OnPublished(void* context, MQTTAsync_successData*) {
+  Complete(context, [](Pending& p) { p.ok = true; });
+}
+
 void OnDisconnected(void* context, MQTTAsync_successData*) {
   Complete(context, [](Pending& p) { p.ok = true; });
 }
@@ -199,6 +203,23 @@ absl::Status MqttClient::Subscribe(const std::string& filter, int qos, std::chro
   if (!p.ok()) return p.status();
   if (p->granted_qos == 0x80) return absl::PermissionDeniedError("subscribe to " + filter + " refused by the broker");
   return absl::OkStatus();
+}
+
+absl::Status MqttClient::Publish(const std::string& topic, std::string_view payload, int qos, bool retained,
+                                 std::chrono::milliseconds timeout) {
+  MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+  opts.onSuccess = OnPublished;
+  opts.onFailure = OnFailure;
+  MQTTAsync_message message = MQTTAsync_message_initializer;
+  message.payload = const_cast<char*>(payload.data());
+  message.payloadlen = static_cast<int>(payload.size());
+  message.qos = qos;
+  message.retained = retained ? 1 : 0;
+  return Request("publish", timeout, [&](void* context) {
+           opts.context = context;
+           return MQTTAsync_sendMessage(handle_, topic.c_str(), &message, &opts);
+         })
+      .status();
 }
 
 absl::Status MqttClient::Disconnect(std::chrono::milliseconds timeout) {

@@ -39,6 +39,11 @@ class MqttClient {
   // check IsConnected() and Disconnect() before trying again.
   absl::StatusOr<bool> Connect(bool clean_session, std::chrono::seconds keep_alive, std::chrono::milliseconds timeout);
   absl::Status Subscribe(const std::string& filter, int qos, std::chrono::milliseconds timeout);
+  // Publishes and waits for the broker's acknowledgement (PUBACK at QoS 1; at QoS 0, for the
+  // message to be written to the socket). DEADLINE_EXCEEDED when none came in time: Paho may
+  // still send the message (with persistence, also after a restart).
+  absl::Status Publish(const std::string& topic, std::string_view payload, int qos, bool retained,
+                       std::chrono::milliseconds timeout);
   absl::Status Disconnect(std::chrono::milliseconds timeout);
   bool IsConnected() const;
 

@@ -109,7 +109,7 @@ void Uplink::Session() {
   auto stream = stub->Connect(&ctx);
   v1::EdgeMessage out;
   out.mutable_hello()->set_edge_id(options_.edge_id);
-  const std::uint32_t offered = options_.on_config ? kEdgeProtocolVersion : 1;
+  const std::uint32_t offered = !options_.on_config ? 1 : options_.commands ? kEdgeProtocolVersion : 2;
   out.mutable_hello()->set_protocol_version(offered);
   v1::CloudMessage in;
   if (!stream->Write(out) || !stream->Read(&in) || !in.has_welcome()) {
@@ -130,9 +130,11 @@ void Uplink::Session() {
   // A cloud of version 1 leaves the field at 1; no answer at all is version 1 too.
   const std::uint32_t version = std::max<std::uint32_t>(1, std::min(in.welcome().protocol_version(), offered));
   if (version < offered && protocol_version_.load() != version) {
-    spdlog::warn("uplink: the cloud at {} speaks EdgeSync version {} only: telemetry is synced, but config "
-                 "revisions are not received (this edge runs on its last applied revision)",
-                 options_.cloud_address, version);
+    spdlog::warn("uplink: the cloud at {} speaks EdgeSync version {} only: telemetry is synced, but {}",
+                 options_.cloud_address, version,
+                 version < 2 ? "config revisions and commands are not received (this edge runs on its last "
+                               "applied revision)"
+                             : "commands are not received");
   }
   protocol_version_ = version;
   if (const std::uint64_t last = buffer_.LastSeq(); mark > last) {
@@ -180,6 +182,23 @@ void Uplink::Session() {
   bool broken = false;           // guarded by wmu
   std::string goodbye;           // guarded by wmu: why the cloud ended the stream, if it said
   std::vector<v1::ConfigAck> config_acks;  // guarded by wmu: answers for the writer to send
+  CommandOutbox* const commands = version >= 3 ? options_.commands : nullptr;
+  std::int64_t reports_sent = 0;  // writer only: the outbox's reports sent on this stream
+  if (commands) {
+    commands->SetReportListener([&] {
+      {
+        std::lock_guard lock(wmu);
+        wcv.notify_all();
+      }
+      buffer_.Interrupt();
+    });
+  }
+  struct ClearListener {
+    CommandOutbox* c;
+    ~ClearListener() {
+      if (c) c->SetReportListener(nullptr);
+    }
+  } clear_listener{commands};
   // The one reader of the stream: it dispatches every kind of message the cloud sends; the
   // handlers run here, and only this loop's writer (below) writes to the stream.
   auto on_ack = [&](const v1::BatchAck& ack) {
@@ -236,6 +255,28 @@ void Uplink::Session() {
           wcv.notify_all();
           break;
         }
+        case v1::CloudMessage::kCommand:
+        case v1::CloudMessage::kCancelCommand:
+        case v1::CloudMessage::kCommandUpdateAck: {
+          if (!commands) {
+            ignored_messages_.Inc();
+            break;
+          }
+          absl::Status s;
+          if (msg.has_command()) {
+            s = commands->Take(msg.command());  // stored before it is reported SENT
+          } else if (msg.has_cancel_command()) {
+            s = commands->Cancel(msg.cancel_command().command_id());
+          } else {
+            commands->Acked(msg.command_update_ack());
+          }
+          if (!s.ok()) {
+            // Not stored here: reconnect, so that the cloud sends it again.
+            spdlog::error("uplink: cannot store a command: {}", s.ToString());
+            ctx.TryCancel();
+          }
+          break;
+        }
         case v1::CloudMessage::kWelcome:
         case v1::CloudMessage::KIND_NOT_SET:
           // A second Welcome, or a kind this edge does not know (a newer cloud): nothing to
@@ -261,9 +302,29 @@ void Uplink::Session() {
     {
       std::unique_lock lock(wmu);
       wcv.wait_for(lock, std::chrono::milliseconds(200), [&] {
-        return broken || stop_.stopped() || inflight < options_.window || !config_acks.empty();
+        return broken || stop_.stopped() || inflight < options_.window || !config_acks.empty() ||
+               (commands && commands->LastReportSeq() > reports_sent);
       });
       if (broken) break;
+      if (commands && commands->LastReportSeq() > reports_sent) {
+        // The outbox's reports go first too (they are small, and bounded per round).
+        lock.unlock();
+        const std::int64_t last = commands->LastReportSeq();
+        auto reports = commands->ReportsAfter(reports_sent, 256);
+        // None left above the cursor (acked meanwhile): nothing up to `last` needs sending.
+        if (reports.empty()) reports_sent = std::max(reports_sent, last);
+        for (auto& [seq, update] : reports) {
+          out.Clear();
+          *out.mutable_command_update() = std::move(update);
+          if (!stream->Write(out)) {
+            write_failed = true;
+            break;
+          }
+          reports_sent = seq;
+        }
+        if (write_failed) break;
+        continue;
+      }
       if (!config_acks.empty()) {
         // Answers to config revisions go first; they do not count against the batch window.
         std::vector<v1::ConfigAck> acks;

@@ -8,7 +8,9 @@
 // into the buffer meanwhile.
 //
 // With protocol version 2 the cloud also sends config revisions down the stream: the reader
-// hands each to `on_config` (which applies it durably) and the writer sends the answer.
+// hands each to `on_config` (which applies it durably) and the writer sends the answer. With
+// version 3 it sends commands: the reader hands them to the command outbox, and the writer
+// sends the outbox's reports (all that are unacknowledged, on every stream).
 //
 // Threads: Run() owns the stream's writes; a reader thread per connection takes what the
 // cloud sends.
@@ -27,6 +29,7 @@
 #include <strata/stop_signal.h>
 
 #include "agent/buffer.h"
+#include "agent/commands.h"
 #include "strata/v1/edgesync.pb.h"
 
 namespace strata::edge {
@@ -45,10 +48,13 @@ struct UplinkOptions {
   // An error (the revision could not be stored) sends no answer and ends the stream: the
   // cloud sends the revision again on the next connection.
   std::function<absl::StatusOr<v1::ConfigAck>(const v1::EdgeConfig&)> on_config;
+  // Takes the commands the cloud sends and reports their transitions (version 3, with
+  // on_config set too). Unset: the edge speaks version 2 at most and gets no commands.
+  CommandOutbox* commands = nullptr;
 };
 
-// The highest EdgeSync version this edge speaks (with on_config set).
-inline constexpr std::uint32_t kEdgeProtocolVersion = 2;
+// The highest EdgeSync version this edge speaks (with on_config and commands set).
+inline constexpr std::uint32_t kEdgeProtocolVersion = 3;
 // The largest message the uplink takes from the cloud: above the cloud's largest config
 // revision (services::kMaxConfigBytes, 16 MiB).
 inline constexpr int kUplinkMaxReceiveBytes = 32 * 1024 * 1024;

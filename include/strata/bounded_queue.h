@@ -54,6 +54,19 @@ class BoundedQueue {
     return true;
   }
 
+  // Pushes only if there is room now; false when full or closed (the item is dropped).
+  bool TryPush(T item) {
+    const std::size_t size = size_of_ ? size_of_(item) : 0;
+    std::lock_guard lock(mu_);
+    if (closed_ || !(items_.empty() || (items_.size() < limits_.max_items && bytes_ + size <= limits_.max_bytes))) {
+      return false;
+    }
+    bytes_ += size;
+    items_.push_back({std::move(item), size});
+    not_empty_.notify_one();
+    return true;
+  }
+
   // Moves up to `max` items into `out`: waits for the first one up to `timeout` (nullopt:
   // until one comes or the queue is closed), then up to `linger` for more to arrive. Stops
   // before an item that `joins` refuses, or that would take `out` past the byte limit.

@@ -183,6 +183,7 @@ int main(int argc, char** argv) {
   pub_options.qos = f.qos;
   pub_options.max_inflight = f.max_inflight;
   pub_options.connect_timeout = Millis(f.connect_timeout_s);
+  pub_options.topic_prefix = f.topic_prefix;
   std::string connect_error;
   auto publisher = Publisher::Connect(pub_options, generator->devices(), connect_error);
   if (!publisher) {

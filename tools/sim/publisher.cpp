@@ -4,6 +4,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "responder.h"
+#include "strata/topics.h"
+
 namespace strata::sim {
 namespace {
 
@@ -37,12 +40,14 @@ Tag UnpackTag(const void* ctx) {
 
 Publisher::Publisher(const PublisherOptions& options, std::vector<Device> devices)
     : options_(options),
-      report_(std::move(devices)),
+      report_(devices),
       // Paho counts publishes it has queued but not yet written as "buffered" and refuses
       // more than max_buffered_messages (default 100) even while connected; our own bound
       // on outstanding messages is the one that should apply.
       client_(options.url, options.client_id,
               mqtt::create_options(MQTTVERSION_DEFAULT, static_cast<int>(options.max_inflight) + 1)) {
+  for (const auto& d : devices) device_scenarios_[d.id] = d.scenario;
+  client_.set_message_callback([this](mqtt::const_message_ptr m) { OnCommand(m->get_topic(), m->to_string()); });
   client_.set_connection_lost_handler([this](const std::string& cause) {
     std::lock_guard lk(mu_);
     lost_ = true;
@@ -78,7 +83,42 @@ std::unique_ptr<Publisher> Publisher::Connect(const PublisherOptions& options, s
     error = "cannot reach the MQTT broker at " + options.url + ": " + e.what();
     return nullptr;
   }
+  if (options.answer_commands) {
+    const std::string filter = options.topic_prefix + "/+/commands/+";
+    try {
+      if (!p->client_.subscribe(filter, 1)->wait_for(options.connect_timeout)) {
+        error = "no answer to the subscription to " + filter;
+        return nullptr;
+      }
+    } catch (const mqtt::exception& e) {
+      error = "cannot subscribe to " + filter + ": " + e.what();
+      return nullptr;
+    }
+  }
   return p;
+}
+
+void Publisher::OnCommand(const std::string& topic, const std::string& payload) {
+  std::string device_id, command_id;
+  if (!topics::ParseCommandTopic(options_.topic_prefix, topic, false, device_id, command_id)) return;
+  auto device = device_scenarios_.find(device_id);
+  if (device == device_scenarios_.end()) return;  // not one of ours
+  auto [it, fresh] = answered_.try_emplace(command_id);
+  if (fresh) {
+    it->second = CommandReply(device->second, device_id, payload);
+    answered_order_.push_back(command_id);
+    if (answered_order_.size() > 10000) {  // remember the last 10000
+      answered_.erase(answered_order_.front());
+      answered_order_.pop_front();
+    }
+    spdlog::info("command {} to {}: {}", command_id, device_id, it->second ? *it->second : "(no reply)");
+  }
+  if (!it->second) return;
+  try {
+    client_.publish(topic + "/response", *it->second, 1, false);  // no listener: not telemetry
+  } catch (const mqtt::exception& e) {
+    spdlog::warn("cannot reply to command {}: {}", command_id, e.what());
+  }
 }
 
 bool Publisher::Publish(const Message& m) {

@@ -7,7 +7,10 @@
 #include <condition_variable>
 #include <cstddef>
 #include <memory>
+#include <deque>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include <mqtt/async_client.h>
@@ -24,6 +27,9 @@ struct PublisherOptions {
   int qos = 1;
   std::size_t max_inflight = 1000;
   std::chrono::milliseconds connect_timeout{5000};
+  // Answer commands to the simulated devices (responder.h) on {topic_prefix}/+/commands/+.
+  bool answer_commands = true;
+  std::string topic_prefix = "v1/devices";
 };
 
 // Publish, SleepUntil and the rest are called from the main thread; RequestStop from any
@@ -55,6 +61,8 @@ class Publisher final : public mqtt::iaction_listener {
   void on_success(const mqtt::token& tok) override;
   void on_failure(const mqtt::token& tok) override;
   bool Stopping() const { return stop_ || !error_.empty(); }  // mu_ held
+  // Paho's thread: a command for one of our devices; replies as responder.h says.
+  void OnCommand(const std::string& topic, const std::string& payload);
 
   PublisherOptions options_;
   std::mutex mu_;
@@ -65,6 +73,11 @@ class Publisher final : public mqtt::iaction_listener {
   bool lost_ = false;                 // guarded by mu_
   std::string error_;                 // guarded by mu_
   std::uint64_t failures_logged_ = 0;  // guarded by mu_
+  std::map<std::string, Scenario> device_scenarios_;  // read-only after construction
+  // Replies already given, by command id: a command delivered twice (the edge restarted
+  // between the broker's ack and its own commit) is run once and answered the same way.
+  std::map<std::string, std::optional<std::string>> answered_;  // Paho's thread only
+  std::deque<std::string> answered_order_;                      // Paho's thread only
   // Last, so it is destroyed first: no Paho callback can reach the members above once they
   // are gone.
   mqtt::async_client client_;

@@ -28,6 +28,7 @@
 #include "postgres/partitions.h"
 #include "postgres/pg_pool.h"
 #include "storage/codec.h"
+#include "storage/sql_tx.h"
 #include "storage/store.h"
 #include "strata/clock.h"
 
@@ -117,5 +118,7 @@ class Context {
 std::unique_ptr<DeviceStore> NewDeviceStore(Context& ctx);
 std::unique_ptr<EdgeStore> NewEdgeStore(Context& ctx);
 std::unique_ptr<TelemetryStore> NewTelemetryStore(Context& ctx);
+// storage/sql_tx.h on this backend (sql_tx.cpp).
+std::unique_ptr<SqlRunner> NewSqlRunner(Context& ctx);
 
 }  // namespace strata::storage::postgres

@@ -18,6 +18,7 @@
 #include <absl/status/statusor.h>
 
 #include "storage/codec.h"
+#include "storage/sql_tx.h"
 #include "storage/store.h"
 #include "strata/clock.h"
 #include "strata/sqlite/sqlite.h"
@@ -76,17 +77,12 @@ class Context {
   const Clock clock_;
 };
 
-// Prepares `sql`, binds `args` to ?1, ?2, ... and runs it (a statement without rows).
-template <typename... Args>
-absl::Status Exec(sqlite::Connection& db, std::string_view sql, const Args&... args) {
-  STRATA_ASSIGN_OR_RETURN(auto s, db.Prepare(sql));
-  int i = 0;
-  (s.Bind(++i, args), ...);
-  return s.Run();
-}
+using sqlite::Exec;
 
 std::unique_ptr<DeviceStore> NewDeviceStore(Context& ctx);
 std::unique_ptr<EdgeStore> NewEdgeStore(Context& ctx);
 std::unique_ptr<TelemetryStore> NewTelemetryStore(Context& ctx);
+// storage/sql_tx.h on this backend (sql_tx.cpp).
+std::unique_ptr<SqlRunner> NewSqlRunner(Context& ctx);
 
 }  // namespace strata::storage::sqlitedb

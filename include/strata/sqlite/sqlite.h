@@ -130,6 +130,16 @@ absl::Status Statement::ForEachRow(F&& row) {
   }
 }
 
+// Prepares `sql`, binds `args` to ?1, ?2, ... and runs it (a statement without rows).
+template <typename... Args>
+absl::Status Exec(Connection& db, std::string_view sql, const Args&... args) {
+  absl::StatusOr<Statement> s = db.Prepare(sql);
+  if (!s.ok()) return s.status();
+  int i = 0;
+  (s->Bind(++i, args), ...);
+  return s->Run();
+}
+
 enum class TransactionMode {
   kDeferred,  // takes the write lock at the first write (readers)
   kImmediate,  // takes it at BEGIN: a second writer waits (busy timeout) instead of failing half-way
