@@ -15,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
 #include "storage/migrations.h"
@@ -1164,9 +1165,214 @@ TEST_P(StorageTest, StringsAreStoredLiterallyEverywhere) {
   EXPECT_TRUE(db_->Ping().ok());
 }
 
+// ---- commands ------------------------------------------------------------------------------
+
+v1::Command NewCommand(const std::string& id, const std::string& device, const std::string& key = "",
+                       std::int64_t expires_at = 0) {
+  v1::Command c;
+  c.set_command_id(id);
+  c.set_device_id(device);
+  c.set_name("set_speed");
+  (*c.mutable_params()->mutable_fields())["rpm"].set_number_value(1200);
+  (*c.mutable_params()->mutable_fields())["note"].set_string_value(kNastyStrings[0]);
+  c.set_timeout_ms(30000);
+  c.set_expires_at(expires_at == 0 ? strata::NowMs() + kDay : expires_at);
+  c.set_idempotency_key(key);
+  return c;
+}
+
+v1::CommandUpdate Update(const std::string& id, v1::CommandState state, std::int64_t at,
+                         const std::string& result = "", const std::string& error = "") {
+  v1::CommandUpdate u;
+  u.set_command_id(id);
+  u.set_state(state);
+  u.set_at(at);
+  u.set_result_json(result);
+  u.set_error(error);
+  return u;
+}
+
+class CommandStoreTest : public StorageTest {
+ protected:
+  void SetUp() override {
+    StorageTest::SetUp();
+    if (HasFatalFailure()) return;
+    v1::Device d = MakeDevice("dev-c");
+    d.set_edge_id("gw-c");
+    ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, d).ok());
+  }
+  std::vector<strata::storage::UpdateOutcome> Apply(std::vector<v1::CommandUpdate> updates,
+                                                    const std::string& edge = "gw-c") {
+    std::vector<const v1::CommandUpdate*> ptrs;
+    for (const auto& u : updates) ptrs.push_back(&u);
+    auto r = db_->Commands().ApplyCommandUpdates(kDefaultTenant, edge, ptrs);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : std::vector<strata::storage::UpdateOutcome>{};
+  }
+  v1::Command Get(const std::string& id) {
+    auto c = db_->Commands().GetCommand(kDefaultTenant, id);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *c : v1::Command();
+  }
+  static std::vector<v1::CommandState> States(const v1::Command& c) {
+    std::vector<v1::CommandState> out;
+    for (const auto& h : c.history()) out.push_back(h.state());
+    return out;
+  }
+};
+
+TEST_P(CommandStoreTest, ACommandIsQueuedForTheDevicesEdgeWithItsParamsAndFirstTransition) {
+  now_ = 1'800'000'000'000;
+  auto created = db_->Commands().CreateCommand(kDefaultTenant, NewCommand("c1", "dev-c"));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_TRUE(created->created);
+  const v1::Command& c = created->command;
+  EXPECT_EQ(c.state(), v1::COMMAND_STATE_QUEUED);
+  EXPECT_EQ(c.edge_id(), "gw-c");
+  EXPECT_EQ(c.created_at(), 1'800'000'000'000);
+  EXPECT_EQ(c.params().fields().at("rpm").number_value(), 1200);
+  EXPECT_EQ(c.params().fields().at("note").string_value(), kNastyStrings[0]);
+  EXPECT_THAT(States(c), ElementsAre(v1::COMMAND_STATE_QUEUED));
+  EXPECT_EQ(Get("c1").DebugString(), c.DebugString());
+}
+
+TEST_P(CommandStoreTest, RefusesUnknownDevicesAndDevicesWithoutAnEdge) {
+  EXPECT_EQ(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("c1", "nobody")).status().code(),
+            absl::StatusCode::kNotFound);
+  Create("no-edge");
+  EXPECT_EQ(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("c2", "no-edge")).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(db_->Commands().GetCommand(kDefaultTenant, "c2").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(CommandStoreTest, AnIdempotencyKeyMakesOneCommandPerDevice) {
+  auto first = db_->Commands().CreateCommand(kDefaultTenant, NewCommand("c1", "dev-c", "key-1"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto again = db_->Commands().CreateCommand(kDefaultTenant, NewCommand("c2", "dev-c", "key-1"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->created);
+  EXPECT_EQ(again->command.command_id(), "c1");
+  EXPECT_EQ(db_->Commands().GetCommand(kDefaultTenant, "c2").status().code(), absl::StatusCode::kNotFound);
+  // Without a key, every call is a command of its own.
+  ASSERT_TRUE(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("c3", "dev-c")).ok());
+  ASSERT_TRUE(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("c4", "dev-c")).ok());
+  strata::storage::CommandListQuery q;
+  q.device_id = "dev-c";
+  EXPECT_EQ(db_->Commands().ListCommands(kDefaultTenant, q)->size(), 3u);
+}
+
+TEST_P(CommandStoreTest, EdgeUpdatesMoveForwardOnlyAreRecordedOnceAndFinalStatesStay) {
+  now_ = 1'800'000'000'000;  // the history is in time order: the edge's times below come later
+  ASSERT_TRUE(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("c1", "dev-c")).ok());
+  using strata::storage::UpdateOutcome;
+  const std::int64_t t = now_;
+  EXPECT_THAT(Apply({Update("c1", v1::COMMAND_STATE_SENT, t + 10), Update("c1", v1::COMMAND_STATE_SENT, t + 11)}),
+              ElementsAre(UpdateOutcome::kRecorded, UpdateOutcome::kDuplicate));
+  EXPECT_EQ(Get("c1").state(), v1::COMMAND_STATE_SENT);
+  EXPECT_THAT(Apply({Update("c1", v1::COMMAND_STATE_SUCCEEDED, t + 30, R"({"ok":true,"n":[1,2]})")}),
+              ElementsAre(UpdateOutcome::kRecorded));
+  // A DELIVERED that arrives after the final state goes into the history only.
+  EXPECT_THAT(Apply({Update("c1", v1::COMMAND_STATE_DELIVERED, t + 20)}), ElementsAre(UpdateOutcome::kRecorded));
+  EXPECT_THAT(Apply({Update("c1", v1::COMMAND_STATE_FAILED, t + 40, "", "later")}), ElementsAre(UpdateOutcome::kRecorded));
+  const v1::Command c = Get("c1");
+  EXPECT_EQ(c.state(), v1::COMMAND_STATE_SUCCEEDED);
+  EXPECT_TRUE(c.result().struct_value().fields().at("ok").bool_value());
+  EXPECT_EQ(c.result().struct_value().fields().at("n").list_value().values_size(), 2);
+  EXPECT_THAT(States(c), ElementsAre(v1::COMMAND_STATE_QUEUED, v1::COMMAND_STATE_SENT, v1::COMMAND_STATE_DELIVERED,
+                                     v1::COMMAND_STATE_SUCCEEDED, v1::COMMAND_STATE_FAILED));
+  // Another edge, an unknown command, the cloud's own state: nothing changes.
+  EXPECT_THAT(Apply({Update("c1", v1::COMMAND_STATE_CANCELLED, t + 50)}, "gw-other"), ElementsAre(UpdateOutcome::kUnknown));
+  EXPECT_THAT(Apply({Update("nope", v1::COMMAND_STATE_SENT, t + 50), Update("c1", v1::COMMAND_STATE_QUEUED, t + 50)}),
+              ElementsAre(UpdateOutcome::kUnknown, UpdateOutcome::kUnknown));
+  EXPECT_EQ(Get("c1").history_size(), 5);
+}
+
+TEST_P(CommandStoreTest, PendingForEdgeHandsOutQueuedUnexpiredCommandsAndCancellations) {
+  const std::int64_t now = strata::NowMs();
+  ASSERT_TRUE(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("c1", "dev-c")).ok());
+  ASSERT_TRUE(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("c2", "dev-c", "", now + 1000)).ok());
+  ASSERT_TRUE(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("c3", "dev-c")).ok());
+  Apply({Update("c3", v1::COMMAND_STATE_SENT, now)});
+  auto pending = db_->Commands().PendingForEdge(kDefaultTenant, "gw-c", now + 2000, 100);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  ASSERT_EQ(pending->commands.size(), 1u);  // c2 expired, c3 is on the edge
+  EXPECT_EQ(pending->commands[0].command_id(), "c1");
+  EXPECT_EQ(pending->commands[0].device_id(), "dev-c");
+  auto params = nlohmann::json::parse(pending->commands[0].params_json());
+  EXPECT_EQ(params["rpm"], 1200);
+  EXPECT_TRUE(pending->cancels.empty());
+  EXPECT_TRUE(db_->Commands().PendingForEdge(kDefaultTenant, "gw-other", now, 100)->commands.empty());
+
+  // The sweeper ends c2; a cancelled c3 is handed out as a cancellation until the edge answers.
+  auto expired = db_->Commands().ExpireCommands(now + 2000);
+  ASSERT_TRUE(expired.ok()) << expired.status();
+  EXPECT_EQ(*expired, 1);
+  EXPECT_EQ(Get("c2").state(), v1::COMMAND_STATE_EXPIRED);
+  EXPECT_EQ(*db_->Commands().ExpireCommands(now + 2000), 0);
+  ASSERT_TRUE(db_->Commands().CancelCommand(kDefaultTenant, "c3").ok());
+  EXPECT_THAT(db_->Commands().PendingForEdge(kDefaultTenant, "gw-c", now, 100)->cancels, ElementsAre("c3"));
+  Apply({Update("c3", v1::COMMAND_STATE_CANCELLED, now + 5)});
+  EXPECT_TRUE(db_->Commands().PendingForEdge(kDefaultTenant, "gw-c", now, 100)->cancels.empty());
+}
+
+TEST_P(CommandStoreTest, CancelEndsACommandInEveryStateBeforeTheEndAndRefusesAfterIt) {
+  const std::int64_t now = now_ - 10000;  // the edge's transitions came before the cancel
+  for (const char* id : {"queued", "sent", "delivered", "done"}) {
+    ASSERT_TRUE(db_->Commands().CreateCommand(kDefaultTenant, NewCommand(id, "dev-c")).ok());
+  }
+  Apply({Update("sent", v1::COMMAND_STATE_SENT, now), Update("delivered", v1::COMMAND_STATE_DELIVERED, now),
+         Update("done", v1::COMMAND_STATE_SUCCEEDED, now, "1")});
+  for (const char* id : {"queued", "sent", "delivered"}) {
+    auto c = db_->Commands().CancelCommand(kDefaultTenant, id);
+    ASSERT_TRUE(c.ok()) << id << ": " << c.status();
+    EXPECT_EQ(c->state(), v1::COMMAND_STATE_CANCELLED) << id;
+    EXPECT_EQ(c->history().rbegin()->state(), v1::COMMAND_STATE_CANCELLED) << id;
+  }
+  auto done = db_->Commands().CancelCommand(kDefaultTenant, "done");
+  EXPECT_EQ(done.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(db_->Commands().CancelCommand(kDefaultTenant, "queued").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(db_->Commands().CancelCommand(kDefaultTenant, "nope").status().code(), absl::StatusCode::kNotFound);
+  // The device's late reply stays in the history; the command stays CANCELLED.
+  Apply({Update("delivered", v1::COMMAND_STATE_SUCCEEDED, now + 9, "2")});
+  EXPECT_EQ(Get("delivered").state(), v1::COMMAND_STATE_CANCELLED);
+  EXPECT_EQ(Get("done").result().number_value(), 1);
+}
+
+TEST_P(CommandStoreTest, ListsNewestFirstPageByPageAndByState) {
+  for (int i = 0; i < 7; ++i) {
+    now_ = 1'800'000'000'000 + i / 2;  // pairs share a created_at: the id breaks the tie
+    ASSERT_TRUE(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("c" + std::to_string(i), "dev-c")).ok());
+  }
+  Apply({Update("c2", v1::COMMAND_STATE_SENT, 1), Update("c5", v1::COMMAND_STATE_SENT, 1)});
+  strata::storage::CommandListQuery q;
+  q.device_id = "dev-c";
+  q.page_size = 3;
+  std::vector<std::string> seen;
+  for (int page = 0; page < 5; ++page) {
+    auto rows = db_->Commands().ListCommands(kDefaultTenant, q);
+    ASSERT_TRUE(rows.ok()) << rows.status();
+    const bool more = rows->size() > 3u;
+    if (more) rows->resize(3);
+    for (const auto& c : *rows) seen.push_back(c.command_id());
+    if (!more) break;
+    q.before = strata::storage::CommandCursor{rows->back().created_at(), rows->back().command_id()};
+  }
+  EXPECT_THAT(seen, ElementsAre("c6", "c5", "c4", "c3", "c2", "c1", "c0"));
+  q = {};
+  q.device_id = "dev-c";
+  q.state = v1::COMMAND_STATE_SENT;
+  std::vector<std::string> sent;
+  auto rows = db_->Commands().ListCommands(kDefaultTenant, q);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  for (const auto& c : *rows) sent.push_back(c.command_id());
+  EXPECT_THAT(sent, ElementsAre("c5", "c2"));
+}
+
 std::string BackendName(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StorageTest, ::testing::Values("sqlite", "postgresql"), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, CommandStoreTest, ::testing::Values("sqlite", "postgresql"), BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, QueryTest, ::testing::Values("sqlite", "postgresql"), BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, AggregateTest, ::testing::Values("sqlite", "postgresql"), BackendName);
 
