@@ -151,9 +151,14 @@ CommandOutbox::CommandOutbox(std::unique_ptr<sqlite::Connection> db, CommandOutb
     : db_(std::move(db)),
       options_(std::move(options)),
       clock_(std::move(clock)),
-      metrics_(metrics),
       publish_failures_(metrics.GetCounter("strata_edge_command_publish_failures_total",
-                                           "Command publishes the broker did not acknowledge (retried)")) {
+                                           "Command publishes the broker did not acknowledge (retried)")),
+      open_sent_(metrics.GetGauge("strata_edge_commands_open", "Commands held that have not ended, by state",
+                                  {{"state", "sent"}})),
+      open_delivered_(metrics.GetGauge("strata_edge_commands_open", "Commands held that have not ended, by state",
+                                       {{"state", "delivered"}})),
+      reports_pending_(metrics.GetGauge("strata_edge_command_reports_pending",
+                                        "Command transitions the cloud has not acknowledged yet")) {
   for (int state = kSent; state <= kCancelled; ++state) {
     std::string name = v1::CommandState_Name(static_cast<v1::CommandState>(state));
     name = name.substr(std::string_view("COMMAND_STATE_").size());
@@ -448,8 +453,21 @@ void CommandOutbox::RunOnce() {
         waiting.insert(d.device);
         deliveries.push_back(std::move(d));
       }));
-      std::lock_guard wake(wake_mu_);
-      waiting_ = std::move(waiting);
+      {
+        std::lock_guard wake(wake_mu_);
+        waiting_ = std::move(waiting);
+      }
+      // The gauges, once a pass (at most a second old): /metrics never waits for a commit.
+      STRATA_ASSIGN_OR_RETURN(auto by_state, db_->Prepare(kByState));
+      std::int64_t sent = 0, delivered = 0;
+      STRATA_RETURN_IF_ERROR(by_state.ForEachRow([&] {
+        if (by_state.Int(0) == kSent) sent = by_state.Int(1);
+        if (by_state.Int(0) == kDelivered) delivered = by_state.Int(1);
+      }));
+      open_sent_.Set(static_cast<double>(sent));
+      open_delivered_.Set(static_cast<double>(delivered));
+      STRATA_ASSIGN_OR_RETURN(std::int64_t pending, QueryInt(*db_, kCountReports));
+      reports_pending_.Set(static_cast<double>(pending));
       return absl::OkStatus();
     };
     if (auto s = pass(); !s.ok()) spdlog::error("commands: delivery pass failed: {}", s.ToString());

@@ -142,8 +142,10 @@ class CommandOutbox {
   std::map<std::string, Counter*> rejected_;
   std::mutex told_mu_;
   std::set<std::string> told_;  // guarded by told_mu_: reasons logged at warn already
-  MetricsRegistry& metrics_;
   Counter& publish_failures_;
+  Gauge& open_sent_;
+  Gauge& open_delivered_;
+  Gauge& reports_pending_;
 };
 
 }  // namespace strata::edge

@@ -14,6 +14,7 @@
 
 #include "generator.h"
 #include "report.h"
+#include "responder.h"
 #include "scenario.h"
 
 namespace strata::sim {
@@ -498,3 +499,21 @@ TEST(SimReportTest, CountsByDeviceAndKind) {
 
 }  // namespace
 }  // namespace strata::sim
+
+TEST(ResponderTest, SucceedsFailsOrStaysSilentByScenarioAndName) {
+  using strata::sim::CommandReply;
+  using strata::sim::Scenario;
+  const std::string cmd = R"({"command_id":"c1","name":"set_speed","params":{"rpm":5},"expires_at":1})";
+  auto ok = nlohmann::json::parse(*CommandReply(Scenario::kManufacturing, "mfg-0001", cmd));
+  EXPECT_EQ(ok["status"], "SUCCEEDED");
+  EXPECT_EQ(ok["result"]["device_id"], "mfg-0001");
+  EXPECT_EQ(ok["result"]["params"]["rpm"], 5);
+  EXPECT_EQ(nlohmann::json::parse(*CommandReply(Scenario::kGrid, "grid-0001", cmd))["status"], "FAILED");
+  EXPECT_EQ(nlohmann::json::parse(*CommandReply(Scenario::kGrid, "grid-0001", R"({"name":"ping"})"))["status"],
+            "SUCCEEDED");
+  EXPECT_EQ(nlohmann::json::parse(*CommandReply(Scenario::kHealthcare, "health-0001", R"({"name":"fail"})"))["status"],
+            "FAILED");
+  EXPECT_FALSE(CommandReply(Scenario::kTransportation, "traffic-0001", cmd).has_value());
+  EXPECT_FALSE(CommandReply(Scenario::kAgriculture, "agri-0001", R"({"name":"noreply"})").has_value());
+  EXPECT_EQ(nlohmann::json::parse(*CommandReply(Scenario::kAgriculture, "agri-0001", "not json"))["status"], "FAILED");
+}

@@ -11,6 +11,7 @@
 #include <strata/config.h>
 #include <strata/ids.h>
 #include <strata/metrics.h>
+#include <strata/topics.h>
 
 #include "support/process.h"
 
@@ -33,6 +34,27 @@ TEST(IdsTest, RejectsEmptyOverlongAndTopicCharacters) {
   }
   EXPECT_FALSE(ValidateKey("").ok());
   EXPECT_TRUE(ValidateKey("temperature").ok());
+}
+
+TEST(TopicsTest, CommandTopicsRoundTripAndStrangersAreRefused) {
+  using strata::topics::CommandTopic;
+  using strata::topics::ParseCommandTopic;
+  EXPECT_EQ(CommandTopic("v1/devices", "pump-1", "abc"), "v1/devices/pump-1/commands/abc");
+  std::string device, id;
+  ASSERT_TRUE(ParseCommandTopic("v1/devices", "v1/devices/pump-1/commands/abc", false, device, id));
+  EXPECT_EQ(device, "pump-1");
+  EXPECT_EQ(id, "abc");
+  ASSERT_TRUE(ParseCommandTopic("v1/devices", "v1/devices/pump-1/commands/abc/response", true, device, id));
+  EXPECT_EQ(id, "abc");
+  for (const char* bad : {"v1/devices/pump-1/commands/abc/response", "v1/devices//commands/abc", "v1/devices/p/commands/",
+                          "v1/devices/p/telemetry", "v2/devices/p/commands/a", "v1/devicesX/p/commands/a",
+                          "v1/devices/p/commands/a/b", "v1/devices"}) {
+    EXPECT_FALSE(ParseCommandTopic("v1/devices", bad, false, device, id)) << bad;
+  }
+  for (const char* bad : {"v1/devices/p/commands/a", "v1/devices/p/commands/response", "v1/devices/p/commands//response",
+                          "v1/devices/p/x/a/response", "/response"}) {
+    EXPECT_FALSE(ParseCommandTopic("v1/devices", bad, true, device, id)) << bad;
+  }
 }
 
 TEST(MetricsTest, RendersCountersGaugesAndEscapedLabels) {
