@@ -206,8 +206,8 @@ int Run(const Flags& f) {
 
   uplink.Start();
   ingest.Start();
-  commands.Start([&ingest](const std::string& topic, const std::string& payload) {
-    return ingest.Publish(topic, payload);
+  commands.Start([&ingest](const std::vector<std::pair<std::string, std::string>>& messages) {
+    return ingest.Publish(messages);
   });
   spdlog::info("strata-edge {} ready: mqtt={} cloud={} status=http://{}:{}/status buffer={}", f.edge_id, f.mqtt_url,
                f.cloud, listen.host, (*status_server)->Port(), bopts.path);

@@ -473,26 +473,44 @@ void CommandOutbox::RunOnce() {
     if (auto s = pass(); !s.ok()) spdlog::error("commands: delivery pass failed: {}", s.ToString());
   }
   if (reported) Reported();
+  // Every present device's commands at once (one round trip to the broker for the lot), then
+  // one DELIVERED commit for those the broker acknowledged.
+  std::vector<const Delivery*> sending;
+  std::vector<std::pair<std::string, std::string>> messages;
   for (const auto& d : deliveries) {
-    if (!Present(d.device, now) || !publish_) continue;
-    const std::string topic = topics::CommandTopic(options_.topic_prefix, d.device, d.id);
-    if (auto s = publish_(topic, d.payload); !s.ok()) {
-      publish_failures_.Inc();
-      spdlog::debug("commands: cannot publish {} yet: {}", topic, s.ToString());
-      break;  // the broker is away: the next pass tries again
-    }
-    absl::StatusOr<bool> moved;
-    {
-      std::lock_guard lock(mu_);
-      moved = Transition(d.id, kSent, kSent, kDelivered, clock_(), "", "");
-    }
-    if (!moved.ok()) {
-      spdlog::error("commands: command {} delivered, but not recorded (it is published again): {}", d.id,
-                    moved.status().ToString());
-      break;
-    }
-    if (*moved) Reported();  // each DELIVERED goes up at once
+    if (!Present(d.device, now)) continue;
+    sending.push_back(&d);
+    messages.emplace_back(topics::CommandTopic(options_.topic_prefix, d.device, d.id), d.payload);
   }
+  if (messages.empty() || !publish_) return;
+  const std::vector<absl::Status> published = publish_(messages);
+  const std::int64_t at = clock_();
+  bool delivered = false;
+  {
+    std::lock_guard lock(mu_);
+    auto commit = [&]() -> absl::Status {
+      STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
+      for (std::size_t i = 0; i < sending.size(); ++i) {
+        if (!published[i].ok()) {
+          publish_failures_.Inc();
+          spdlog::debug("commands: cannot publish {} yet: {}", messages[i].first, published[i].ToString());
+          continue;  // the next pass tries again
+        }
+        STRATA_RETURN_IF_ERROR(Exec(*db_, kTransition, sending[i]->id, kDelivered, at, std::string(), std::string(),
+                                    kSent, kSent));
+        if (db_->Changes() == 0) continue;  // its reply came first
+        STRATA_RETURN_IF_ERROR(AddReport(sending[i]->id, kDelivered, at, "", ""));
+        delivered = true;
+      }
+      return tx.Commit();
+    };
+    if (auto s = commit(); !s.ok()) {
+      delivered = false;
+      spdlog::error("commands: {} command(s) delivered, but not recorded (they are published again): {}",
+                    sending.size(), s.ToString());
+    }
+  }
+  if (delivered) Reported();
 }
 
 void CommandOutbox::Loop() {

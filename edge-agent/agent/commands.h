@@ -54,7 +54,6 @@ struct CommandOutboxOptions {
   // A device counts as present this long after its last message; 0: always present (publish
   // at once, for devices that only listen, with a persistent MQTT session).
   std::chrono::milliseconds presence_window{std::chrono::minutes(2)};
-  std::chrono::milliseconds publish_timeout{std::chrono::seconds(5)};
   // Most commands held that have not ended; the cloud keeps further ones QUEUED until there
   // is room.
   std::size_t max_open = 100000;
@@ -63,8 +62,10 @@ struct CommandOutboxOptions {
   std::chrono::milliseconds keep_ended{std::chrono::hours(24)};
 };
 
-// Publishes one message at QoS 1 and returns once the broker acknowledged it.
-using CommandPublisher = std::function<absl::Status(const std::string& topic, const std::string& payload)>;
+// Publishes each (topic, payload) at QoS 1 and returns once the broker acknowledged them: one
+// status per message, in order.
+using CommandPublisher =
+    std::function<std::vector<absl::Status>(const std::vector<std::pair<std::string, std::string>>& messages)>;
 
 class CommandOutbox {
  public:

@@ -87,9 +87,11 @@ void Ingest::Stop() {
   if (pipeline_.joinable()) pipeline_.join();
 }
 
-absl::Status Ingest::Publish(const std::string& topic, const std::string& payload) {
-  if (!mqtt_connected_) return absl::UnavailableError("not connected to the broker");
-  return client_->Publish(topic, payload, 1, false, std::chrono::seconds(5));
+std::vector<absl::Status> Ingest::Publish(const std::vector<std::pair<std::string, std::string>>& messages) {
+  if (!mqtt_connected_) {
+    return std::vector<absl::Status>(messages.size(), absl::UnavailableError("not connected to the broker"));
+  }
+  return client_->PublishAll(messages, 1, false, std::chrono::seconds(5));
 }
 
 void Ingest::SupervisorLoop() {

@@ -88,9 +88,10 @@ class Ingest {
   void Stop();
 
   bool MqttConnected() const { return mqtt_connected_.load(); }
-  // Publishes on the agent's connection and waits for the broker's PUBACK (QoS 1).
-  // UNAVAILABLE while it is not connected. Call only between Start() and Stop().
-  absl::Status Publish(const std::string& topic, const std::string& payload);
+  // Publishes each (topic, payload) on the agent's connection at QoS 1 and waits for the
+  // broker's PUBACKs; one status per message (UNAVAILABLE while it is not connected). Call
+  // only between Start() and Stop().
+  std::vector<absl::Status> Publish(const std::vector<std::pair<std::string, std::string>>& messages);
   std::size_t QueueDepth() const { return queue_.Size(); }
 
   // Decodes and commits one group of messages; public for tests of the pipeline.

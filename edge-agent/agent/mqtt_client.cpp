@@ -8,6 +8,8 @@
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <utility>
+#include <vector>
 
 #include <MQTTAsync.h>
 
@@ -102,11 +104,10 @@ absl::StatusOr<Pending> Await(std::uintptr_t id, std::chrono::milliseconds timeo
   return p;
 }
 
-// Issues one request: `start(context)` hands Paho its options with `context` set and returns
-// Paho's code; then waits for the answer.
+// Starts one request: `start(context)` hands Paho its options with `context` set and returns
+// Paho's code. Returns the id to Await().
 template <typename Start>
-absl::StatusOr<Pending> Request(const char* what, std::chrono::milliseconds wait, Start start,
-                                std::atomic<bool>* session_flag = nullptr) {
+absl::StatusOr<std::uintptr_t> Issue(const char* what, Start start, std::atomic<bool>* session_flag = nullptr) {
   Registry& r = registry();
   std::uintptr_t id;
   {
@@ -121,7 +122,16 @@ absl::StatusOr<Pending> Request(const char* what, std::chrono::milliseconds wait
     r.pending.erase(id);
     return absl::UnavailableError(std::string(what) + ": " + MQTTAsync_strerror(rc));
   }
-  return Await(id, wait, what);
+  return id;
+}
+
+// Issues one request and waits for the answer.
+template <typename Start>
+absl::StatusOr<Pending> Request(const char* what, std::chrono::milliseconds wait, Start start,
+                                std::atomic<bool>* session_flag = nullptr) {
+  auto id = Issue(what, std::move(start), session_flag);
+  if (!id.ok()) return id.status();
+  return Await(*id, wait, what);
 }
 
 }  // namespace
@@ -207,19 +217,43 @@ absl::Status MqttClient::Subscribe(const std::string& filter, int qos, std::chro
 
 absl::Status MqttClient::Publish(const std::string& topic, std::string_view payload, int qos, bool retained,
                                  std::chrono::milliseconds timeout) {
-  MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
-  opts.onSuccess = OnPublished;
-  opts.onFailure = OnFailure;
-  MQTTAsync_message message = MQTTAsync_message_initializer;
-  message.payload = const_cast<char*>(payload.data());
-  message.payloadlen = static_cast<int>(payload.size());
-  message.qos = qos;
-  message.retained = retained ? 1 : 0;
-  return Request("publish", timeout, [&](void* context) {
-           opts.context = context;
-           return MQTTAsync_sendMessage(handle_, topic.c_str(), &message, &opts);
-         })
-      .status();
+  std::vector<std::pair<std::string, std::string>> one{{topic, std::string(payload)}};
+  return PublishAll(one, qos, retained, timeout).front();
+}
+
+std::vector<absl::Status> MqttClient::PublishAll(const std::vector<std::pair<std::string, std::string>>& messages,
+                                                 int qos, bool retained, std::chrono::milliseconds timeout) {
+  // Every message is handed to Paho first (Paho copies it), then the acknowledgements are
+  // awaited together: one round trip for the lot, not one per message.
+  std::vector<absl::StatusOr<std::uintptr_t>> ids;
+  ids.reserve(messages.size());
+  for (const auto& [topic, payload] : messages) {
+    MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+    opts.onSuccess = OnPublished;
+    opts.onFailure = OnFailure;
+    MQTTAsync_message message = MQTTAsync_message_initializer;
+    message.payload = const_cast<char*>(payload.data());
+    message.payloadlen = static_cast<int>(payload.size());
+    message.qos = qos;
+    message.retained = retained ? 1 : 0;
+    ids.push_back(Issue("publish", [&](void* context) {
+      opts.context = context;
+      return MQTTAsync_sendMessage(handle_, topic.c_str(), &message, &opts);
+    }));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<absl::Status> out;
+  out.reserve(ids.size());
+  for (auto& id : ids) {
+    if (!id.ok()) {
+      out.push_back(id.status());
+      continue;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max(deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration::zero()));
+    out.push_back(Await(*id, left, "publish").status());
+  }
+  return out;
 }
 
 absl::Status MqttClient::Disconnect(std::chrono::milliseconds timeout) {

@@ -10,6 +10,8 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <absl/status/status.h>
 #include <absl/status/statusor.h>
@@ -44,6 +46,10 @@ class MqttClient {
   // still send the message (with persistence, also after a restart).
   absl::Status Publish(const std::string& topic, std::string_view payload, int qos, bool retained,
                        std::chrono::milliseconds timeout);
+  // Publishes every (topic, payload) at once and then waits, up to `timeout` in all, for each
+  // acknowledgement; one status per message, in order.
+  std::vector<absl::Status> PublishAll(const std::vector<std::pair<std::string, std::string>>& messages, int qos,
+                                       bool retained, std::chrono::milliseconds timeout);
   absl::Status Disconnect(std::chrono::milliseconds timeout);
   bool IsConnected() const;
 

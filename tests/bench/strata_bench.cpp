@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -36,7 +38,9 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include "strata/v1/commands.grpc.pb.h"
 #include "strata/v1/edgesync.grpc.pb.h"
+#include "strata/v1/registry.grpc.pb.h"
 #include "strata/v1/telemetry.grpc.pb.h"
 #include "support/http_client.h"
 #include "support/metrics_text.h"
@@ -561,23 +565,10 @@ std::string EdgeDefault(const std::string& dir, const std::string& flag) {
 class Platform {
  public:
   Platform(const std::string& dir, const std::string& name, std::string db_url)
-      : dir_(dir), db_url_(std::move(db_url)), grpc_(FreePort()), cloud_http_(FreePort()), edge_http_(FreePort()) {
+      : dir_(dir), name_(name), db_url_(std::move(db_url)), grpc_(FreePort()), cloud_http_(FreePort()),
+        edge_http_(FreePort()) {
     StartCloud();
-    const std::string data = dir + "/" + name + "-edge";
-    edge_ = std::make_unique<Process>(
-        std::vector<std::string>{STRATA_EDGE_BIN, "--edge-id", name, "--mqtt-url", broker_.Url(), "--cloud",
-                                 GrpcAddress(), "--data-dir", data, "--http-listen",
-                                 "127.0.0.1:" + std::to_string(edge_http_), "--log-level", "warn",
-                                 "--buffer-max-bytes", std::to_string(kPlatformBufferBytes)},
-        data + ".log");
-    // Subscribed (else the broker would discard the first messages) and streaming to the cloud.
-    if (!WaitFor([&] {
-          const auto f = TryEdge();
-          return f.ok && f.mqtt_up == 1 && f.uplink_up == 1;
-        },
-                 std::chrono::seconds(30))) {
-      throw std::runtime_error("strata-edge did not connect to the broker and the cloud: " + edge_->Log());
-    }
+    StartEdge();
   }
   ~Platform() {
     if (edge_) edge_->Stop(SIGTERM, std::chrono::seconds(30));
@@ -594,6 +585,29 @@ class Platform {
   }
   // On the same database and ports; returns once /readyz answers 200.
   void StartCloud() { cloud_ = ::StartCloud(db_url_, dir_, grpc_, cloud_http_); }
+  // SIGTERM: it commits what it received; the broker keeps its session meanwhile.
+  void StopEdge() {
+    if (edge_) edge_->Stop(SIGTERM, std::chrono::seconds(30));
+    edge_.reset();
+  }
+  // On the same data directory; returns once it is subscribed (else the broker would discard
+  // the first messages) and streaming to the cloud.
+  void StartEdge() {
+    const std::string data = dir_ + "/" + name_ + "-edge";
+    edge_ = std::make_unique<Process>(
+        std::vector<std::string>{STRATA_EDGE_BIN, "--edge-id", name_, "--mqtt-url", broker_.Url(), "--cloud",
+                                 GrpcAddress(), "--data-dir", data, "--http-listen",
+                                 "127.0.0.1:" + std::to_string(edge_http_), "--log-level", "warn",
+                                 "--buffer-max-bytes", std::to_string(kPlatformBufferBytes)},
+        data + "." + std::to_string(++edge_starts_) + ".log");
+    if (!WaitFor([&] {
+          const auto f = TryEdge();
+          return f.ok && f.mqtt_up == 1 && f.uplink_up == 1;
+        },
+                 std::chrono::seconds(30))) {
+      throw std::runtime_error("strata-edge did not connect to the broker and the cloud: " + edge_->Log());
+    }
+  }
 
   // For polling: ok is false when the agent did not answer.
   EdgeFigures TryEdge() const { return ScrapeEdge(edge_http_); }
@@ -612,8 +626,10 @@ class Platform {
 
  private:
   std::string dir_;
+  std::string name_;
   std::string db_url_;
   unsigned short grpc_, cloud_http_, edge_http_;
+  int edge_starts_ = 0;
   MosquittoServer broker_;
   std::unique_ptr<Process> cloud_;
   std::unique_ptr<Process> edge_;
@@ -997,6 +1013,234 @@ DrainResult BacklogDrain(PgServer& pg, const std::string& dir, double rate, doub
   return r;
 }
 
+// An MQTT request/response through the platform's broker between two bare clients (the raw
+// ceiling of a command's trip to a device and back): `requester` publishes on bench/ping/N,
+// `responder` answers each on bench/pong/N at once, both at QoS 0 (the broker's bare round
+// trip: at QoS 1 an idle Paho client's PUBACK and its answer meet Nagle's algorithm and the
+// broker's delayed ACK, about 40 ms). Ping() measures one exchange; Burst() `n` exchanges
+// with up to 1,000 outstanding.
+class MqttPingPong {
+ public:
+  explicit MqttPingPong(const std::string& url)
+      : requester_(url, "bench-ping", mqtt::create_options(MQTTVERSION_DEFAULT, 2001)),
+        responder_(url, "bench-pong", mqtt::create_options(MQTTVERSION_DEFAULT, 2001)) {
+    mqtt::connect_options opts;
+    opts.set_clean_session(true);
+    opts.set_max_inflight(2000);
+    responder_.set_message_callback([this](mqtt::const_message_ptr m) {
+      const std::string topic = m->get_topic();
+      responder_.publish("bench/pong/" + topic.substr(topic.rfind('/') + 1), m->to_string(), 0, false);
+    });
+    requester_.set_message_callback([this](mqtt::const_message_ptr) {
+      std::lock_guard lock(mu_);
+      ++answered_;
+      cv_.notify_all();
+    });
+    responder_.connect(opts)->wait();
+    requester_.connect(opts)->wait();
+    responder_.subscribe("bench/ping/+", 0)->wait();
+    requester_.subscribe("bench/pong/+", 0)->wait();
+  }
+  ~MqttPingPong() {
+    for (auto* c : {&requester_, &responder_}) {
+      try {
+        c->disconnect()->wait_for(std::chrono::seconds(5));
+      } catch (...) {
+      }
+    }
+  }
+  // One exchange, ms; -1 if no answer within 5 s.
+  double Ping() {
+    std::unique_lock lock(mu_);
+    const std::uint64_t want = answered_ + 1;
+    const auto sent = Clock::now();
+    lock.unlock();
+    requester_.publish("bench/ping/" + std::to_string(want), "{}", 0, false);
+    lock.lock();
+    if (!cv_.wait_for(lock, std::chrono::seconds(5), [&] { return answered_ >= want; })) return -1;
+    return Seconds(Clock::now() - sent) * 1000;
+  }
+  // `n` exchanges with at most 1,000 outstanding; returns exchanges per second.
+  double Burst(int n) {
+    std::unique_lock lock(mu_);
+    const std::uint64_t base = answered_;
+    lock.unlock();
+    const auto start = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      lock.lock();
+      cv_.wait(lock, [&] { return static_cast<std::uint64_t>(i) < answered_ - base + 1000; });
+      lock.unlock();
+      requester_.publish("bench/ping/" + std::to_string(i), "{}", 0, false);
+    }
+    lock.lock();
+    if (!cv_.wait_for(lock, std::chrono::seconds(60), [&] { return answered_ - base >= static_cast<std::uint64_t>(n); })) {
+      throw std::runtime_error("MQTT request/response ceiling: answers missing");
+    }
+    return n / Seconds(Clock::now() - start);
+  }
+
+ private:
+  mqtt::async_client requester_, responder_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::uint64_t answered_ = 0;  // guarded by mu_
+};
+
+// Waits until strata-sim's device `device` is registered through the edge (it then has an
+// edge, so commands to it are accepted).
+void WaitDeviceOnEdge(strata::v1::DeviceRegistry::Stub& registry, const std::string& device) {
+  const bool ok = WaitFor(
+      [&] {
+        strata::v1::GetDeviceRequest req;
+        req.set_device_id(device);
+        strata::v1::Device d;
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+        return registry.GetDevice(&ctx, req, &d).ok() && !d.edge_id().empty();
+      },
+      std::chrono::seconds(60));
+  if (!ok) throw std::runtime_error("device " + device + " was not registered through the edge");
+}
+
+// strata-sim's i-th manufacturing device (0-based): mfg-0001, mfg-0002, ...
+std::string SimDevice(int i) {
+  const std::string d = std::to_string(1 + i);
+  return "mfg-" + std::string(d.size() < 4 ? 4 - d.size() : 0, '0') + d;
+}
+
+// SendCommand; throws when the cloud refuses it.
+strata::v1::Command Call(strata::v1::Commands::Stub& commands, const std::string& device, const std::string& name) {
+  strata::v1::SendCommandRequest req;
+  req.set_device_id(device);
+  req.set_name(name);
+  (*req.mutable_params()->mutable_fields())["rpm"].set_number_value(1200);
+  strata::v1::Command c;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (auto s = commands.SendCommand(&ctx, req, &c); !s.ok()) {
+    throw std::runtime_error("SendCommand to " + device + " failed: " + s.error_message());
+  }
+  return c;
+}
+
+struct CommandLatencyResult {
+  Percentiles command, mqtt;
+  std::size_t samples = 0, mqtt_samples = 0;
+  int timeouts = 0;
+  double sim_rate = 0;
+};
+
+// (10) A command's round trip while strata-sim publishes `rate` msg/s (its devices answer
+// commands): SendCommand (gRPC) to a simulated device, then GetCommand until it is SUCCEEDED,
+// one command per 100 ms for `probe_s`; against the same exchange done directly over MQTT
+// through the same broker, in the same run, under the same load.
+CommandLatencyResult CommandLatency(PgServer& pg, const std::string& dir, double rate, double probe_s) {
+  const std::string url = pg.CreateDatabase();
+  const std::string report = dir + "/commands-sim.json";
+  CommandLatencyResult r;
+  {
+    Platform platform(dir, "bench-commands", url);
+    auto sim = StartPacedSim(platform.MqttUrl(), rate, 0, report, "bench-commands-sim");
+    auto channel = grpc::CreateChannel(platform.GrpcAddress(), grpc::InsecureChannelCredentials());
+    auto registry = strata::v1::DeviceRegistry::NewStub(channel);
+    auto commands = strata::v1::Commands::NewStub(channel);
+    WaitDeviceOnEdge(*registry, SimDevice(0));
+    auto state_of = [&](const std::string& id) {
+      strata::v1::GetCommandRequest req;
+      req.set_command_id(id);
+      strata::v1::Command c;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+      return commands->GetCommand(&ctx, req, &c).ok() ? c.state() : strata::v1::COMMAND_STATE_UNSPECIFIED;
+    };
+    std::vector<double> ms, raw;
+    MqttPingPong pingpong(platform.MqttUrl());
+    const auto start = Clock::now();
+    for (int k = 0; Seconds(Clock::now() - start) < probe_s; ++k) {
+      // The probes' own pace (one per 100 ms), not a wait for a condition.
+      std::this_thread::sleep_until(start + std::chrono::milliseconds(100 * k));
+      if (const double p = pingpong.Ping(); p >= 0) raw.push_back(p);
+      const auto sent = Clock::now();
+      const strata::v1::Command c = Call(*commands, SimDevice(k % 1000), "set_speed");
+      double latency = -1;
+      while (Clock::now() - sent < std::chrono::seconds(5)) {
+        if (state_of(c.command_id()) == strata::v1::COMMAND_STATE_SUCCEEDED) {
+          latency = Seconds(Clock::now() - sent) * 1000;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (latency < 0) {
+        ++r.timeouts;
+      } else {
+        ms.push_back(latency);
+      }
+    }
+    const SimRun run = FinishSim(*sim, report, true, std::chrono::seconds(30));
+    r.sim_rate = run.published / run.elapsed_s;
+    if (ms.empty() || raw.empty()) throw std::runtime_error("(10): no command ended SUCCEEDED within 5 s");
+    r.samples = ms.size();
+    r.mqtt_samples = raw.size();
+    r.command = Summarize(ms);
+    r.mqtt = Summarize(raw);
+  }
+  DropDatabase(pg, url);
+  return r;
+}
+
+struct CommandDrainResult {
+  int queued = 0;
+  double queue_s = 0;       // to send them all (gRPC, one at a time)
+  double reconnect_s = -1;  // edge start → its stream is up
+  double drain_s = -1;      // edge start → every command ended; -1 if not within the deadline
+  std::int64_t succeeded = 0, ended = 0;
+  double mqtt_rate = 0;     // the raw ceiling: MQTT request/response exchanges per second
+};
+
+// (11) `n` commands queued in the cloud (10 per simulated device) while the edge is stopped;
+// then the edge starts, and the time until every one has ended, while strata-sim publishes
+// `rate` msg/s. Against the same number of request/response exchanges done directly over
+// MQTT with 1,000 outstanding, through the same broker, in the same run.
+CommandDrainResult CommandDrain(PgServer& pg, const std::string& dir, double rate, int n) {
+  const std::string url = pg.CreateDatabase();
+  const std::string report = dir + "/command-drain-sim.json";
+  CommandDrainResult r;
+  r.queued = n;
+  {
+    Platform platform(dir, "bench-command-drain", url);
+    auto sim = StartPacedSim(platform.MqttUrl(), rate, 0, report, "bench-command-drain-sim");
+    auto channel = grpc::CreateChannel(platform.GrpcAddress(), grpc::InsecureChannelCredentials());
+    auto registry = strata::v1::DeviceRegistry::NewStub(channel);
+    auto commands = strata::v1::Commands::NewStub(channel);
+    const int devices = std::min(1000, std::max(1, n / 10));
+    for (int i = 0; i < devices; ++i) WaitDeviceOnEdge(*registry, SimDevice(i));
+    {
+      MqttPingPong pingpong(platform.MqttUrl());
+      r.mqtt_rate = pingpong.Burst(n);
+    }
+    platform.StopEdge();
+    const auto queue_start = Clock::now();
+    for (int i = 0; i < n; ++i) Call(*commands, SimDevice(i % devices), "set_speed");
+    r.queue_s = Seconds(Clock::now() - queue_start);
+    pqxx::connection db(url);
+    auto count = [&](const char* where) {
+      pqxx::nontransaction tx(db);
+      return tx.exec1(std::string("SELECT count(*) FROM commands WHERE ") + where)[0].as<std::int64_t>();
+    };
+    const auto restart = Clock::now();
+    platform.StartEdge();
+    r.reconnect_s = Seconds(Clock::now() - restart);
+    if (WaitFor([&] { return count("state >= 4") >= n; }, std::chrono::seconds(300))) {
+      r.drain_s = Seconds(Clock::now() - restart);
+    }
+    r.ended = count("state >= 4");
+    r.succeeded = count("state = 4");
+    FinishSim(*sim, report, true, std::chrono::seconds(30));
+  }
+  DropDatabase(pg, url);
+  return r;
+}
+
 // "5,6,7" → {5, 6, 7} (sorted, each once).
 std::set<int> ParseIntSet(const std::string& list) {
   std::set<int> out;
@@ -1211,6 +1455,35 @@ int main(int argc, char** argv) {
                       "equal, 0 dropped: " +
                           std::string(once ? "met" : verified ? "**missed**" : "not verified (backlog not drained)")});
       ok = ok && d.drain_s > 0 && once;
+    }
+    if (want(10)) {
+      std::cerr << "(10) command round trip at " << Fmt(half) << " msg/s...\n";
+      const auto c = CommandLatency(postgres(), dir.path(), half, smoke ? 3 : 60);
+      add({"10. command round trip: SendCommand → device reply → GetCommand shows SUCCEEDED, 1 command per 100 ms "
+           "while strata-sim publishes " + Fmt(half) + " msg/s (half of " + half_of + ")",
+           "p50 " + Fmt(c.command.p50_ms, 1) + " ms, p99 " + Fmt(c.command.p99_ms, 1) + " ms (" +
+               std::to_string(c.samples) + " commands, " + std::to_string(c.timeouts) +
+               " not ended within 5 s; strata-sim published " + Fmt(c.sim_rate) + " msg/s)",
+           "raw MQTT request/response (QoS 0) through the same broker: p50 " + Fmt(c.mqtt.p50_ms, 2) + " ms, p99 " +
+               Fmt(c.mqtt.p99_ms, 2) + " ms",
+           "p99 ≤ 1000 ms"});
+      ok = ok && c.samples > 0 && c.timeouts == 0;
+    }
+    if (want(11)) {
+      const int n = smoke ? 500 : 10000;
+      std::cerr << "(11) " << n << " queued commands drain after the edge reconnects, at " << Fmt(half)
+                << " msg/s...\n";
+      const auto d = CommandDrain(postgres(), dir.path(), half, n);
+      add({"11. " + std::to_string(n) + " commands queued while the edge was stopped (10 per device), then the edge "
+           "started, while strata-sim publishes " + Fmt(half) + " msg/s",
+           d.drain_s < 0 ? "not drained within 300 s: " + std::to_string(d.ended) + " ended"
+                         : "all ended " + Fmt(d.drain_s, 1) + " s after the edge started (" +
+                               Fmt(d.queued / d.drain_s) + " commands/s; " + std::to_string(d.succeeded) +
+                               " SUCCEEDED; queueing them took " + Fmt(d.queue_s, 1) + " s)",
+           d.drain_s < 0 ? "" : Fmt((d.queued / d.drain_s) / d.mqtt_rate, 2) + " of the raw MQTT request/response "
+                                "rate (QoS 0: " + Fmt(d.mqtt_rate) + "/s, 1,000 outstanding)",
+           "≤ 60 s"});
+      ok = ok && d.drain_s > 0 && d.succeeded == d.queued;
     }
   } catch (const std::exception& e) {
     std::cerr << "strata_bench: " << e.what() << "\n";
