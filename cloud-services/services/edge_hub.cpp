@@ -214,6 +214,11 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
   }
   reader.join();
   Unregister(edge_id, live);
+  // Best effort: a cloud that cannot say so leaves the edge shown connected until its
+  // last_seen_at is old (RegistryService).
+  if (auto s = db_.Edges().EndSession(caller->tenant, edge_id, touched->epoch); !s.ok()) {
+    spdlog::warn("edge {}: the end of session {} was not recorded: {}", edge_id, touched->epoch, s.ToString());
+  }
   if (status.ok()) {
     status = session->InputStatus();  // the reader stopped at a malformed message, or the stream ended
     if (!status.ok()) goodbye(status);

@@ -232,6 +232,12 @@ grpc::Status EdgeSession::Serve(EdgeStream& stream) {
         if (auto s = StoreBatches(items, stream); !s.ok()) return s;
         break;
       case v1::EdgeMessage::kHeartbeat:
+        if (auto s = db_.Edges().RecordHeartbeat(id_.tenant, id_.edge_id, id_.epoch, clock_(),
+                                                 items.front().message.heartbeat());
+            !s.ok()) {
+          if (s.code() == absl::StatusCode::kUnavailable) return ToGrpc(s);
+          spdlog::warn("edge {}: heartbeat not recorded: {}", id_.edge_id, s.ToString());
+        }
         out.Clear();
         out.mutable_heartbeat()->set_sent_at(clock_());
         if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");

@@ -7,6 +7,7 @@
 #include "services/request_context.h"
 #include "services/page_token.h"
 #include "services/request_limits.h"
+#include "strata/clock.h"
 #include "strata/ids.h"
 
 namespace strata::services {
@@ -41,6 +42,14 @@ std::string TrimPage(std::vector<T>& rows, int page_size, IdFn id) {
   if (static_cast<int>(rows.size()) <= page_size) return {};
   rows.resize(page_size);
   return EncodeIdToken(id(rows.back()));
+}
+
+// An open session whose edge has not been heard from for this long (more than three of its
+// 10 s heartbeats) is shown disconnected: the cloud that held it may have died.
+constexpr std::int64_t kConnectedWithinMs = 35000;
+
+void ShowConnection(v1::Edge& e) {
+  if (e.connected() && NowMs() - e.last_seen_at() > kConnectedWithinMs) e.set_connected(false);
 }
 
 }  // namespace
@@ -162,6 +171,7 @@ grpc::Status RegistryService::GetEdge(grpc::ServerContext* context, const v1::Ge
   if (auto s = ValidateId("edge_id", req->edge_id()); !s.ok()) return ToGrpc(s);
   auto edge = db_.Edges().GetEdge(caller->tenant, req->edge_id());
   if (!edge.ok()) return ToGrpc(edge.status());
+  ShowConnection(*edge);
   *out = *std::move(edge);
   return grpc::Status::OK;
 }
@@ -181,7 +191,10 @@ grpc::Status RegistryService::ListEdges(grpc::ServerContext* context, const v1::
   auto rows = db_.Edges().ListEdges(caller->tenant, page_size, after);
   if (!rows.ok()) return ToGrpc(rows.status());
   out->set_next_page_token(TrimPage(*rows, page_size, [](const v1::Edge& e) { return e.edge_id(); }));
-  for (auto& e : *rows) *out->add_edges() = std::move(e);
+  for (auto& e : *rows) {
+    ShowConnection(e);
+    *out->add_edges() = std::move(e);
+  }
   return grpc::Status::OK;
 }
 

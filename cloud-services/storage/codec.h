@@ -21,6 +21,11 @@ namespace strata::storage {
 
 using StringMap = google::protobuf::Map<std::string, std::string>;
 
+// A count as the int64 a column holds (values above 2^63-1 become 2^63-1).
+inline std::int64_t ClampToInt64(std::uint64_t v) {
+  return v > static_cast<std::uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<std::int64_t>(v);
+}
+
 // {"k":"v",...}, keys sorted.
 std::string EncodeStringMap(const StringMap& map);
 // Fills `out` from a JSON object of strings; non-string members are kept as their JSON text.

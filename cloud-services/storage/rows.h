@@ -59,7 +59,9 @@ absl::StatusOr<v1::Device> DeviceFromRow(const Row& row, std::string_view tenant
   return d;
 }
 
-// edge_id, name, labels, created_at, updated_at, last_seen_at, high_water_mark.
+// edge_id, name, labels, created_at, updated_at, last_seen_at, high_water_mark, config
+// revision, applied revision, applied_at, config_error, connected (the session's stream is
+// open), pending_readings, oldest_pending_age_ms.
 template <typename Row>
 absl::StatusOr<v1::Edge> EdgeFromRow(const Row& row, std::string_view tenant) {
   v1::Edge e;
@@ -75,6 +77,9 @@ absl::StatusOr<v1::Edge> EdgeFromRow(const Row& row, std::string_view tenant) {
   e.set_applied_revision(static_cast<std::uint64_t>(row.Int(8)));
   e.set_applied_at(row.Int(9));
   e.set_config_error(row.Text(10));
+  e.set_connected(row.Int(11) != 0);
+  e.set_pending_readings(static_cast<std::uint64_t>(row.Int(12)));
+  e.set_oldest_pending_age_ms(row.Int(13));
   return e;
 }
 

@@ -50,12 +50,16 @@ inline constexpr std::string_view kInsertEdge =
     " high_water_mark) VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, 0)";
 inline constexpr std::string_view kSelectEdge =
     "SELECT e.edge_id, e.name, CAST(e.labels AS text), e.created_at, e.updated_at, e.last_seen_at,"
-    " e.high_water_mark, c.config_revision, c.applied_revision, c.applied_at, c.config_error"
+    " e.high_water_mark, c.config_revision, c.applied_revision, c.applied_at, c.config_error,"
+    " CASE WHEN e.connected_epoch > 0 AND e.connected_epoch = e.session_epoch THEN 1 ELSE 0 END,"
+    " e.pending_readings, e.oldest_pending_age_ms"
     " FROM edges e JOIN edge_config c ON c.tenant_id = e.tenant_id AND c.edge_id = e.edge_id"
     " WHERE e.tenant_id = ?1 AND e.edge_id = ?2";
 inline constexpr std::string_view kListEdges =
     "SELECT e.edge_id, e.name, CAST(e.labels AS text), e.created_at, e.updated_at, e.last_seen_at,"
-    " e.high_water_mark, c.config_revision, c.applied_revision, c.applied_at, c.config_error"
+    " e.high_water_mark, c.config_revision, c.applied_revision, c.applied_at, c.config_error,"
+    " CASE WHEN e.connected_epoch > 0 AND e.connected_epoch = e.session_epoch THEN 1 ELSE 0 END,"
+    " e.pending_readings, e.oldest_pending_age_ms"
     " FROM edges e JOIN edge_config c ON c.tenant_id = e.tenant_id AND c.edge_id = e.edge_id"
     " WHERE e.tenant_id = ?1 AND e.edge_id > ?2 ORDER BY e.edge_id LIMIT ?3";
 // The edge's configuration: its revision and the devices it serves, in one statement (so one
@@ -77,10 +81,10 @@ inline constexpr std::string_view kConfigRefused =
     "UPDATE edge_config SET config_error = ?3 WHERE tenant_id = ?1 AND edge_id = ?2 AND applied_revision < ?4";
 // Hello: creates the edge if new and starts its next session (the epoch fences older ones).
 inline constexpr std::string_view kTouchEdge =
-    "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at, last_seen_at, session_epoch)"
-    " VALUES (?1, ?2, ?2, ?3, ?3, ?3, 1)"
+    "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at, last_seen_at, session_epoch, connected_epoch)"
+    " VALUES (?1, ?2, ?2, ?3, ?3, ?3, 1, 1)"
     " ON CONFLICT (tenant_id, edge_id) DO UPDATE SET last_seen_at = excluded.last_seen_at,"
-    " session_epoch = edges.session_epoch + 1"
+    " session_epoch = edges.session_epoch + 1, connected_epoch = edges.session_epoch + 1"
     " RETURNING high_water_mark, session_epoch";
 inline constexpr std::string_view kEnsureEdge =
     "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at)"
@@ -90,6 +94,15 @@ inline constexpr std::string_view kSelectEdgeMark =
 inline constexpr std::string_view kAdvanceEdge =
     "UPDATE edges SET high_water_mark = CASE WHEN high_water_mark >= ?3 THEN high_water_mark ELSE ?3 END,"
     " last_seen_at = ?4 WHERE tenant_id = ?1 AND edge_id = ?2 RETURNING high_water_mark";
+
+// An edge's heartbeat (?3: its session's epoch; an older session's changes nothing).
+inline constexpr std::string_view kEdgeHeartbeat =
+    "UPDATE edges SET last_seen_at = CASE WHEN last_seen_at >= ?4 THEN last_seen_at ELSE ?4 END,"
+    " pending_readings = ?5, oldest_pending_age_ms = ?6"
+    " WHERE tenant_id = ?1 AND edge_id = ?2 AND session_epoch = ?3";
+// The session of epoch ?3 ended (a newer one, if any, has set its own epoch).
+inline constexpr std::string_view kEdgeSessionEnded =
+    "UPDATE edges SET connected_epoch = 0 WHERE tenant_id = ?1 AND edge_id = ?2 AND connected_epoch = ?3";
 
 // ---- database ---------------------------------------------------------------------------
 

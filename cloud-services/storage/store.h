@@ -112,6 +112,13 @@ class EdgeStore {
   // it, never back and never past the desired one) or refused (its reason is kept).
   virtual absl::Status RecordConfigAck(std::string_view tenant, std::string_view edge_id, const v1::ConfigAck& ack,
                                        std::int64_t now_ms) = 0;
+
+  // Connection state. An edge's heartbeat of session `epoch`: raises last_seen_at to now_ms
+  // and records its lag (nothing for an older session's).
+  virtual absl::Status RecordHeartbeat(std::string_view tenant, std::string_view edge_id, std::uint64_t epoch,
+                                       std::int64_t now_ms, const v1::Heartbeat& heartbeat) = 0;
+  // Session `epoch` ended: the edge is shown disconnected unless a newer session started.
+  virtual absl::Status EndSession(std::string_view tenant, std::string_view edge_id, std::uint64_t epoch) = 0;
 };
 
 // ---------------------------------------------------------------------------------------

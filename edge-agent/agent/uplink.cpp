@@ -297,8 +297,24 @@ void Uplink::Session() {
 
   std::uint64_t next = mark;
   bool write_failed = false;  // a failed write means the call is over: Finish() tells why
-  auto last_send = std::chrono::steady_clock::now();
+  // A heartbeat at once and then every interval, with or without data: it keeps an idle link
+  // honest and tells the cloud this edge's lag.
+  auto last_heartbeat = std::chrono::steady_clock::now() - options_.heartbeat;
   while (!stop_.stopped()) {
+    if (std::chrono::steady_clock::now() - last_heartbeat >= options_.heartbeat) {
+      out.Clear();
+      auto* hb = out.mutable_heartbeat();
+      hb->set_sent_at(
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count());
+      hb->set_pending_readings(buffer_.Count());
+      hb->set_oldest_pending_age_ms(static_cast<std::int64_t>(buffer_.OldestAgeSeconds() * 1000));
+      if (!stream->Write(out)) {
+        write_failed = true;
+        break;
+      }
+      last_heartbeat = std::chrono::steady_clock::now();
+    }
     {
       std::unique_lock lock(wmu);
       wcv.wait_for(lock, std::chrono::milliseconds(200), [&] {
@@ -359,12 +375,8 @@ void Uplink::Session() {
       }
     }
     out.Clear();
-    if (readings->empty()) {
-      if (std::chrono::steady_clock::now() - last_send < options_.heartbeat) continue;
-      out.mutable_heartbeat()->set_sent_at(
-          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-              .count());
-    } else {
+    if (readings->empty()) continue;
+    {
       auto* batch = out.mutable_batch();
       batch->set_first_seq(readings->front().seq());
       batch->set_last_seq(readings->back().seq());
@@ -378,8 +390,7 @@ void Uplink::Session() {
       write_failed = true;
       break;
     }
-    if (out.has_batch()) batches_sent_.Inc();
-    last_send = std::chrono::steady_clock::now();
+    batches_sent_.Inc();
   }
   connected_ = false;
   connected_gauge_.Set(0);

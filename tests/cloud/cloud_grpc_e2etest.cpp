@@ -216,6 +216,31 @@ v1::EdgeMessage ConfigAck(std::uint64_t revision, bool applied, const std::strin
   return m;
 }
 
+TEST_P(CloudGrpcTest, AnEdgeShowsConnectedWithItsLagWhileItsStreamIsOpen) {
+  ASSERT_EQ(cloud_->Http("POST", "/v1/edges", R"({"edge_id":"gw-lag"})").status, 200);
+  EXPECT_EQ(EdgeJson(*cloud_, "gw-lag")["connected"], false);
+  {
+    EdgeStream edge(cloud_->Channel(), "gw-lag", 1);
+    v1::EdgeMessage hb;
+    hb.mutable_heartbeat()->set_sent_at(1);
+    hb.mutable_heartbeat()->set_pending_readings(4200);
+    hb.mutable_heartbeat()->set_oldest_pending_age_ms(1500);
+    ASSERT_TRUE(edge.Write(hb));
+    auto answer = edge.Next();  // the cloud answers a heartbeat once it is recorded
+    ASSERT_TRUE(answer.has_value() && answer->has_heartbeat());
+    const auto j = EdgeJson(*cloud_, "gw-lag");
+    EXPECT_EQ(j["connected"], true);
+    EXPECT_EQ(j["pending_readings"], "4200");
+    EXPECT_EQ(j["oldest_pending_age_ms"], "1500");
+    // A second session takes over; the first one's end does not make the edge look offline.
+    EdgeStream newer(cloud_->Channel(), "gw-lag", 1);
+    EXPECT_FALSE(edge.Close().ok());
+    EXPECT_EQ(EdgeJson(*cloud_, "gw-lag")["connected"], true);
+    EXPECT_TRUE(newer.Close().ok());
+  }
+  EXPECT_TRUE(WaitFor([&] { return EdgeJson(*cloud_, "gw-lag")["connected"] == false; }, std::chrono::seconds(5)));
+}
+
 TEST_P(CloudGrpcTest, VersionTwoCarriesConfigRevisionsDownAndTheirAcksUp) {
   // An edge of version 1 gets version 1 and no config: telemetry only, as before.
   {

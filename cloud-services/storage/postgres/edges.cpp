@@ -17,6 +17,8 @@ const std::string kSelectEdgeConfig = sql::ForPostgres(sql::kSelectEdgeConfig);
 const std::string kSelectConfigState = sql::ForPostgres(sql::kSelectConfigState);
 const std::string kConfigApplied = sql::ForPostgres(sql::kConfigApplied);
 const std::string kConfigRefused = sql::ForPostgres(sql::kConfigRefused);
+const std::string kEdgeHeartbeat = sql::ForPostgres(sql::kEdgeHeartbeat);
+const std::string kEdgeSessionEnded = sql::ForPostgres(sql::kEdgeSessionEnded);
 
 class Edges final : public EdgeStore {
  public:
@@ -102,6 +104,24 @@ class Edges final : public EdgeStore {
         tx.exec_params(kConfigRefused, Str(tenant), Str(edge_id), ConfigRefusal(ack),
                        static_cast<std::int64_t>(ack.revision()));
       }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status RecordHeartbeat(std::string_view tenant, std::string_view edge_id, std::uint64_t epoch,
+                               std::int64_t now_ms, const v1::Heartbeat& heartbeat) override {
+    return ctx_.Run([&](PgPool::Lease& lease) -> absl::Status {
+      pqxx::nontransaction tx(lease.conn());
+      tx.exec_params(kEdgeHeartbeat, Str(tenant), Str(edge_id), static_cast<std::int64_t>(epoch), now_ms,
+                     ClampToInt64(heartbeat.pending_readings()), heartbeat.oldest_pending_age_ms());
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status EndSession(std::string_view tenant, std::string_view edge_id, std::uint64_t epoch) override {
+    return ctx_.Run([&](PgPool::Lease& lease) -> absl::Status {
+      pqxx::nontransaction tx(lease.conn());
+      tx.exec_params(kEdgeSessionEnded, Str(tenant), Str(edge_id), static_cast<std::int64_t>(epoch));
       return absl::OkStatus();
     });
   }

@@ -98,6 +98,20 @@ class Edges final : public EdgeStore {
     });
   }
 
+  absl::Status RecordHeartbeat(std::string_view tenant, std::string_view edge_id, std::uint64_t epoch,
+                               std::int64_t now_ms, const v1::Heartbeat& heartbeat) override {
+    return ctx_.Run([&](sqlite::Connection& db) -> absl::Status {
+      return Exec(db, sql::kEdgeHeartbeat, tenant, edge_id, static_cast<std::int64_t>(epoch), now_ms,
+                  ClampToInt64(heartbeat.pending_readings()), heartbeat.oldest_pending_age_ms());
+    });
+  }
+
+  absl::Status EndSession(std::string_view tenant, std::string_view edge_id, std::uint64_t epoch) override {
+    return ctx_.Run([&](sqlite::Connection& db) -> absl::Status {
+      return Exec(db, sql::kEdgeSessionEnded, tenant, edge_id, static_cast<std::int64_t>(epoch));
+    });
+  }
+
  private:
   Context& ctx_;
 };
