@@ -227,7 +227,9 @@ std::vector<absl::Status> MqttClient::PublishAll(const std::vector<std::pair<std
   // awaited together: one round trip for the lot, not one per message.
   std::vector<absl::StatusOr<std::uintptr_t>> ids;
   ids.reserve(messages.size());
-  for (const auto& [topic, payload] : messages) {
+  for (const auto& m : messages) {
+    const std::string& topic = m.first;  // named: clang 14 cannot capture a structured binding
+    const std::string& payload = m.second;
     MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
     opts.onSuccess = OnPublished;
     opts.onFailure = OnFailure;
