@@ -9,6 +9,7 @@
 #include <strata/ids.h>
 #include <strata/sqlite/migrations.h>
 #include <strata/status_macros.h>
+#include <strata/telemetry/json.h>
 #include <strata/topics.h>
 
 namespace strata::edge {
@@ -357,8 +358,14 @@ void CommandOutbox::OnResponse(const std::string& device_id, const std::string& 
                                std::string_view payload) {
   const std::string where = "reply of device '" + device_id.substr(0, 128) + "' to command '" +
                             command_id.substr(0, 128) + "'";
-  auto j = nlohmann::json::parse(payload, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("status") || !j["status"].is_string() ||
+  if (payload.size() > kMaxResultBytes + 1024) {
+    Reject("too_large", where + ": the reply is larger than 65 KiB");
+    return;
+  }
+  // Bounded: a hostile reply nested a million deep must not exhaust the stack.
+  auto parsed = telemetry::ParseBoundedJson(payload);
+  nlohmann::json j = parsed.ok() ? *std::move(parsed) : nlohmann::json();
+  if (!parsed.ok() || !j.is_object() || !j.contains("status") || !j["status"].is_string() ||
       (j["status"] != "SUCCEEDED" && j["status"] != "FAILED")) {
     Reject("malformed", where + ": not a JSON object with \"status\": \"SUCCEEDED\" or \"FAILED\"");
     return;

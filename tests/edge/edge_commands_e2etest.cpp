@@ -349,5 +349,30 @@ TEST_F(CommandsE2ETest, AThousandCommandsAcrossAHundredDevicesEachEndOnce) {
   EXPECT_EQ(EdgeMetric("strata_edge_command_transitions_total{state=\"delivered\"}"), kDevices * kPerDevice);
 }
 
+
+TEST_F(CommandsE2ETest, HostileRepliesAreRejectedAndCountedAndTheNextGoodReplyEndsTheCommand) {
+  AddDevices({"fan-1"});
+  StartEdge();
+  Devices devices(broker_.Url(), Silent);
+  devices.Telemetry({"fan-1"});
+  const std::string id = Send("fan-1", {{"timeout_ms", 60000}})["command_id"];
+  ASSERT_TRUE(WaitState(id, "DELIVERED")) << Get(id).dump();
+  // Nested 30,000 deep (inside the size limit; a recursive parser would overflow its stack), not JSON, the wrong
+  // status, and larger than the reply limit.
+  devices.SendReply("fan-1", id, std::string(30000, '[') + std::string(30000, ']'));
+  devices.SendReply("fan-1", id, "not json");
+  devices.SendReply("fan-1", id, R"({"status":"MAYBE"})");
+  devices.SendReply("fan-1", id, R"({"status":"SUCCEEDED","result":")" + std::string(200000, 'x') + "\"}");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return EdgeMetric("strata_edge_command_messages_rejected_total{reason=\"malformed\"}") == 3 &&
+               EdgeMetric("strata_edge_command_messages_rejected_total{reason=\"too_large\"}") == 1;
+      },
+      std::chrono::seconds(10)));
+  EXPECT_EQ(Get(id)["state"], "COMMAND_STATE_DELIVERED");
+  devices.SendReply("fan-1", id, R"({"status":"SUCCEEDED","result":{"ok":true}})");
+  ASSERT_TRUE(WaitState(id, "SUCCEEDED")) << Get(id).dump();
+  EXPECT_EQ(Get(id)["result"], (Json{{"ok", true}}));
+}
 }  // namespace
 }  // namespace strata::testing

@@ -516,4 +516,7 @@ TEST(ResponderTest, SucceedsFailsOrStaysSilentByScenarioAndName) {
   EXPECT_FALSE(CommandReply(Scenario::kTransportation, "traffic-0001", cmd).has_value());
   EXPECT_FALSE(CommandReply(Scenario::kAgriculture, "agri-0001", R"({"name":"noreply"})").has_value());
   EXPECT_EQ(nlohmann::json::parse(*CommandReply(Scenario::kAgriculture, "agri-0001", "not json"))["status"], "FAILED");
+  // A name that is not a string is a command without a name, not a crash.
+  EXPECT_EQ(nlohmann::json::parse(*CommandReply(Scenario::kManufacturing, "mfg-0001", R"({"name":42})"))["status"],
+            "SUCCEEDED");
 }

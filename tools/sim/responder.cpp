@@ -7,7 +7,8 @@ std::optional<std::string> CommandReply(Scenario scenario, std::string_view devi
   if (command.is_discarded() || !command.is_object()) {
     return nlohmann::json{{"status", "FAILED"}, {"result", {{"reason", "the command is not a JSON object"}}}}.dump();
   }
-  const std::string name = command.value("name", "");
+  const std::string name = command.contains("name") && command["name"].is_string() ? command["name"].get<std::string>()
+                                                                                     : std::string();
   if (name == "noreply" || scenario == Scenario::kTransportation) return std::nullopt;
   if (name == "fail" || (scenario == Scenario::kGrid && name != "ping")) {
     return nlohmann::json{{"status", "FAILED"},
