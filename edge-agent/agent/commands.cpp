@@ -88,9 +88,13 @@ constexpr std::string_view kNextDeadline =
 constexpr std::string_view kForget =
     "DELETE FROM commands WHERE state >= 4 AND updated_at < ?1"
     " AND command_id NOT IN (SELECT command_id FROM reports)";
+// Every SENT command, oldest first: the pass skips those of absent devices, so that a device
+// that is away with a thousand commands holds back nobody else's.
 constexpr std::string_view kToDeliver =
     "SELECT command_id, device_id, name, params_json, expires_at FROM commands WHERE state = 2"
-    " ORDER BY received_at LIMIT ?1";
+    " ORDER BY received_at";
+constexpr std::string_view kStillDeliverable =
+    "SELECT 1 FROM commands WHERE command_id = ?1 AND state = 2 AND expires_at > ?2";
 constexpr std::string_view kByState = "SELECT state, COUNT(*) FROM commands GROUP BY state";
 constexpr std::string_view kCountReports = "SELECT COUNT(*) FROM reports";
 
@@ -448,16 +452,16 @@ void CommandOutbox::RunOnce() {
       STRATA_RETURN_IF_ERROR(Exec(*db_, kForget, now - options_.keep_ended.count()));
       STRATA_RETURN_IF_ERROR(tx.Commit());
       STRATA_ASSIGN_OR_RETURN(auto s, db_->Prepare(kToDeliver));
-      s.Bind(1, kDeliveriesPerPass);
       std::set<std::string> waiting;
       STRATA_RETURN_IF_ERROR(s.ForEachRow([&] {
         Delivery d{s.Text(0), s.Text(1), {}};
+        waiting.insert(d.device);
+        if (deliveries.size() >= static_cast<std::size_t>(kDeliveriesPerPass) || !Present(d.device, now)) return;
         auto params = nlohmann::json::parse(s.Text(3), nullptr, false);
         if (params.is_discarded()) params = nlohmann::json::object();
         d.payload = nlohmann::json{{"command_id", d.id}, {"name", s.Text(2)}, {"params", params},
                                    {"expires_at", s.Int(4)}}
                         .dump();
-        waiting.insert(d.device);
         deliveries.push_back(std::move(d));
       }));
       {
@@ -480,16 +484,28 @@ void CommandOutbox::RunOnce() {
     if (auto s = pass(); !s.ok()) spdlog::error("commands: delivery pass failed: {}", s.ToString());
   }
   if (reported) Reported();
+  if (deliveries.empty() || !publish_) return;
   // Every present device's commands at once (one round trip to the broker for the lot), then
-  // one DELIVERED commit for those the broker acknowledged.
+  // one DELIVERED commit for those the broker acknowledged. A cancel or an expiry that came
+  // while the pass read them is honoured: each is looked at again just before the publish.
+  // (One that comes during the publish itself finds it on its way to the device: the command
+  // ends CANCELLED and the device's reply is refused, as for a cancel after DELIVERED.)
   std::vector<const Delivery*> sending;
   std::vector<std::pair<std::string, std::string>> messages;
-  for (const auto& d : deliveries) {
-    if (!Present(d.device, now)) continue;
-    sending.push_back(&d);
-    messages.emplace_back(topics::CommandTopic(options_.topic_prefix, d.device, d.id), d.payload);
+  {
+    std::lock_guard lock(mu_);
+    auto still = db_->Prepare(kStillDeliverable);
+    if (!still.ok()) return;
+    const std::int64_t at = clock_();
+    for (const auto& d : deliveries) {
+      still->Reset();
+      auto row = still->Bind(1, d.id).Bind(2, at).Step();
+      if (!row.ok() || !*row) continue;
+      sending.push_back(&d);
+      messages.emplace_back(topics::CommandTopic(options_.topic_prefix, d.device, d.id), d.payload);
+    }
   }
-  if (messages.empty() || !publish_) return;
+  if (messages.empty()) return;
   const std::vector<absl::Status> published = publish_(messages);
   const std::int64_t at = clock_();
   bool delivered = false;

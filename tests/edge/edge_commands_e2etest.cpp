@@ -350,6 +350,29 @@ TEST_F(CommandsE2ETest, AThousandCommandsAcrossAHundredDevicesEachEndOnce) {
 }
 
 
+TEST_F(CommandsE2ETest, ADeviceThatIsAwayWithMoreCommandsThanAPassTakesHoldsBackNobodyElse) {
+  AddDevices({"away-1", "fan-1"});
+  StartEdge();
+  Devices devices(broker_.Url(), Succeed);
+  // More commands than one delivery pass publishes (1,000), all older than fan-1's, for a
+  // device that has not been heard from.
+  std::vector<std::string> away;
+  for (int i = 0; i < 1005; ++i) away.push_back(Send("away-1", {{"params", {{"i", i}}}})["command_id"]);
+  ASSERT_TRUE(WaitFor([&] { return EdgeMetric("strata_edge_commands_open{state=\"sent\"}") == 1005; },
+                      std::chrono::seconds(30)));
+  devices.Telemetry({"fan-1"});
+  const std::string id = Send("fan-1", {})["command_id"];
+  ASSERT_TRUE(WaitState(id, "SUCCEEDED", std::chrono::seconds(10))) << Get(id).dump();
+  EXPECT_EQ(Get(away.front())["state"], "COMMAND_STATE_SENT");
+  // When it comes back, all of it goes, once each.
+  devices.Telemetry({"away-1"});
+  ASSERT_TRUE(WaitFor([&] { return devices.Received().size() == away.size() + 1; }, std::chrono::seconds(30)));
+  ASSERT_TRUE(WaitState(away.back(), "SUCCEEDED"));
+  int twice = 0;
+  for (const auto& [cid, n] : devices.Received()) twice += n != 1;
+  EXPECT_EQ(twice, 0);
+}
+
 TEST_F(CommandsE2ETest, HostileRepliesAreRejectedAndCountedAndTheNextGoodReplyEndsTheCommand) {
   AddDevices({"fan-1"});
   StartEdge();
