@@ -69,7 +69,9 @@ void CommandsService::ExpiryLoop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     lock.unlock();
-    auto n = db_.Commands().ExpireCommands(clock_());
+    // A batch at a time: a backlog of a million ends over a few passes, none holding a long
+    // transaction.
+    auto n = db_.Commands().ExpireCommands(clock_(), options_.dispatched_grace.count(), 5000);
     if (n.ok()) {
       told = false;
       if (*n > 0) {

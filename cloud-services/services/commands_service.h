@@ -29,6 +29,9 @@ inline constexpr std::size_t kMaxIdempotencyKeyBytes = 128;
 struct CommandsOptions {
   // How often QUEUED commands are checked for expiry; 0: never (no thread).
   std::chrono::milliseconds expiry_interval{1000};
+  // A QUEUED command an edge was handed but has not said it took: ended EXPIRED by the cloud
+  // only this long after its expires_at (until then its edge may still report how it ended).
+  std::chrono::milliseconds dispatched_grace{std::chrono::hours(1)};
   // Called after a command was queued for (tenant, edge): the edge hub of this process, if
   // it runs one, sends it at once instead of at its next poll.
   std::function<void(const std::string& tenant, const std::string& edge_id)> on_queued;

@@ -49,7 +49,7 @@ constexpr std::string_view kCancel =
     "UPDATE commands SET state = ?3, error = ?4, cancel_pending = 1, updated_at = ?5"
     " WHERE tenant_id = ?1 AND command_id = ?2 AND state < ?6";
 constexpr std::string_view kPendingCommands =
-    "SELECT command_id, device_id, name, params, timeout_ms, expires_at FROM commands"
+    "SELECT command_id, device_id, name, params, timeout_ms, expires_at, created_at FROM commands"
     " WHERE tenant_id = ?1 AND edge_id = ?2 AND state = ?3 AND expires_at > ?4"
     " ORDER BY created_at, command_id LIMIT ?5";
 constexpr std::string_view kPendingCancels =
@@ -74,13 +74,21 @@ constexpr std::string_view kCancelAnswered =
     " WHERE tenant_id = ?1 AND command_id = ?2 AND edge_id = ?3 AND cancel_pending = 1";
 constexpr std::string_view kSelectEdgeCommand =
     "SELECT state FROM commands WHERE tenant_id = ?1 AND command_id = ?2 AND edge_id = ?3";
-constexpr std::string_view kExpireTransitions =
-    "INSERT INTO command_transitions (tenant_id, command_id, state, at, detail)"
-    " SELECT tenant_id, command_id, CAST(?2 AS INTEGER), CAST(?1 AS BIGINT), CAST(?4 AS TEXT) FROM commands"
-    " WHERE state = ?3 AND expires_at <= ?1"
-    " ON CONFLICT (tenant_id, command_id, state) DO NOTHING";
+// The commands handed out are marked, once: from then on their end is the edge's to report.
+// ?5, ?6: the last one handed out (created_at, command_id), in the order they were read.
+constexpr std::string_view kMarkDispatched =
+    "UPDATE commands SET dispatched_at = ?4"
+    " WHERE tenant_id = ?1 AND edge_id = ?2 AND state = ?3 AND dispatched_at IS NULL AND expires_at > ?4"
+    " AND (created_at < ?5 OR (created_at = ?5 AND command_id <= ?6))";
+// A QUEUED command past its expiry that no edge was given ends EXPIRED; one an edge was given
+// only once the grace (?5) has passed too. The rows change first and their transitions follow
+// from what changed, so that of two sweepers (two replicas) only the one that ended a command
+// records it; a sweep ends at most ?6 commands.
 constexpr std::string_view kExpireCommands =
-    "UPDATE commands SET state = ?2, error = ?4, updated_at = ?1 WHERE state = ?3 AND expires_at <= ?1";
+    "UPDATE commands SET state = ?2, error = ?4, updated_at = ?1"
+    " WHERE state = ?3 AND (tenant_id, command_id) IN (SELECT tenant_id, command_id FROM commands"
+    "   WHERE state = ?3 AND expires_at <= ?1 AND (dispatched_at IS NULL OR expires_at + ?5 <= ?1) LIMIT ?6)"
+    " RETURNING tenant_id, command_id";
 
 constexpr std::string_view kExpiredDetail = "not delivered before expires_at";
 
@@ -226,6 +234,7 @@ class Commands final : public CommandStore {
     CommandDispatch out;
     auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
       out = {};
+      std::int64_t last_created = 0;
       auto s = tx.Query(kPendingCommands, {t, e, kQueued, now_ms, static_cast<std::int64_t>(limit)},
                         [&](const SqlRow& r) {
                           auto& c = out.commands.emplace_back();
@@ -235,9 +244,16 @@ class Commands final : public CommandStore {
                           c.set_params_json(r.Text(3));
                           c.set_timeout_ms(r.Int(4));
                           c.set_expires_at(r.Int(5));
+                          last_created = r.Int(6);
                           return absl::OkStatus();
                         });
       if (!s.ok()) return s;
+      if (!out.commands.empty()) {
+        if (auto n = tx.Exec(kMarkDispatched, {t, e, kQueued, now_ms, last_created, out.commands.back().command_id()});
+            !n.ok()) {
+          return n.status();
+        }
+      }
       return tx.Query(kPendingCancels, {t, e, kCancelled, static_cast<std::int64_t>(limit)}, [&](const SqlRow& r) {
         out.cancels.push_back(r.Text(0));
         return absl::OkStatus();
@@ -293,14 +309,23 @@ class Commands final : public CommandStore {
     return out;
   }
 
-  absl::StatusOr<std::int64_t> ExpireCommands(std::int64_t now_ms) override {
+  absl::StatusOr<std::int64_t> ExpireCommands(std::int64_t now_ms, std::int64_t dispatched_grace_ms,
+                                              int limit) override {
     std::int64_t expired = 0;
     auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
       const std::string detail(kExpiredDetail);
-      if (auto s = tx.Exec(kExpireTransitions, {now_ms, kExpired, kQueued, detail}); !s.ok()) return s.status();
-      auto n = tx.Exec(kExpireCommands, {now_ms, kExpired, kQueued, detail});
-      if (!n.ok()) return n.status();
-      expired = *n;
+      std::vector<std::pair<std::string, std::string>> ended;
+      auto s = tx.Query(kExpireCommands,
+                        {now_ms, kExpired, kQueued, detail, dispatched_grace_ms, static_cast<std::int64_t>(limit)},
+                        [&](const SqlRow& r) {
+                          ended.emplace_back(r.Text(0), r.Text(1));
+                          return absl::OkStatus();
+                        });
+      if (!s.ok()) return s;
+      for (const auto& [tenant, id] : ended) {
+        if (auto n = tx.Exec(kInsertTransition, {tenant, id, kExpired, now_ms, detail}); !n.ok()) return n.status();
+      }
+      expired = static_cast<std::int64_t>(ended.size());
       return absl::OkStatus();
     });
     if (!s.ok()) return s;

@@ -281,9 +281,12 @@ class CommandStore {
   // cancel_pending. Updates for commands of other edges change nothing.
   virtual absl::StatusOr<std::vector<UpdateOutcome>> ApplyCommandUpdates(
       std::string_view tenant, std::string_view edge_id, std::span<const v1::CommandUpdate* const> updates) = 0;
-  // Every tenant's QUEUED commands whose expires_at has passed become EXPIRED; returns how
-  // many.
-  virtual absl::StatusOr<std::int64_t> ExpireCommands(std::int64_t now_ms) = 0;
+  // Every tenant's QUEUED commands whose expires_at has passed and that no edge was handed
+  // (PendingForEdge) become EXPIRED, and those an edge was handed once dispatched_grace_ms
+  // has passed as well (the edge enforces expires_at itself and says how the command ended;
+  // the grace is for an edge that never comes back). At most `limit` a call; returns how many.
+  virtual absl::StatusOr<std::int64_t> ExpireCommands(std::int64_t now_ms, std::int64_t dispatched_grace_ms,
+                                                      int limit) = 0;
 };
 
 // ---------------------------------------------------------------------------------------

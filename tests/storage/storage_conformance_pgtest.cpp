@@ -1304,15 +1304,45 @@ TEST_P(CommandStoreTest, PendingForEdgeHandsOutQueuedUnexpiredCommandsAndCancell
   EXPECT_TRUE(db_->Commands().PendingForEdge(kDefaultTenant, "gw-other", now, 100)->commands.empty());
 
   // The sweeper ends c2; a cancelled c3 is handed out as a cancellation until the edge answers.
-  auto expired = db_->Commands().ExpireCommands(now + 2000);
+  auto expired = db_->Commands().ExpireCommands(now + 2000, 60000, 100);
   ASSERT_TRUE(expired.ok()) << expired.status();
   EXPECT_EQ(*expired, 1);
   EXPECT_EQ(Get("c2").state(), v1::COMMAND_STATE_EXPIRED);
-  EXPECT_EQ(*db_->Commands().ExpireCommands(now + 2000), 0);
+  EXPECT_EQ(*db_->Commands().ExpireCommands(now + 2000, 60000, 100), 0);
   ASSERT_TRUE(db_->Commands().CancelCommand(kDefaultTenant, "c3").ok());
   EXPECT_THAT(db_->Commands().PendingForEdge(kDefaultTenant, "gw-c", now, 100)->cancels, ElementsAre("c3"));
   Apply({Update("c3", v1::COMMAND_STATE_CANCELLED, now + 5)});
   EXPECT_TRUE(db_->Commands().PendingForEdge(kDefaultTenant, "gw-c", now, 100)->cancels.empty());
+}
+
+TEST_P(CommandStoreTest, TheCloudLeavesTheExpiryOfACommandAnEdgeWasHandedToThatEdgeUntilTheGrace) {
+  const std::int64_t now = strata::NowMs();
+  // "handed" went down a stream before its expiry; "kept" never did (its edge was away).
+  ASSERT_TRUE(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("handed", "dev-c", "", now + 1000)).ok());
+  ASSERT_EQ(db_->Commands().PendingForEdge(kDefaultTenant, "gw-c", now, 100)->commands.size(), 1u);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(
+        db_->Commands().CreateCommand(kDefaultTenant, NewCommand("kept-" + std::to_string(i), "dev-c", "", now + 1000))
+            .ok());
+  }
+  // At its expiry the edge may have delivered "handed" and not said so yet: only the others
+  // end, at most `limit` a sweep.
+  EXPECT_EQ(*db_->Commands().ExpireCommands(now + 2000, 60000, 3), 3);
+  EXPECT_EQ(*db_->Commands().ExpireCommands(now + 2000, 60000, 3), 2);
+  EXPECT_EQ(*db_->Commands().ExpireCommands(now + 2000, 60000, 3), 0);
+  EXPECT_EQ(Get("handed").state(), v1::COMMAND_STATE_QUEUED);
+  EXPECT_EQ(Get("kept-4").state(), v1::COMMAND_STATE_EXPIRED);
+  EXPECT_THAT(States(Get("kept-4")), ElementsAre(v1::COMMAND_STATE_QUEUED, v1::COMMAND_STATE_EXPIRED));
+  // The edge's word, when it comes, is the end...
+  Apply({Update("handed", v1::COMMAND_STATE_SENT, now + 10), Update("handed", v1::COMMAND_STATE_DELIVERED, now + 20)});
+  EXPECT_EQ(Get("handed").state(), v1::COMMAND_STATE_DELIVERED);
+  // ...and an edge that never comes back leaves a command EXPIRED after the grace.
+  ASSERT_TRUE(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("lost", "dev-c", "", now + 1000)).ok());
+  ASSERT_EQ(db_->Commands().PendingForEdge(kDefaultTenant, "gw-c", now, 100)->commands.size(), 1u);
+  EXPECT_EQ(*db_->Commands().ExpireCommands(now + 2000, 60000, 100), 0);
+  EXPECT_EQ(*db_->Commands().ExpireCommands(now + 61000, 60000, 100), 1);
+  EXPECT_EQ(Get("lost").state(), v1::COMMAND_STATE_EXPIRED);
+  EXPECT_EQ(Get("lost").history_size(), 2);
 }
 
 TEST_P(CommandStoreTest, CancelEndsACommandInEveryStateBeforeTheEndAndRefusesAfterIt) {
