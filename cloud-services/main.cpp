@@ -97,7 +97,7 @@ int Run(const Flags& flags) {
   spdlog::info("database: {} ({})", (*db)->Backend(), (*db)->Backend() == "sqlite" ? url : "postgresql");
 
   strata::MetricsRegistry metrics;
-  strata::services::RegistryService registry(**db);
+  strata::services::RegistryService registry(**db, metrics);
   strata::services::TelemetryService telemetry(**db, metrics, clock);
   strata::services::EdgeHubOptions hub_options;
   hub_options.crash_after_commits = flags.crash_after_commits;

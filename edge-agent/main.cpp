@@ -104,9 +104,20 @@ int Run(const Flags& f) {
   const bool reject_unknown = f.unknown_devices == "reject";
   metrics.AddCallbackGauge("strata_edge_known_devices", "Devices in the config revision the agent runs",
                            [&directory] { return static_cast<double>(directory.Size()); });
+  // Device twins: desired documents come with the config revision; reported ones wait in
+  // twins.db until the cloud has them.
+  auto twins_store = strata::edge::Twins::Open(
+      {.path = (std::filesystem::path(f.data_dir) / "twins.db").string(), .topic_prefix = f.topic_prefix}, metrics,
+      clock);
+  if (!twins_store.ok()) {
+    spdlog::error("{}", twins_store.status().ToString());
+    return 2;
+  }
+  auto& twins = **twins_store;
   auto config = strata::edge::ConfigStore::Open(
       {.path = (std::filesystem::path(f.data_dir) / "config.db").string(),
-       .crash_after_step = f.crash_after_config_step},
+       .crash_after_step = f.crash_after_config_step,
+       .on_applied = [&twins](const strata::v1::EdgeConfig& c) { twins.SetDesired(c); }},
       directory, metrics, clock);
   if (!config.ok()) {
     spdlog::error("{}", config.status().ToString());
@@ -148,6 +159,7 @@ int Run(const Flags& f) {
   uopts.window = f.window;
   uopts.on_config = [&cfg](const strata::v1::EdgeConfig& c) { return cfg.Apply(c); };
   uopts.commands = &commands;
+  uopts.twins = &twins;
   strata::edge::Uplink uplink(uopts, buf, metrics);
 
   strata::edge::IngestOptions iopts;
@@ -162,6 +174,7 @@ int Run(const Flags& f) {
   iopts.unknown_devices =
       reject_unknown ? strata::edge::UnknownDevicePolicy::kReject : strata::edge::UnknownDevicePolicy::kRegister;
   iopts.commands = &commands;
+  iopts.twins = &twins;
   strata::edge::Ingest ingest(iopts, buf, metrics, clock, &directory);
 
   const auto listen = strata::ParseHostPort(f.http_listen);
@@ -209,6 +222,9 @@ int Run(const Flags& f) {
   commands.Start([&ingest](const std::vector<std::pair<std::string, std::string>>& messages) {
     return ingest.Publish(messages);
   });
+  twins.Start([&ingest](const std::vector<std::pair<std::string, std::string>>& messages) {
+    return ingest.PublishRetained(messages);
+  });
   spdlog::info("strata-edge {} ready: mqtt={} cloud={} status=http://{}:{}/status buffer={}", f.edge_id, f.mqtt_url,
                f.cloud, listen.host, (*status_server)->Port(), bopts.path);
 
@@ -216,8 +232,9 @@ int Run(const Flags& f) {
   spdlog::info("received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   // Stop intake first and commit everything received; then the uplink (what it has not sent
   // stays buffered for the next start). The outbox publishes through ingest's connection:
-  // it stops first.
+  // it and the twins' publisher stop first.
   commands.Stop();
+  twins.Stop();
   ingest.Stop();
   uplink.Stop();
   (*status_server)->Stop();

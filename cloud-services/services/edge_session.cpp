@@ -11,6 +11,7 @@
 
 #include "services/grpc_status.h"
 #include "strata/ids.h"
+#include "strata/telemetry/json.h"
 
 namespace strata::services {
 
@@ -76,6 +77,10 @@ EdgeSyncMetrics::EdgeSyncMetrics(MetricsRegistry& metrics)
                                          "Command transitions reported by edges", {{"result", "unknown"}})),
       updates_invalid(metrics.GetCounter("strata_cloud_edge_command_updates_total",
                                          "Command transitions reported by edges", {{"result", "invalid"}})) {
+  for (const char* outcome : {"stored", "stale", "unknown", "invalid"}) {
+    twin_reports[outcome] = &metrics.GetCounter("strata_cloud_edge_twin_reports_total",
+                                                "Reported twin documents from edges, by outcome", {{"outcome", outcome}});
+  }
   for (auto reason : telemetry::kAllReasons) {
     readings_refused[reason] = &metrics.GetCounter(
         "strata_cloud_edge_readings_refused_total", "Readings from edges refused by the telemetry model (not stored)",
@@ -102,7 +107,9 @@ EdgeSession::~EdgeSession() {
 }
 
 bool EdgeSession::Unexpected() {
-  const char* expected = id_.protocol_version >= 3   ? "expected a batch, a heartbeat, a config_ack or a command_update"
+  const char* expected = id_.protocol_version >= 4
+                             ? "expected a batch, a heartbeat, a config_ack, a command_update or a twin_reported"
+                         : id_.protocol_version >= 3 ? "expected a batch, a heartbeat, a config_ack or a command_update"
                          : id_.protocol_version >= 2 ? "expected a batch, a heartbeat or a config_ack"
                                                      : "expected a batch or a heartbeat";
   EndInput(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, expected));
@@ -140,6 +147,9 @@ bool EdgeSession::Receive(v1::EdgeMessage message) {
       return Unexpected();
     case v1::EdgeMessage::kCommandUpdate:
       if (id_.protocol_version >= 3) break;
+      return Unexpected();
+    case v1::EdgeMessage::kTwinReported:
+      if (id_.protocol_version >= 4) break;
       return Unexpected();
     default:
       return Unexpected();
@@ -247,6 +257,9 @@ grpc::Status EdgeSession::Serve(EdgeStream& stream) {
         break;
       case v1::EdgeMessage::kCommandUpdate:
         if (auto s = TakeCommandUpdates(items, stream); !s.ok()) return s;
+        break;
+      case v1::EdgeMessage::kTwinReported:
+        if (auto s = TakeTwinReported(items.front().message.twin_reported(), stream); !s.ok()) return s;
         break;
       default:  // Receive() queues no other kind
         return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected message kind in the inbox");
@@ -462,6 +475,46 @@ grpc::Status EdgeSession::TakeCommandUpdates(const std::vector<Item>& items, Edg
     out.mutable_command_update_ack()->set_state(u->state());
     if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status EdgeSession::TakeTwinReported(const v1::TwinReported& r, EdgeStream& stream) {
+  absl::Status valid = ValidateId("twin_reported.device_id", r.device_id());
+  if (valid.ok() && r.reported_json().size() > storage::kMaxTwinDocumentBytes) {
+    valid = absl::InvalidArgumentError("twin_reported.reported_json is larger than " +
+                                       std::to_string(storage::kMaxTwinDocumentBytes) + " bytes");
+  }
+  if (valid.ok()) {
+    auto doc = telemetry::ParseBoundedJson(r.reported_json());
+    if (!doc.ok() || !doc->is_object()) valid = absl::InvalidArgumentError("twin_reported.reported_json is not a JSON object");
+  }
+  const char* outcome = "invalid";
+  if (valid.ok()) {
+    auto applied = db_.Twins().ApplyReported(id_.tenant, id_.edge_id, r);
+    if (!applied.ok()) {
+      const auto& s = applied.status();
+      if (s.code() == absl::StatusCode::kUnavailable) return ToGrpc(s);
+      spdlog::error("edge {}: reported twin of device '{}' not stored: {}", id_.edge_id, r.device_id(), s.ToString());
+      return grpc::Status(grpc::StatusCode::INTERNAL, "the cloud could not store a reported twin; see its log");
+    }
+    outcome = *applied == storage::ReportedOutcome::kStored  ? "stored"
+              : *applied == storage::ReportedOutcome::kStale ? "stale"
+                                                             : "unknown";
+    if (*applied == storage::ReportedOutcome::kUnknown && !told_bad_twin_) {
+      told_bad_twin_ = true;
+      spdlog::warn("edge {}: reported twin of device '{}', which is not behind this edge; acked and ignored",
+                   id_.edge_id, r.device_id().substr(0, 128));
+    }
+  } else if (!told_bad_twin_) {
+    // Acked (the edge must not send it forever) but not stored; logged once per session.
+    told_bad_twin_ = true;
+    spdlog::warn("edge {}: ignored a reported twin: {}", id_.edge_id, valid.ToString());
+  }
+  metrics_.twin_reports.at(outcome)->Inc();
+  v1::CloudMessage out;
+  out.mutable_twin_reported_ack()->set_device_id(r.device_id());
+  out.mutable_twin_reported_ack()->set_seq(r.seq());
+  if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
   return grpc::Status::OK;
 }
 

@@ -84,6 +84,9 @@ struct EdgeSyncMetrics {
   Counter& updates_duplicate;
   Counter& updates_unknown;
   Counter& updates_invalid;
+  // Reported twin documents from edges, by outcome: stored, stale (this seq or a later one
+  // was stored), unknown (no such device behind the edge), invalid (not stored).
+  std::map<std::string, Counter*, std::less<>> twin_reports;
   std::map<telemetry::Reason, Counter*> readings_refused;
 };
 
@@ -162,6 +165,7 @@ class EdgeSession {
   grpc::Status SendCommands(EdgeStream& stream);
   // Records a group of command updates in one transaction and acks each.
   grpc::Status TakeCommandUpdates(const std::vector<Item>& items, EdgeStream& stream);
+  grpc::Status TakeTwinReported(const v1::TwinReported& reported, EdgeStream& stream);
   // A read of the edge's state failed: UNAVAILABLE as it is (the edge reconnects), anything
   // else logged and INTERNAL.
   grpc::Status ReadFailed(const char* what, const absl::Status& s);
@@ -191,6 +195,7 @@ class EdgeSession {
   std::set<std::string> sent_commands_;
   std::set<std::string> sent_cancels_;
   bool told_bad_update_ = false;
+  bool told_bad_twin_ = false;
   std::atomic<bool> poke_pending_{false};
 };
 

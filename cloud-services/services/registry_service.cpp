@@ -2,6 +2,9 @@
 
 #include <absl/strings/str_split.h>
 #include <absl/strings/strip.h>
+#include <google/protobuf/util/json_util.h>
+#include <nlohmann/json.hpp>
+#include <strata/telemetry/json.h>
 
 #include "services/grpc_status.h"
 #include "services/request_context.h"
@@ -53,6 +56,56 @@ void ShowConnection(v1::Edge& e) {
 }
 
 }  // namespace
+
+RegistryService::RegistryService(storage::Database& db, MetricsRegistry& metrics)
+    : db_(db),
+      desired_updates_(metrics.GetCounter("strata_cloud_twin_desired_updates_total",
+                                          "Desired twin updates through the API, by result", {{"result", "applied"}})),
+      desired_conflicts_(metrics.GetCounter("strata_cloud_twin_desired_updates_total",
+                                            "Desired twin updates through the API, by result",
+                                            {{"result", "version_conflict"}})) {}
+
+grpc::Status RegistryService::GetDeviceTwin(grpc::ServerContext* context, const v1::GetDeviceTwinRequest* req,
+                                            v1::DeviceTwin* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
+  if (auto s = ValidateId("device_id", req->device_id()); !s.ok()) return ToGrpc(s);
+  auto twin = db_.Twins().GetTwin(caller->tenant, req->device_id());
+  if (!twin.ok()) return ToGrpc(twin.status());
+  *out = *std::move(twin);
+  return grpc::Status::OK;
+}
+
+grpc::Status RegistryService::UpdateDesired(grpc::ServerContext* context, const v1::UpdateDesiredRequest* req,
+                                            v1::DeviceTwin* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
+  if (auto s = ValidateId("device_id", req->device_id()); !s.ok()) return ToGrpc(s);
+  if (!req->has_desired()) {
+    return ToGrpc(absl::InvalidArgumentError("desired is required: a JSON object to merge into the desired document"));
+  }
+  std::string text;
+  if (!google::protobuf::util::MessageToJsonString(req->desired(), &text).ok()) {
+    return ToGrpc(absl::InvalidArgumentError("desired does not convert to JSON"));
+  }
+  if (text.size() > storage::kMaxTwinDocumentBytes) {
+    return ToGrpc(absl::InvalidArgumentError("desired is larger than " +
+                                             std::to_string(storage::kMaxTwinDocumentBytes) + " bytes"));
+  }
+  // The request decoder already bounded its depth; parsed again the same way here.
+  auto patch = telemetry::ParseBoundedJson(text);
+  if (!patch.ok()) return ToGrpc(absl::InvalidArgumentError("desired: " + std::string(patch.status().message())));
+  std::optional<std::int64_t> expected;
+  if (req->has_expected_version()) expected = req->expected_version();
+  auto twin = db_.Twins().UpdateDesired(caller->tenant, req->device_id(), *patch, expected);
+  if (!twin.ok()) {
+    if (twin.status().code() == absl::StatusCode::kAborted) desired_conflicts_.Inc();
+    return ToGrpc(twin.status());
+  }
+  desired_updates_.Inc();
+  *out = *std::move(twin);
+  return grpc::Status::OK;
+}
 
 grpc::Status RegistryService::CreateDevice(grpc::ServerContext* context, const v1::CreateDeviceRequest* req, v1::Device* out) {
   auto caller = ResolveCaller(*context);

@@ -1,6 +1,6 @@
 // The Database both backends return, written once: the backend's shared context and the
 // stores built on it (NewDeviceStore/NewEdgeStore/NewTelemetryStore/NewSqlRunner, found in
-// the context's namespace; the command store, written once, on the backend's SqlRunner). A
+// the context's namespace; the command and twin stores, written once, on the backend's SqlRunner). A
 // backend adds Ping() and its name.
 #pragma once
 
@@ -14,6 +14,8 @@ namespace strata::storage {
 
 // The command store (commands.cpp), the same on every backend's runner.
 std::unique_ptr<CommandStore> NewCommandStore(SqlRunner& runner);
+// The twin store (twins.cpp), likewise.
+std::unique_ptr<TwinStore> NewTwinStore(SqlRunner& runner);
 
 template <typename Context>
 class BackendDatabase : public Database {
@@ -24,12 +26,14 @@ class BackendDatabase : public Database {
         edges_(NewEdgeStore(*ctx_)),
         telemetry_(NewTelemetryStore(*ctx_)),
         runner_(NewSqlRunner(*ctx_)),
-        commands_(NewCommandStore(*runner_)) {}
+        commands_(NewCommandStore(*runner_)),
+        twins_(NewTwinStore(*runner_)) {}
 
   DeviceStore& Devices() final { return *devices_; }
   EdgeStore& Edges() final { return *edges_; }
   TelemetryStore& Telemetry() final { return *telemetry_; }
   CommandStore& Commands() final { return *commands_; }
+  TwinStore& Twins() final { return *twins_; }
 
  protected:
   Context& context() { return *ctx_; }
@@ -42,6 +46,7 @@ class BackendDatabase : public Database {
   const std::unique_ptr<TelemetryStore> telemetry_;
   const std::unique_ptr<SqlRunner> runner_;
   const std::unique_ptr<CommandStore> commands_;
+  const std::unique_ptr<TwinStore> twins_;
 };
 
 }  // namespace strata::storage

@@ -83,8 +83,8 @@ absl::StatusOr<v1::Edge> EdgeFromRow(const Row& row, std::string_view tenant) {
   return e;
 }
 
-// One row of sql::kSelectEdgeConfig: config_revision, then device_id, type, attributes (NULL
-// for an edge without devices).
+// One row of sql::kSelectEdgeConfig: config_revision, then device_id, type, attributes,
+// desired, desired_version (NULL for an edge without devices).
 template <typename Row>
 absl::Status AddEdgeConfigRow(const Row& row, v1::EdgeConfig& config) {
   config.set_revision(static_cast<std::uint64_t>(row.Int(0)));
@@ -92,6 +92,8 @@ absl::Status AddEdgeConfigRow(const Row& row, v1::EdgeConfig& config) {
   auto* d = config.add_devices();
   d->set_device_id(row.Text(1));
   d->set_type(row.Text(2));
+  d->set_desired_json(row.Text(4));
+  d->set_desired_version(row.Int(5));
   return DecodeStringMap(row.Text(3), d->mutable_attributes());
 }
 

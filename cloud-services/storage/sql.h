@@ -66,7 +66,7 @@ inline constexpr std::string_view kListEdges =
 // snapshot on both backends: the revision always matches the devices). One row per device, or
 // one row of NULL device columns for an edge without devices; no row for an unknown edge.
 inline constexpr std::string_view kSelectEdgeConfig =
-    "SELECT c.config_revision, d.device_id, d.type, CAST(d.attributes AS text)"
+    "SELECT c.config_revision, d.device_id, d.type, CAST(d.attributes AS text), d.desired, d.desired_version"
     " FROM edge_config c LEFT JOIN devices d ON d.tenant_id = c.tenant_id AND d.edge_id = c.edge_id"
     " WHERE c.tenant_id = ?1 AND c.edge_id = ?2 ORDER BY d.device_id";
 inline constexpr std::string_view kSelectConfigState =

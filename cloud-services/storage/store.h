@@ -21,6 +21,7 @@
 
 #include <absl/status/status.h>
 #include <absl/status/statusor.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include "strata/clock.h"
 
@@ -291,6 +292,35 @@ class CommandStore {
 
 // ---------------------------------------------------------------------------------------
 
+// The largest desired or reported document, as JSON text.
+inline constexpr std::size_t kMaxTwinDocumentBytes = 64 * 1024;
+
+enum class ReportedOutcome {
+  kStored,     // the device's reported document is this one now
+  kStale,      // the cloud has this seq (or a higher one) from this edge already
+  kUnknown,    // no such device behind this edge
+};
+
+class TwinStore {
+ public:
+  virtual ~TwinStore() = default;
+  // NOT_FOUND for an unknown device.
+  virtual absl::StatusOr<v1::DeviceTwin> GetTwin(std::string_view tenant, std::string_view device_id) = 0;
+  // Applies `merge_patch` (RFC 7396; a JSON object) to the desired document and raises its
+  // version (and so the revision of the device's edge), in one transaction. NOT_FOUND for an
+  // unknown device; ABORTED when expected_version is set and differs; INVALID_ARGUMENT when
+  // the result would be larger than kMaxTwinDocumentBytes.
+  virtual absl::StatusOr<v1::DeviceTwin> UpdateDesired(std::string_view tenant, std::string_view device_id,
+                                                       const nlohmann::json& merge_patch,
+                                                       std::optional<std::int64_t> expected_version) = 0;
+  // The edge's report of a device's reported document (checked JSON object text): stored when
+  // the device is the edge's and seq is above the last one stored from that edge.
+  virtual absl::StatusOr<ReportedOutcome> ApplyReported(std::string_view tenant, std::string_view edge_id,
+                                                        const v1::TwinReported& reported) = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+
 class Database {
  public:
   virtual ~Database() = default;
@@ -298,6 +328,7 @@ class Database {
   virtual EdgeStore& Edges() = 0;
   virtual TelemetryStore& Telemetry() = 0;
   virtual CommandStore& Commands() = 0;
+  virtual TwinStore& Twins() = 0;
   // OK when the database answers a trivial query (readiness).
   virtual absl::Status Ping() = 0;
   // "sqlite" or "postgresql".

@@ -12,6 +12,8 @@
 #include <strata/sqlite/migrations.h>
 #include <strata/status_macros.h>
 
+#include "agent/twins.h"
+
 namespace strata::edge {
 namespace {
 
@@ -76,6 +78,9 @@ absl::Status ValidateEdgeConfig(const v1::EdgeConfig& config) {
       return absl::InvalidArgumentError("devices[" + std::to_string(i) + "].type is longer than " +
                                         std::to_string(kMaxTypeBytes) + " bytes");
     }
+    if (auto s = ValidateDesired(d); !s.ok()) {
+      return absl::InvalidArgumentError("devices[" + std::to_string(i) + "]." + std::string(s.message()));
+    }
   }
   return absl::OkStatus();
 }
@@ -125,6 +130,7 @@ absl::Status ConfigStore::Load() {
   const std::int64_t applied_at = s.Int(2);
   applied_ = {config.revision(), applied_at, static_cast<std::size_t>(config.devices_size())};
   directory_.Replace(DeviceIds(config));
+  if (options_.on_applied) options_.on_applied(config);
   spdlog::info("config {}: running revision {} ({} devices), applied at {}", options_.path, config.revision(),
                config.devices_size(), applied_at);
   return absl::OkStatus();
@@ -195,6 +201,7 @@ absl::StatusOr<v1::ConfigAck> ConfigStore::Apply(const v1::EdgeConfig& config) {
     applied_ = {config.revision(), *applied_at, static_cast<std::size_t>(config.devices_size())};
   }
   directory_.Replace(DeviceIds(config));
+  if (options_.on_applied) options_.on_applied(config);
   applied_total_.Inc();
   spdlog::info("config: applied revision {} ({} devices)", config.revision(), config.devices_size());
   ack.set_applied(true);

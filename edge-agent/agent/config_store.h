@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,6 +39,8 @@ struct ConfigStoreOptions {
   // Fault injection for tests: exit abruptly (as a crash would) right after this step of
   // applying a revision: "staged" or "switched" (before the ack is sent). Empty: never.
   std::string crash_after_step;
+  // Called with the revision the agent runs: at open, and after each revision applied.
+  std::function<void(const v1::EdgeConfig&)> on_applied;
 };
 
 class ConfigStore {
@@ -74,7 +77,7 @@ class ConfigStore {
 };
 
 // OK when the revision can be applied: a revision of 1 to 2^63-1, and devices with valid,
-// distinct ids.
+// distinct ids and desired documents that are JSON objects of at most 64 KiB.
 absl::Status ValidateEdgeConfig(const v1::EdgeConfig& config);
 
 }  // namespace strata::edge

@@ -94,10 +94,18 @@ std::vector<absl::Status> Ingest::Publish(const std::vector<std::pair<std::strin
   return client_->PublishAll(messages, 1, false, std::chrono::seconds(5));
 }
 
+std::vector<absl::Status> Ingest::PublishRetained(const std::vector<std::pair<std::string, std::string>>& messages) {
+  if (!mqtt_connected_) {
+    return std::vector<absl::Status>(messages.size(), absl::UnavailableError("not connected to the broker"));
+  }
+  return client_->PublishAll(messages, 1, true, std::chrono::seconds(5));
+}
+
 void Ingest::SupervisorLoop() {
   auto backoff = std::chrono::milliseconds(200);
   const std::string filter = options_.topic_prefix + "/+/telemetry";
   const std::string responses = options_.topic_prefix + "/+/commands/+/response";
+  const std::string reported = options_.topic_prefix + "/+/reported";
   bool subscribed = false;  // by this process, on any connection
   while (!stop_.stopped()) {
     if (!mqtt_connected_ || !client_->IsConnected()) {
@@ -114,6 +122,7 @@ void Ingest::SupervisorLoop() {
       if (connected.ok() && (!*connected || !subscribed)) {
         status = client_->Subscribe(filter, 1, std::chrono::seconds(5));
         if (status.ok() && options_.commands) status = client_->Subscribe(responses, 1, std::chrono::seconds(5));
+        if (status.ok() && options_.twins) status = client_->Subscribe(reported, 1, std::chrono::seconds(5));
         subscribed = status.ok();
         if (!status.ok()) (void)client_->Disconnect(std::chrono::seconds(2));
       }
@@ -128,7 +137,10 @@ void Ingest::SupervisorLoop() {
       backoff = std::chrono::milliseconds(200);
       spdlog::info("mqtt: connected to {} as {} ({}), subscribed to {}{}", options_.mqtt_url, options_.client_id,
                    *connected ? "session resumed" : "new session", filter,
-                   options_.commands ? " and " + responses : std::string());
+                   std::string(options_.commands ? " and " + responses : "") +
+                       (options_.twins ? " and " + reported : ""));
+      // The broker may have lost its retained messages (restarted without persistence).
+      if (options_.twins) options_.twins->BrokerConnected();
     }
     stop_.WaitFor(std::chrono::milliseconds(500), [this] { return !mqtt_connected_.load(); });
   }
@@ -158,6 +170,12 @@ void Ingest::Process(std::vector<RawMessage>& messages) {
       if (m.replayed) continue;  // a retained reply: taken when it was published
       options_.commands->OnResponse(device_id, command_id, m.payload);
       seen.push_back(device_id);
+      continue;
+    }
+    if (options_.twins && topics::ParseDeviceTopic(options_.topic_prefix, m.topic, "reported", device_id)) {
+      if (m.replayed) continue;  // a retained report: taken when it was published
+      options_.twins->OnReported(device_id, m.payload);
+      if (options_.commands) seen.push_back(device_id);
       continue;
     }
     decoder_.Decode(m.topic, m.payload, m.received_at, result);

@@ -23,6 +23,7 @@
 #include <strata/stop_signal.h>
 #include "agent/buffer.h"
 #include "agent/commands.h"
+#include "agent/twins.h"
 #include "agent/decoder.h"
 #include "agent/mqtt_client.h"
 
@@ -51,6 +52,10 @@ struct IngestOptions {
   // ({topic_prefix}/+/commands/+/response) and hands them, and which devices it heard from,
   // to the outbox; Publish() carries the outbox's commands to the broker.
   CommandOutbox* commands = nullptr;
+  // Set: ingest also subscribes to the devices' reported properties
+  // ({topic_prefix}/+/reported) and hands them to the twins, tells them of every new broker
+  // connection, and PublishRetained() carries their desired documents.
+  Twins* twins = nullptr;
 };
 
 // The devices the edge accepts under UnknownDevicePolicy::kReject: those of the config
@@ -92,6 +97,8 @@ class Ingest {
   // broker's PUBACKs; one status per message (UNAVAILABLE while it is not connected). Call
   // only between Start() and Stop().
   std::vector<absl::Status> Publish(const std::vector<std::pair<std::string, std::string>>& messages);
+  // The same, retained.
+  std::vector<absl::Status> PublishRetained(const std::vector<std::pair<std::string, std::string>>& messages);
   std::size_t QueueDepth() const { return queue_.Size(); }
 
   // Decodes and commits one group of messages; public for tests of the pipeline.

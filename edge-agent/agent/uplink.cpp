@@ -109,7 +109,10 @@ void Uplink::Session() {
   auto stream = stub->Connect(&ctx);
   v1::EdgeMessage out;
   out.mutable_hello()->set_edge_id(options_.edge_id);
-  const std::uint32_t offered = !options_.on_config ? 1 : options_.commands ? kEdgeProtocolVersion : 2;
+  const std::uint32_t offered = !options_.on_config   ? 1
+                                : !options_.commands ? 2
+                                : !options_.twins    ? 3
+                                                     : kEdgeProtocolVersion;
   out.mutable_hello()->set_protocol_version(offered);
   v1::CloudMessage in;
   if (!stream->Write(out) || !stream->Read(&in) || !in.has_welcome()) {
@@ -132,9 +135,10 @@ void Uplink::Session() {
   if (version < offered && protocol_version_.load() != version) {
     spdlog::warn("uplink: the cloud at {} speaks EdgeSync version {} only: telemetry is synced, but {}",
                  options_.cloud_address, version,
-                 version < 2 ? "config revisions and commands are not received (this edge runs on its last "
-                               "applied revision)"
-                             : "commands are not received");
+                 version < 2   ? "config revisions and commands are not received (this edge runs on its last "
+                                 "applied revision)"
+                 : version < 3 ? "commands are not received and device twins are not synced"
+                               : "device twins are not synced (reported properties wait at the edge)");
   }
   protocol_version_ = version;
   if (const std::uint64_t last = buffer_.LastSeq(); mark > last) {
@@ -184,21 +188,25 @@ void Uplink::Session() {
   std::vector<v1::ConfigAck> config_acks;  // guarded by wmu: answers for the writer to send
   CommandOutbox* const commands = version >= 3 ? options_.commands : nullptr;
   std::int64_t reports_sent = 0;  // writer only: the outbox's reports sent on this stream
-  if (commands) {
-    commands->SetReportListener([&] {
-      {
-        std::lock_guard lock(wmu);
-        wcv.notify_all();
-      }
-      buffer_.Interrupt();
-    });
-  }
+  Twins* const twins = version >= 4 ? options_.twins : nullptr;
+  std::int64_t twins_sent = 0;    // writer only: the twins' reported documents sent on this stream
+  auto wake_writer = [&] {
+    {
+      std::lock_guard lock(wmu);
+      wcv.notify_all();
+    }
+    buffer_.Interrupt();
+  };
+  if (commands) commands->SetReportListener(wake_writer);
+  if (twins) twins->SetReportListener(wake_writer);
   struct ClearListener {
     CommandOutbox* c;
+    Twins* t;
     ~ClearListener() {
       if (c) c->SetReportListener(nullptr);
+      if (t) t->SetReportListener(nullptr);
     }
-  } clear_listener{commands};
+  } clear_listener{commands, twins};
   // The one reader of the stream: it dispatches every kind of message the cloud sends; the
   // handlers run here, and only this loop's writer (below) writes to the stream.
   auto on_ack = [&](const v1::BatchAck& ack) {
@@ -277,6 +285,13 @@ void Uplink::Session() {
           }
           break;
         }
+        case v1::CloudMessage::kTwinReportedAck:
+          if (!twins) {
+            ignored_messages_.Inc();
+            break;
+          }
+          twins->Acked(msg.twin_reported_ack());
+          break;
         case v1::CloudMessage::kWelcome:
         case v1::CloudMessage::KIND_NOT_SET:
           // A second Welcome, or a kind this edge does not know (a newer cloud): nothing to
@@ -297,6 +312,24 @@ void Uplink::Session() {
 
   std::uint64_t next = mark;
   bool write_failed = false;  // a failed write means the call is over: Finish() tells why
+  // Writes what `source` holds above the cursor `sent` (at most 256) and moves the cursor past
+  // what went; false when a write failed.
+  auto send_reports = [&](auto& source, std::int64_t& sent, auto field) {
+    const std::int64_t last = source.LastReportSeq();
+    auto reports = source.ReportsAfter(sent, 256);
+    // None left above the cursor (acked meanwhile): nothing up to `last` needs sending.
+    if (reports.empty()) sent = std::max(sent, last);
+    for (auto& [seq, report] : reports) {
+      out.Clear();
+      *(out.*field)() = std::move(report);
+      if (!stream->Write(out)) {
+        write_failed = true;
+        return false;
+      }
+      sent = seq;
+    }
+    return true;
+  };
   // A heartbeat at once and then every interval, with or without data: it keeps an idle link
   // honest and tells the cloud this edge's lag.
   auto last_heartbeat = std::chrono::steady_clock::now() - options_.heartbeat;
@@ -319,26 +352,20 @@ void Uplink::Session() {
       std::unique_lock lock(wmu);
       wcv.wait_for(lock, std::chrono::milliseconds(200), [&] {
         return broken || stop_.stopped() || inflight < options_.window || !config_acks.empty() ||
-               (commands && commands->LastReportSeq() > reports_sent);
+               (commands && commands->LastReportSeq() > reports_sent) ||
+               (twins && twins->LastReportSeq() > twins_sent);
       });
       if (broken) break;
+      // The outbox's reports go first too (they are small, and bounded per round), and so do
+      // the devices' reported documents (one per device, however often it reported).
       if (commands && commands->LastReportSeq() > reports_sent) {
-        // The outbox's reports go first too (they are small, and bounded per round).
         lock.unlock();
-        const std::int64_t last = commands->LastReportSeq();
-        auto reports = commands->ReportsAfter(reports_sent, 256);
-        // None left above the cursor (acked meanwhile): nothing up to `last` needs sending.
-        if (reports.empty()) reports_sent = std::max(reports_sent, last);
-        for (auto& [seq, update] : reports) {
-          out.Clear();
-          *out.mutable_command_update() = std::move(update);
-          if (!stream->Write(out)) {
-            write_failed = true;
-            break;
-          }
-          reports_sent = seq;
-        }
-        if (write_failed) break;
+        if (!send_reports(*commands, reports_sent, &v1::EdgeMessage::mutable_command_update)) break;
+        continue;
+      }
+      if (twins && twins->LastReportSeq() > twins_sent) {
+        lock.unlock();
+        if (!send_reports(*twins, twins_sent, &v1::EdgeMessage::mutable_twin_reported)) break;
         continue;
       }
       if (!config_acks.empty()) {

@@ -30,6 +30,7 @@
 
 #include "agent/buffer.h"
 #include "agent/commands.h"
+#include "agent/twins.h"
 #include "strata/v1/edgesync.pb.h"
 
 namespace strata::edge {
@@ -51,10 +52,13 @@ struct UplinkOptions {
   // Takes the commands the cloud sends and reports their transitions (version 3, with
   // on_config set too). Unset: the edge speaks version 2 at most and gets no commands.
   CommandOutbox* commands = nullptr;
+  // Sends the devices' reported documents and takes the cloud's acks (version 4, with
+  // on_config and commands set too). Unset: the edge speaks version 3 at most.
+  Twins* twins = nullptr;
 };
 
-// The highest EdgeSync version this edge speaks (with on_config and commands set).
-inline constexpr std::uint32_t kEdgeProtocolVersion = 3;
+// The highest EdgeSync version this edge speaks (with on_config, commands and twins set).
+inline constexpr std::uint32_t kEdgeProtocolVersion = 4;
 // The largest message the uplink takes from the cloud: above the cloud's largest config
 // revision (services::kMaxConfigBytes, 16 MiB).
 inline constexpr int kUplinkMaxReceiveBytes = 32 * 1024 * 1024;

@@ -1,6 +1,7 @@
 // The MQTT topics of the device contract (docs/api.md), in one place for the edge agent and
 // strata-sim: {prefix}/{device_id}/telemetry up, {prefix}/{device_id}/commands/{command_id}
-// down, and the device's reply on .../commands/{command_id}/response. Header-only.
+// down, and the device's reply on .../commands/{command_id}/response; the twin's
+// {prefix}/{device_id}/desired down and {prefix}/{device_id}/reported up. Header-only.
 #pragma once
 
 #include <string>
@@ -37,6 +38,29 @@ inline bool ParseCommandTopic(std::string_view prefix, std::string_view topic, b
   if (rest.empty() || rest.find('/') != std::string_view::npos) return false;
   device_id.assign(device);
   command_id.assign(rest);
+  return true;
+}
+
+// {prefix}/{device_id}/{leaf}, e.g. leaf "desired".
+inline std::string DeviceTopic(std::string_view prefix, std::string_view device_id, std::string_view leaf) {
+  std::string t(prefix);
+  t.append("/").append(device_id).append("/").append(leaf);
+  return t;
+}
+
+// Splits {prefix}/{device_id}/{leaf}; false when `topic` is not one (the id is one non-empty
+// segment).
+inline bool ParseDeviceTopic(std::string_view prefix, std::string_view topic, std::string_view leaf,
+                             std::string& device_id) {
+  if (topic.size() <= prefix.size() + leaf.size() + 2 || topic.substr(0, prefix.size()) != prefix ||
+      topic[prefix.size()] != '/') {
+    return false;
+  }
+  std::string_view rest = topic.substr(prefix.size() + 1);
+  if (rest.substr(rest.size() - leaf.size()) != leaf || rest[rest.size() - leaf.size() - 1] != '/') return false;
+  rest.remove_suffix(leaf.size() + 1);
+  if (rest.empty() || rest.find('/') != std::string_view::npos) return false;
+  device_id.assign(rest);
   return true;
 }
 

@@ -253,7 +253,7 @@ TEST_P(CloudGrpcTest, VersionTwoCarriesConfigRevisionsDownAndTheirAcksUp) {
   }
   // A later version than the cloud's is answered with the cloud's.
   EdgeStream edge(cloud_->Channel(), "gw-cfg", 7);
-  EXPECT_EQ(edge.version_used, 3u);
+  EXPECT_EQ(edge.version_used, 4u);
   auto first = edge.Next();
   ASSERT_TRUE(first.has_value());
   ASSERT_TRUE(first->has_config()) << first->DebugString();
@@ -291,6 +291,53 @@ TEST_P(CloudGrpcTest, VersionTwoCarriesConfigRevisionsDownAndTheirAcksUp) {
   EXPECT_EQ(j["config_error"], "");
   EXPECT_NE(j["applied_at"], "0");
   EXPECT_TRUE(edge.Close().ok());
+}
+
+TEST_P(CloudGrpcTest, ReportedTwinsFromAnEdgeAreCheckedStoredOnceAndAlwaysAcked) {
+  v1::CreateDeviceRequest create;
+  create.mutable_device()->set_device_id("tw-1");
+  create.mutable_device()->set_edge_id("gw-twin");
+  v1::Device created;
+  ASSERT_TRUE(registry_->CreateDevice(Ctx().get(), create, &created).ok());
+  EdgeStream edge(cloud_->Channel(), "gw-twin", 4);
+  ASSERT_EQ(edge.version_used, 4u);
+  // Each report is acked by (device, seq), whatever became of it.
+  auto report = [&](const std::string& device, const std::string& doc, std::uint64_t seq) {
+    v1::EdgeMessage m;
+    m.mutable_twin_reported()->set_device_id(device);
+    m.mutable_twin_reported()->set_reported_json(doc);
+    m.mutable_twin_reported()->set_seq(seq);
+    EXPECT_TRUE(edge.Write(m));
+    for (auto next = edge.Next(); next; next = edge.Next()) {
+      if (!next->has_twin_reported_ack()) continue;  // the config revision, sent first
+      EXPECT_EQ(next->twin_reported_ack().device_id(), device);
+      EXPECT_EQ(next->twin_reported_ack().seq(), seq);
+      return;
+    }
+    ADD_FAILURE() << "no ack for seq " << seq;
+  };
+  report("tw-1", R"({"rpm":1000})", 3);
+  report("tw-1", R"({"rpm":999})", 3);     // again: stale
+  report("tw-1", R"({"rpm":998})", 2);     // overtaken: stale
+  report("tw-1", "[1]", 4);                // not an object
+  report("tw-1", std::string(70000, ' ') + "{}", 5);  // too large
+  report("nobody", R"({"a":1})", 6);       // not a device of this edge
+  const std::string metrics = cloud_->Http("GET", "/metrics").body;
+  auto outcome = [&](const std::string& o) {
+    return MetricSample(metrics, "strata_cloud_edge_twin_reports_total{outcome=\"" + o + "\"}");
+  };
+  EXPECT_EQ(outcome("stored"), 1);
+  EXPECT_EQ(outcome("stale"), 2);
+  EXPECT_EQ(outcome("invalid"), 2);
+  EXPECT_EQ(outcome("unknown"), 1);
+  EXPECT_TRUE(edge.Close().ok());
+  // An edge that said version 3 may not send them.
+  EdgeStream older(cloud_->Channel(), "gw-twin", 3);
+  v1::EdgeMessage m;
+  m.mutable_twin_reported()->set_device_id("tw-1");
+  m.mutable_twin_reported()->set_reported_json("{}");
+  older.Write(m);
+  EXPECT_EQ(older.Close().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_P(CloudGrpcTest, AConfigTooLargeForAnEdgeIsNotSentAndSaysWhy) {

@@ -9,12 +9,14 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
 
+#include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
@@ -1401,8 +1403,137 @@ TEST_P(CommandStoreTest, ListsNewestFirstPageByPageAndByState) {
 
 std::string BackendName(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
+
+// ---- device twins --------------------------------------------------------------------------
+
+class TwinStoreTest : public StorageTest {
+ protected:
+  void SetUp() override {
+    StorageTest::SetUp();
+    if (HasFatalFailure()) return;
+    for (const char* id : {"gw-t", "gw-other"}) {
+      v1::Edge e;
+      e.set_edge_id(id);
+      ASSERT_TRUE(db_->Edges().CreateEdge(kDefaultTenant, e).ok());
+    }
+    v1::Device d = MakeDevice("dev-t");
+    d.set_edge_id("gw-t");
+    ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, d).ok());
+  }
+  static nlohmann::json Doc(const google::protobuf::Struct& s) {
+    std::string text;
+    EXPECT_TRUE(google::protobuf::util::MessageToJsonString(s, &text).ok());
+    return nlohmann::json::parse(text);
+  }
+  absl::StatusOr<v1::DeviceTwin> Patch(const std::string& patch, std::optional<std::int64_t> expected = std::nullopt,
+                                       const std::string& device = "dev-t") {
+    return db_->Twins().UpdateDesired(kDefaultTenant, device, nlohmann::json::parse(patch), expected);
+  }
+  strata::storage::ReportedOutcome Report(const std::string& doc, std::uint64_t seq, const std::string& edge = "gw-t") {
+    v1::TwinReported r;
+    r.set_device_id("dev-t");
+    r.set_reported_json(doc);
+    r.set_seq(seq);
+    r.set_at(1'800'000'000'000 + static_cast<std::int64_t>(seq));
+    auto outcome = db_->Twins().ApplyReported(kDefaultTenant, edge, r);
+    EXPECT_TRUE(outcome.ok()) << outcome.status();
+    return outcome.ok() ? *outcome : strata::storage::ReportedOutcome::kUnknown;
+  }
+  std::uint64_t Revision() { return db_->Edges().GetEdgeConfig(kDefaultTenant, "gw-t")->revision(); }
+};
+
+TEST_P(TwinStoreTest, DesiredMergesRaisesItsVersionAndTheEdgesRevisionAndTravelsInTheConfig) {
+  auto twin = db_->Twins().GetTwin(kDefaultTenant, "dev-t");
+  ASSERT_TRUE(twin.ok()) << twin.status();
+  EXPECT_EQ(twin->desired_version(), 0);
+  EXPECT_TRUE(Doc(twin->desired()).empty());
+  const std::uint64_t before = Revision();
+  auto t1 = Patch(R"({"rpm":1200,"mode":{"eco":true,"level":2},"note":"x"})");
+  ASSERT_TRUE(t1.ok()) << t1.status();
+  EXPECT_EQ(t1->desired_version(), 1);
+  EXPECT_EQ(Revision(), before + 1);
+  // A merge patch: null removes, objects merge, values replace.
+  auto t2 = Patch(R"({"note":null,"mode":{"level":3},"rpm":900})", 1);
+  ASSERT_TRUE(t2.ok()) << t2.status();
+  EXPECT_EQ(t2->desired_version(), 2);
+  EXPECT_EQ(Doc(t2->desired()), nlohmann::json::parse(R"({"rpm":900,"mode":{"eco":true,"level":3}})"));
+  EXPECT_EQ(Revision(), before + 2);
+  auto config = db_->Edges().GetEdgeConfig(kDefaultTenant, "gw-t");
+  ASSERT_TRUE(config.ok());
+  ASSERT_EQ(config->devices_size(), 1);
+  EXPECT_EQ(config->devices(0).desired_version(), 2);
+  EXPECT_EQ(nlohmann::json::parse(config->devices(0).desired_json()), Doc(t2->desired()));
+  // A stale expected version changes nothing.
+  auto stale = Patch(R"({"rpm":1})", 1);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted) << stale.status();
+  EXPECT_EQ(db_->Twins().GetTwin(kDefaultTenant, "dev-t")->desired_version(), 2);
+  EXPECT_EQ(Revision(), before + 2);
+  // Too large a result, and an unknown device.
+  auto big = Patch(nlohmann::json{{"blob", std::string(70000, 'x')}}.dump());
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kInvalidArgument) << big.status();
+  EXPECT_EQ(Patch(R"({"a":1})", std::nullopt, "nobody").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(TwinStoreTest, OfConcurrentUpdatesExpectingOneVersionExactlyOneApplies) {
+  constexpr int kWriters = 8;
+  std::atomic<int> applied{0}, aborted{0};
+  std::vector<std::thread> writers;
+  for (int i = 0; i < kWriters; ++i) {
+    writers.emplace_back([&, i] {
+      auto r = Patch(nlohmann::json{{"writer", i}}.dump(), 0);
+      if (r.ok()) ++applied;
+      if (r.status().code() == absl::StatusCode::kAborted) ++aborted;
+    });
+  }
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(applied.load(), 1);
+  EXPECT_EQ(aborted.load(), kWriters - 1);
+  EXPECT_EQ(db_->Twins().GetTwin(kDefaultTenant, "dev-t")->desired_version(), 1);
+  // Without an expected version every writer applies, each on top of the last.
+  writers.clear();
+  for (int i = 0; i < kWriters; ++i) {
+    writers.emplace_back([&, i] { EXPECT_TRUE(Patch(nlohmann::json{{"k" + std::to_string(i), i}}.dump()).ok()); });
+  }
+  for (auto& w : writers) w.join();
+  auto twin = db_->Twins().GetTwin(kDefaultTenant, "dev-t");
+  EXPECT_EQ(twin->desired_version(), 1 + kWriters);
+  EXPECT_EQ(Doc(twin->desired()).size(), static_cast<std::size_t>(1 + kWriters));
+}
+
+TEST_P(TwinStoreTest, ReportedKeepsTheHighestSeqFromTheDevicesEdgeAndShowsTheDifference) {
+  ASSERT_TRUE(Patch(R"({"rpm":1200,"mode":{"eco":true,"level":2}})").ok());
+  const std::uint64_t revision = Revision();
+  EXPECT_EQ(Report(R"({"rpm":1000,"mode":{"eco":true,"level":1},"temp":40})", 5),
+            strata::storage::ReportedOutcome::kStored);
+  auto twin = db_->Twins().GetTwin(kDefaultTenant, "dev-t");
+  ASSERT_TRUE(twin.ok());
+  EXPECT_EQ(twin->reported_version(), 1);
+  EXPECT_EQ(twin->reported_updated_at(), 1'800'000'000'005);
+  EXPECT_EQ(Doc(twin->difference()), nlohmann::json::parse(R"({"rpm":1200,"mode":{"level":2}})"));
+  EXPECT_EQ(Revision(), revision) << "reported properties make no config revision";
+  // Repeated, overtaken, from another edge: nothing changes.
+  EXPECT_EQ(Report(R"({"rpm":1})", 5), strata::storage::ReportedOutcome::kStale);
+  EXPECT_EQ(Report(R"({"rpm":1})", 4), strata::storage::ReportedOutcome::kStale);
+  EXPECT_EQ(Report(R"({"rpm":1})", 9, "gw-other"), strata::storage::ReportedOutcome::kUnknown);
+  EXPECT_EQ(db_->Twins().GetTwin(kDefaultTenant, "dev-t")->reported_version(), 1);
+  // Caught up: no difference.
+  EXPECT_EQ(Report(R"({"rpm":1200,"mode":{"eco":true,"level":2},"temp":41})", 6),
+            strata::storage::ReportedOutcome::kStored);
+  twin = db_->Twins().GetTwin(kDefaultTenant, "dev-t");
+  EXPECT_EQ(twin->reported_version(), 2);
+  EXPECT_TRUE(Doc(twin->difference()).empty()) << Doc(twin->difference());
+  // Moved to another edge: that edge's seqs count from its own start.
+  v1::Device moved;
+  moved.set_device_id("dev-t");
+  moved.set_edge_id("gw-other");
+  ASSERT_TRUE(db_->Devices().UpdateDevice(kDefaultTenant, moved, strata::storage::DeviceUpdate{.edge_id = true}).ok());
+  EXPECT_EQ(Report(R"({"rpm":7})", 1, "gw-other"), strata::storage::ReportedOutcome::kStored);
+  EXPECT_EQ(Doc(db_->Twins().GetTwin(kDefaultTenant, "dev-t")->reported()), nlohmann::json::parse(R"({"rpm":7})"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StorageTest, ::testing::Values("sqlite", "postgresql"), BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, CommandStoreTest, ::testing::Values("sqlite", "postgresql"), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, TwinStoreTest, ::testing::Values("sqlite", "postgresql"), BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, QueryTest, ::testing::Values("sqlite", "postgresql"), BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, AggregateTest, ::testing::Values("sqlite", "postgresql"), BackendName);
 

@@ -57,6 +57,20 @@ TEST(TopicsTest, CommandTopicsRoundTripAndStrangersAreRefused) {
   }
 }
 
+TEST(TopicsTest, DeviceTopicsRoundTripAndStrangersAreRefused) {
+  using strata::topics::DeviceTopic;
+  using strata::topics::ParseDeviceTopic;
+  EXPECT_EQ(DeviceTopic("v1/devices", "pump-1", "desired"), "v1/devices/pump-1/desired");
+  std::string device;
+  ASSERT_TRUE(ParseDeviceTopic("v1/devices", "v1/devices/pump-1/reported", "reported", device));
+  EXPECT_EQ(device, "pump-1");
+  for (const char* bad : {"v1/devices//reported", "v1/devices/reported", "v1/devices/a/b/reported",
+                          "v1/devices/p/reportedX", "v1/devices/p/xreported", "v2/devices/p/reported",
+                          "v1/devicesX/p/reported", "v1/devices/p/desired", "reported", ""}) {
+    EXPECT_FALSE(ParseDeviceTopic("v1/devices", bad, "reported", device)) << bad;
+  }
+}
+
 TEST(MetricsTest, RendersCountersGaugesAndEscapedLabels) {
   MetricsRegistry m;
   m.GetCounter("strata_x_total", "X things", {{"reason", "bad \"json\""}}).Inc(3);
