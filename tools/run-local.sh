@@ -84,6 +84,8 @@ Try:
   curl -s "$api/v1/devices/mfg-0001/telemetry/aggregate?keys=machine_temperature&function=AVG&interval=10000&start=\$(( (\$(date +%s) - 600) * 1000 ))&end=\$(( \$(date +%s) * 1000 ))"
   curl -s -X POST $api/v1/devices/mfg-0001/commands -H 'Content-Type: application/json' -d '{"name":"set_speed","params":{"rpm":1200}}'
   curl -s "$api/v1/devices/mfg-0001/commands?page_size=5"
+  curl -s -X PATCH $api/v1/devices/mfg-0001/twin/desired -H 'Content-Type: application/json' -d '{"desired":{"rpm":1200}}'
+  curl -s $api/v1/devices/mfg-0001/twin
   curl -s $api/metrics | grep strata_
   curl -s http://127.0.0.1:${edge_port}/metrics | grep strata_edge_
   mosquitto_pub -p ${mqtt_port} -t v1/devices/my-sensor/telemetry -m '{"temperature":21.5}'

@@ -341,14 +341,17 @@ json Operation(const Route& route, SchemaBuilder& schemas, std::set<std::string>
     op["requestBody"] = json{{"required", true}, {"content", JsonContent(schemas.FieldSchema(route.body_field))}};
   }
   // The errors every call can meet, then the ones its shape allows: a path names a resource
-  // that may not exist; a create may clash with an existing one.
+  // that may not exist; a create may clash with an existing one, and so may a write that
+  // names the version it expects (ABORTED).
   json responses{
       {"200", {{"description", "OK"}, {"content", JsonContent(schemas.MessageSchemaRef(method->output_type()))}}},
       {"400", ErrorResponse("BadRequest")},
       {"503", ErrorResponse("Unavailable")},
       {"default", ErrorResponse("Error")}};
   if (HasPathVariables(route)) responses["404"] = ErrorResponse("NotFound");
-  if (absl::StartsWith(method->name(), "Create")) responses["409"] = ErrorResponse("Conflict");
+  if (absl::StartsWith(method->name(), "Create") || input->FindFieldByName("expected_version") != nullptr) {
+    responses["409"] = ErrorResponse("Conflict");
+  }
   op["responses"] = std::move(responses);
   return op;
 }

@@ -520,3 +520,17 @@ TEST(ResponderTest, SucceedsFailsOrStaysSilentByScenarioAndName) {
   EXPECT_EQ(nlohmann::json::parse(*CommandReply(Scenario::kManufacturing, "mfg-0001", R"({"name":42})"))["status"],
             "SUCCEEDED");
 }
+
+TEST(ResponderTest, DevicesReportTheDesiredDocumentTheyApplied) {
+  using strata::sim::Scenario;
+  using strata::sim::TwinReport;
+  const std::string desired = R"({"version":3,"desired":{"rpm":1200,"mode":{"eco":true}}})";
+  auto reported = TwinReport(Scenario::kManufacturing, desired);
+  ASSERT_TRUE(reported.has_value());
+  EXPECT_EQ(nlohmann::json::parse(*reported),
+            nlohmann::json::parse(R"({"rpm":1200,"mode":{"eco":true},"applied_version":3})"));
+  EXPECT_FALSE(TwinReport(Scenario::kTransportation, desired).has_value());
+  for (const char* bad : {"", "not json", "[]", R"({"version":"3","desired":{}})", R"({"version":3,"desired":[]})"}) {
+    EXPECT_FALSE(TwinReport(Scenario::kGrid, bad).has_value()) << bad;
+  }
+}

@@ -84,22 +84,41 @@ std::unique_ptr<Publisher> Publisher::Connect(const PublisherOptions& options, s
     return nullptr;
   }
   if (options.answer_commands) {
-    const std::string filter = options.topic_prefix + "/+/commands/+";
-    try {
-      if (!p->client_.subscribe(filter, 1)->wait_for(options.connect_timeout)) {
-        error = "no answer to the subscription to " + filter;
+    // Commands, and the twins' desired documents (answered with what the device applied).
+    for (const std::string& filter : {options.topic_prefix + "/+/commands/+", options.topic_prefix + "/+/desired"}) {
+      try {
+        if (!p->client_.subscribe(filter, 1)->wait_for(options.connect_timeout)) {
+          error = "no answer to the subscription to " + filter;
+          return nullptr;
+        }
+      } catch (const mqtt::exception& e) {
+        error = "cannot subscribe to " + filter + ": " + e.what();
         return nullptr;
       }
-    } catch (const mqtt::exception& e) {
-      error = "cannot subscribe to " + filter + ": " + e.what();
-      return nullptr;
     }
   }
   return p;
 }
 
+void Publisher::OnDesired(const std::string& device_id, const std::string& payload) {
+  auto device = device_scenarios_.find(device_id);
+  if (device == device_scenarios_.end()) return;  // not one of ours
+  const auto reported = TwinReport(device->second, payload);
+  if (!reported) return;
+  spdlog::info("desired of {}: {} -> reported {}", device_id, payload, *reported);
+  try {
+    client_.publish(topics::DeviceTopic(options_.topic_prefix, device_id, "reported"), *reported, 1, false);
+  } catch (const mqtt::exception& e) {
+    spdlog::warn("cannot report the twin of {}: {}", device_id, e.what());
+  }
+}
+
 void Publisher::OnCommand(const std::string& topic, const std::string& payload) {
   std::string device_id, command_id;
+  if (topics::ParseDeviceTopic(options_.topic_prefix, topic, "desired", device_id)) {
+    OnDesired(device_id, payload);
+    return;
+  }
   if (!topics::ParseCommandTopic(options_.topic_prefix, topic, false, device_id, command_id)) return;
   auto device = device_scenarios_.find(device_id);
   if (device == device_scenarios_.end()) return;  // not one of ours

@@ -62,7 +62,9 @@ class Publisher final : public mqtt::iaction_listener {
   void on_failure(const mqtt::token& tok) override;
   bool Stopping() const { return stop_ || !error_.empty(); }  // mu_ held
   // Paho's thread: a command for one of our devices; replies as responder.h says.
+  // A message on a command or desired topic.
   void OnCommand(const std::string& topic, const std::string& payload);
+  void OnDesired(const std::string& device_id, const std::string& payload);
 
   PublisherOptions options_;
   std::mutex mu_;

@@ -21,4 +21,16 @@ std::optional<std::string> CommandReply(Scenario scenario, std::string_view devi
   return nlohmann::json{{"status", "SUCCEEDED"}, {"result", result}}.dump();
 }
 
+std::optional<std::string> TwinReport(Scenario scenario, std::string_view payload) {
+  if (scenario == Scenario::kTransportation) return std::nullopt;
+  auto doc = nlohmann::json::parse(payload, nullptr, false);
+  if (!doc.is_object() || !doc.contains("desired") || !doc["desired"].is_object() || !doc.contains("version") ||
+      !doc["version"].is_number_integer()) {
+    return std::nullopt;
+  }
+  nlohmann::json reported = doc["desired"];
+  reported["applied_version"] = doc["version"];
+  return reported.dump();
+}
+
 }  // namespace strata::sim
