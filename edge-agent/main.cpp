@@ -51,6 +51,7 @@ struct Flags {
   std::string log_format = "text";
   std::string crash_after_config_step;
   std::int64_t command_presence_window_ms = 120000;
+  std::size_t command_max_open = 100000;
 };
 
 // The outbox's state for /status: commands held per state (lower-case names) and reports
@@ -106,9 +107,14 @@ int Run(const Flags& f) {
                            [&directory] { return static_cast<double>(directory.Size()); });
   // Device twins: desired documents come with the config revision; reported ones wait in
   // twins.db until the cloud has them.
-  auto twins_store = strata::edge::Twins::Open(
-      {.path = (std::filesystem::path(f.data_dir) / "twins.db").string(), .topic_prefix = f.topic_prefix}, metrics,
-      clock);
+  strata::edge::TwinsOptions twins_options{
+      .path = (std::filesystem::path(f.data_dir) / "twins.db").string(),
+      .topic_prefix = f.topic_prefix,
+      .synchronous = f.buffer_sync == "full" ? strata::sqlite::Synchronous::kFull : strata::sqlite::Synchronous::kNormal};
+  if (reject_unknown) {
+    twins_options.accept_device = [&directory](const std::string& id) { return directory.Contains(id); };
+  }
+  auto twins_store = strata::edge::Twins::Open(std::move(twins_options), metrics, clock);
   if (!twins_store.ok()) {
     spdlog::error("{}", twins_store.status().ToString());
     return 2;
@@ -143,7 +149,8 @@ int Run(const Flags& f) {
   auto outbox = strata::edge::CommandOutbox::Open(
       {.path = (std::filesystem::path(f.data_dir) / "commands.db").string(),
        .topic_prefix = f.topic_prefix,
-       .presence_window = std::chrono::milliseconds(f.command_presence_window_ms)},
+       .presence_window = std::chrono::milliseconds(f.command_presence_window_ms),
+       .max_open = f.command_max_open},
       metrics, clock);
   if (!outbox.ok()) {
     spdlog::error("{}", outbox.status().ToString());
@@ -157,7 +164,11 @@ int Run(const Flags& f) {
   uopts.batch_max = f.batch_max;
   uopts.linger = std::chrono::milliseconds(f.batch_linger_ms);
   uopts.window = f.window;
-  uopts.on_config = [&cfg](const strata::v1::EdgeConfig& c) { return cfg.Apply(c); };
+  // A revision from a cloud of version 3 or lower has no desired documents: the devices keep
+  // those they have (a rolling upgrade or a rollback of the cloud must not clear them).
+  uopts.on_config = [&cfg](const strata::v1::EdgeConfig& c, std::uint32_t version) {
+    return cfg.Apply(c, version >= 4);
+  };
   uopts.commands = &commands;
   uopts.twins = &twins;
   strata::edge::Uplink uplink(uopts, buf, metrics);
@@ -335,6 +346,10 @@ int main(int argc, char** argv) {
                   "A device gets its commands while it has sent anything within this long; 0: always (devices "
                   "that only listen, with a persistent MQTT session)")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{7} * 24 * 3600 * 1000));
+  strata::AddFlag(app, "command-max-open", f.command_max_open,
+                  "Most commands the edge holds that have not ended; the cloud keeps further ones queued and "
+                  "offers them again every 30 s")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000000}));
   strata::AddFlag(app, "log-level", f.log_level, "trace, debug, info, warn or error");
   strata::AddFlag(app, "log-format", f.log_format, "text or json");
   strata::AddFlag(app, "fault-crash-after-config-step", f.crash_after_config_step,

@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include <google/protobuf/util/json_util.h>
 #include <spdlog/spdlog.h>
 
 #include "services/grpc_status.h"
@@ -96,9 +97,16 @@ grpc::Status CommandsService::SendCommand(grpc::ServerContext* context, const v1
   if (auto s = CheckLength("idempotency_key", req->idempotency_key(), kMaxIdempotencyKeyBytes); !s.ok()) {
     return ToGrpc(s);
   }
-  if (req->params().ByteSizeLong() > kMaxCommandParamsBytes) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "params is larger than " + std::to_string(kMaxCommandParamsBytes) + " bytes");
+  // Measured as the JSON the edge gets (which can be several times the protobuf's size:
+  // numbers, escaped characters), so that what the cloud takes the edge takes too.
+  std::string params_json;
+  if (!google::protobuf::util::MessageToJsonString(req->params(), &params_json).ok()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "params does not convert to JSON");
+  }
+  if (params_json.size() > kMaxCommandParamsBytes) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "params is " + std::to_string(params_json.size()) +
+                                                                " bytes as JSON, larger than " +
+                                                                std::to_string(kMaxCommandParamsBytes));
   }
   const std::int64_t now = clock_();
   v1::Command c;

@@ -391,20 +391,25 @@ grpc::Status EdgeSession::SendCommands(EdgeStream& stream) {
   auto pending = db_.Commands().PendingForEdge(id_.tenant, id_.edge_id, clock_(), kMaxCommandsPerPoll);
   if (!pending.ok()) return ReadFailed("commands", pending.status());
   v1::CloudMessage out;
-  // Sent once per stream: what is still pending and was sent before stays in the set (the
-  // edge's answer is on its way), what is no longer pending leaves it.
-  std::set<std::string> still;
+  // Sent once, and again only if it is still pending kCommandResendAfter later (an edge whose
+  // outbox was full took none and said nothing; one that holds it ignores the repeat): what
+  // is no longer pending leaves the map.
+  const auto now = std::chrono::steady_clock::now();
+  std::map<std::string, std::chrono::steady_clock::time_point> sent;
   for (auto& c : pending->commands) {
-    if (sent_commands_.count(c.command_id()) == 0) {
-      out.Clear();
-      *out.mutable_command() = c;
-      if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
-      metrics_.commands_sent.Inc();
+    auto before = sent_commands_.find(c.command_id());
+    if (before != sent_commands_.end() && now - before->second < kCommandResendAfter) {
+      sent.emplace(c.command_id(), before->second);
+      continue;
     }
-    still.insert(c.command_id());
+    out.Clear();
+    *out.mutable_command() = c;
+    if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
+    metrics_.commands_sent.Inc();
+    sent.emplace(c.command_id(), now);
   }
-  sent_commands_.swap(still);
-  still.clear();
+  sent_commands_.swap(sent);
+  std::set<std::string> still;
   for (auto& id : pending->cancels) {
     if (sent_cancels_.count(id) == 0) {
       out.Clear();

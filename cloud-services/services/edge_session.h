@@ -51,8 +51,10 @@ inline constexpr std::chrono::milliseconds kConfigPollInterval{1000};
 inline constexpr std::size_t kMaxConfigBytes = 16 * 1024 * 1024;
 // Most commands (and cancellations) a session sends per poll, and most in flight to the edge:
 // a command stays QUEUED until the edge reports it SENT, and one already sent on this stream
-// is not sent again.
+// is sent again only after kCommandResendAfter (an edge with a full outbox takes nothing and
+// says nothing; the repeat reaches it once it has room).
 inline constexpr int kMaxCommandsPerPoll = 1000;
+inline constexpr std::chrono::seconds kCommandResendAfter{30};
 // Most command updates recorded in one transaction.
 inline constexpr std::size_t kMaxUpdatesPerTransaction = 256;
 // Largest result (JSON text) and error of a command update the cloud records.
@@ -191,8 +193,9 @@ class EdgeSession {
   std::uint64_t sent_revision_ = 0;
   std::uint64_t acked_revision_ = 0;  // the highest revision whose ack was recorded
   bool told_bad_ack_ = false;
-  // Call thread only: commands and cancellations sent on this stream that are still pending.
-  std::set<std::string> sent_commands_;
+  // Call thread only: commands (with when they were sent) and cancellations sent on this
+  // stream that are still pending.
+  std::map<std::string, std::chrono::steady_clock::time_point> sent_commands_;
   std::set<std::string> sent_cancels_;
   bool told_bad_update_ = false;
   bool told_bad_twin_ = false;

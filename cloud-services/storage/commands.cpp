@@ -92,9 +92,11 @@ constexpr std::string_view kExpireCommands =
 
 constexpr std::string_view kExpiredDetail = "not delivered before expires_at";
 
-std::string ToJson(const google::protobuf::Message& m) {
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& m) {
   std::string out;
-  if (!google::protobuf::util::MessageToJsonString(m, &out).ok()) return "{}";
+  if (!google::protobuf::util::MessageToJsonString(m, &out).ok()) {
+    return absl::InvalidArgumentError("params does not convert to JSON");
+  }
   return out;
 }
 
@@ -130,7 +132,9 @@ class Commands final : public CommandStore {
 
   absl::StatusOr<CreatedCommand> CreateCommand(std::string_view tenant, const v1::Command& command) override {
     const std::string t(tenant);
-    const std::string params = ToJson(command.params());
+    auto json = ToJson(command.params());
+    if (!json.ok()) return json.status();
+    const std::string params = *std::move(json);
     SqlArg key = nullptr;
     if (!command.idempotency_key().empty()) key = command.idempotency_key();
     CreatedCommand out;

@@ -294,11 +294,14 @@ class CommandStore {
 
 // The largest desired or reported document, as JSON text.
 inline constexpr std::size_t kMaxTwinDocumentBytes = 64 * 1024;
+// The most bytes of desired documents of the devices of one edge (they travel in its config
+// revision, which may not exceed 16 MiB).
+inline constexpr std::size_t kMaxEdgeDesiredBytes = 4 * 1024 * 1024;
 
 enum class ReportedOutcome {
   kStored,     // the device's reported document is this one now
   kStale,      // the cloud has this seq (or a higher one) from this edge already
-  kUnknown,    // no such device behind this edge
+  kUnknown,    // the device is behind another edge
 };
 
 class TwinStore {
@@ -309,12 +312,16 @@ class TwinStore {
   // Applies `merge_patch` (RFC 7396; a JSON object) to the desired document and raises its
   // version (and so the revision of the device's edge), in one transaction. NOT_FOUND for an
   // unknown device; ABORTED when expected_version is set and differs; INVALID_ARGUMENT when
-  // the result would be larger than kMaxTwinDocumentBytes.
+  // the result would be larger than kMaxTwinDocumentBytes; FAILED_PRECONDITION when the
+  // desired documents of the device's edge would total more than kMaxEdgeDesiredBytes.
   virtual absl::StatusOr<v1::DeviceTwin> UpdateDesired(std::string_view tenant, std::string_view device_id,
                                                        const nlohmann::json& merge_patch,
                                                        std::optional<std::int64_t> expected_version) = 0;
   // The edge's report of a device's reported document (checked JSON object text): stored when
-  // the device is the edge's and seq is above the last one stored from that edge.
+  // the device is the edge's and seq is above the last one stored from that edge. A device
+  // the cloud does not know is registered for the edge, one no edge serves becomes the
+  // edge's (as with its telemetry); `at` ahead of the cloud's clock by more than 5 minutes is
+  // taken as now.
   virtual absl::StatusOr<ReportedOutcome> ApplyReported(std::string_view tenant, std::string_view edge_id,
                                                         const v1::TwinReported& reported) = 0;
 };

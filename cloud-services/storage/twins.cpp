@@ -29,6 +29,21 @@ constexpr std::string_view kApplyReported =
     " WHERE tenant_id = ?1 AND device_id = ?2 AND edge_id = ?3 AND (reported_edge <> ?3 OR reported_seq < ?6)";
 constexpr std::string_view kIsEdgeDevice =
     "SELECT 1 FROM devices WHERE tenant_id = ?1 AND device_id = ?2 AND edge_id = ?3";
+// A report of a device the cloud does not know yet registers it for the edge, and one of a
+// device no edge serves makes it the edge's, as the edge's telemetry does (a new device's
+// first report may well come before its first reading is stored).
+constexpr std::string_view kAutoCreateDevice =
+    "INSERT INTO devices (tenant_id, device_id, name, edge_id, created_at, updated_at)"
+    " VALUES (?1, ?2, ?2, ?3, ?4, ?4) ON CONFLICT (tenant_id, device_id) DO NOTHING";
+constexpr std::string_view kClaimDevice =
+    "UPDATE devices SET edge_id = ?3 WHERE tenant_id = ?1 AND device_id = ?2 AND edge_id = ''";
+// The edge's documents of all the devices of the edge of ?2 but ?2, in bytes.
+constexpr std::string_view kEdgeDesiredBytes =
+    "SELECT COALESCE(SUM(LENGTH(o.desired)), 0), MAX(d.edge_id) FROM devices d"
+    " JOIN devices o ON o.tenant_id = d.tenant_id AND o.edge_id = d.edge_id AND o.device_id <> d.device_id"
+    " WHERE d.tenant_id = ?1 AND d.device_id = ?2 AND d.edge_id <> ''";
+// A report stamped further ahead of the cloud's clock than this is stamped with the cloud's.
+constexpr std::int64_t kMaxReportSkewMs = 5 * 60 * 1000;
 
 // What of `desired` `reported` does not match: per key, recursing where both hold objects.
 nlohmann::json Difference(const nlohmann::json& desired, const nlohmann::json& reported) {
@@ -127,6 +142,22 @@ class Twins final : public TwinStore {
           return absl::InvalidArgumentError("the desired document would be " + std::to_string(text.size()) +
                                             " bytes, above the limit of " + std::to_string(kMaxTwinDocumentBytes));
         }
+        // The edge gets every document of its devices in each revision: their sum is bounded
+        // so that a revision always fits (services::kMaxConfigBytes is 16 MiB).
+        std::int64_t others = 0;
+        std::string edge;
+        auto sum = tx.Query(kEdgeDesiredBytes, {t, id}, [&](const SqlRow& r) {
+          others = r.Int(0);
+          if (!r.IsNull(1)) edge = r.Text(1);
+          return absl::OkStatus();
+        });
+        if (!sum.ok()) return sum;
+        if (others + static_cast<std::int64_t>(text.size()) > static_cast<std::int64_t>(kMaxEdgeDesiredBytes)) {
+          return absl::FailedPreconditionError(
+              "the desired documents of the devices of edge '" + edge + "' would total " +
+              std::to_string(others + static_cast<std::int64_t>(text.size())) + " bytes, above the limit of " +
+              std::to_string(kMaxEdgeDesiredBytes));
+        }
         const std::int64_t now = db_.Now();
         auto changed = tx.Exec(kUpdateDesired, {t, id, text, row.desired_version, now});
         if (!changed.ok()) return changed.status();
@@ -148,10 +179,18 @@ class Twins final : public TwinStore {
     const std::string t(tenant), e(edge_id);
     ReportedOutcome outcome = ReportedOutcome::kUnknown;
     auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
-      const std::int64_t at = reported.at() > 0 ? reported.at() : db_.Now();
-      auto changed = tx.Exec(kApplyReported, {t, reported.device_id(), e, reported.reported_json(), at,
-                                              static_cast<std::int64_t>(reported.seq())});
+      const std::int64_t now = db_.Now();
+      const std::int64_t at = reported.at() > 0 && reported.at() <= now + kMaxReportSkewMs ? reported.at() : now;
+      const SqlArgs apply = {t, reported.device_id(), e, reported.reported_json(), at,
+                             static_cast<std::int64_t>(reported.seq())};
+      auto changed = tx.Exec(kApplyReported, apply);
       if (!changed.ok()) return changed.status();
+      if (*changed == 0) {
+        if (auto n = tx.Exec(kAutoCreateDevice, {t, reported.device_id(), e, now}); !n.ok()) return n.status();
+        if (auto n = tx.Exec(kClaimDevice, {t, reported.device_id(), e}); !n.ok()) return n.status();
+        changed = tx.Exec(kApplyReported, apply);
+        if (!changed.ok()) return changed.status();
+      }
       if (*changed == 1) {
         outcome = ReportedOutcome::kStored;
         return absl::OkStatus();

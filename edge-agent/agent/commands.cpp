@@ -233,13 +233,21 @@ absl::Status CommandOutbox::AddReport(const std::string& command_id, int state, 
   return absl::OkStatus();
 }
 
+absl::StatusOr<bool> CommandOutbox::TransitionInTx(const std::string& command_id, int from_min, int from_max, int to,
+                                                   std::int64_t at, const std::string& result_json,
+                                                   const std::string& error) {
+  STRATA_RETURN_IF_ERROR(Exec(*db_, kTransition, command_id, to, at, result_json, error, from_min, from_max));
+  if (db_->Changes() == 0) return false;
+  STRATA_RETURN_IF_ERROR(AddReport(command_id, to, at, result_json, error));
+  return true;
+}
+
 absl::StatusOr<bool> CommandOutbox::Transition(const std::string& command_id, int from_min, int from_max, int to,
                                                std::int64_t at, const std::string& result_json,
                                                const std::string& error) {
   STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
-  STRATA_RETURN_IF_ERROR(Exec(*db_, kTransition, command_id, to, at, result_json, error, from_min, from_max));
-  if (db_->Changes() == 0) return false;
-  STRATA_RETURN_IF_ERROR(AddReport(command_id, to, at, result_json, error));
+  STRATA_ASSIGN_OR_RETURN(bool moved, TransitionInTx(command_id, from_min, from_max, to, at, result_json, error));
+  if (!moved) return false;
   STRATA_RETURN_IF_ERROR(tx.Commit());
   return true;
 }
@@ -402,11 +410,19 @@ void CommandOutbox::OnResponse(const std::string& device_id, const std::string& 
     } else if (state >= kFirstFinal) {
       refused = "ended";
     } else {
-      // A reply before the DELIVERED commit (the PUBACK and the reply raced): it was delivered.
-      if (state == kSent) (void)Transition(command_id, kSent, kSent, kDelivered, now, "", "");
-      auto moved = Transition(command_id, kDelivered, kDelivered, to, now, result,
-                              to == kFailed ? "the device answered FAILED" : "");
-      if (!moved.ok()) spdlog::error("commands: {}: {}", where, moved.status().ToString());
+      // A reply before the DELIVERED commit (the PUBACK and the reply raced): it was
+      // delivered. Both transitions in one transaction: never DELIVERED without the reply.
+      auto record = [&]() -> absl::Status {
+        STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
+        if (state == kSent) {
+          STRATA_RETURN_IF_ERROR(TransitionInTx(command_id, kSent, kSent, kDelivered, now, "", "").status());
+        }
+        STRATA_RETURN_IF_ERROR(TransitionInTx(command_id, kDelivered, kDelivered, to, now, result,
+                                              to == kFailed ? "the device answered FAILED" : "")
+                                   .status());
+        return tx.Commit();
+      };
+      if (auto s = record(); !s.ok()) spdlog::error("commands: {}: {}", where, s.ToString());
     }
   }
   if (refused != nullptr) {
@@ -467,6 +483,12 @@ void CommandOutbox::RunOnce() {
       {
         std::lock_guard wake(wake_mu_);
         waiting_ = std::move(waiting);
+        // Devices not heard from within the window count as absent whether or not they are
+        // remembered: forgotten, so that the map holds only the devices present now.
+        if (options_.presence_window.count() > 0) {
+          const std::int64_t window = options_.presence_window.count();
+          std::erase_if(last_seen_, [&](const auto& seen) { return now - seen.second >= window; });
+        }
       }
       // The gauges, once a pass (at most a second old): /metrics never waits for a commit.
       STRATA_ASSIGN_OR_RETURN(auto by_state, db_->Prepare(kByState));

@@ -115,6 +115,9 @@ class CommandOutbox {
   // report, in one transaction; false when it was not in such a state.
   absl::StatusOr<bool> Transition(const std::string& command_id, int from_min, int from_max, int to,
                                   std::int64_t at, const std::string& result_json, const std::string& error);
+  // The same inside the caller's transaction.
+  absl::StatusOr<bool> TransitionInTx(const std::string& command_id, int from_min, int from_max, int to,
+                                      std::int64_t at, const std::string& result_json, const std::string& error);
   absl::Status AddReport(const std::string& command_id, int state, std::int64_t at, const std::string& result_json,
                          const std::string& error);
   void Reported();

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -129,6 +130,7 @@ absl::Status ConfigStore::Load() {
   }
   const std::int64_t applied_at = s.Int(2);
   applied_ = {config.revision(), applied_at, static_cast<std::size_t>(config.devices_size())};
+  running_ = config;
   directory_.Replace(DeviceIds(config));
   if (options_.on_applied) options_.on_applied(config);
   spdlog::info("config {}: running revision {} ({} devices), applied at {}", options_.path, config.revision(),
@@ -170,8 +172,21 @@ absl::StatusOr<std::int64_t> ConfigStore::StageAndSwitch(const v1::EdgeConfig& c
   return now;
 }
 
-absl::StatusOr<v1::ConfigAck> ConfigStore::Apply(const v1::EdgeConfig& config) {
+absl::StatusOr<v1::ConfigAck> ConfigStore::Apply(const v1::EdgeConfig& received, bool carries_desired) {
   std::lock_guard apply_lock(apply_mu_);
+  v1::EdgeConfig with_desired;
+  if (!carries_desired) {
+    std::map<std::string, const v1::EdgeDevice*> had;
+    for (const auto& d : running_.devices()) had[d.device_id()] = &d;
+    with_desired = received;
+    for (auto& d : *with_desired.mutable_devices()) {
+      if (auto it = had.find(d.device_id()); it != had.end()) {
+        d.set_desired_json(it->second->desired_json());
+        d.set_desired_version(it->second->desired_version());
+      }
+    }
+  }
+  const v1::EdgeConfig& config = carries_desired ? received : with_desired;
   v1::ConfigAck ack;
   ack.set_revision(config.revision());
   const AppliedConfig running = Applied();
@@ -200,6 +215,7 @@ absl::StatusOr<v1::ConfigAck> ConfigStore::Apply(const v1::EdgeConfig& config) {
     std::lock_guard lock(mu_);
     applied_ = {config.revision(), *applied_at, static_cast<std::size_t>(config.devices_size())};
   }
+  running_ = config;
   directory_.Replace(DeviceIds(config));
   if (options_.on_applied) options_.on_applied(config);
   applied_total_.Inc();

@@ -55,7 +55,9 @@ class ConfigStore {
   // is applied, a lower one too (the cloud is the source of truth: its database was restored
   // to an earlier state). An error of this store (disk full, I/O) is not an answer: the caller
   // sends nothing, and the cloud sends the revision again on the next connection.
-  absl::StatusOr<v1::ConfigAck> Apply(const v1::EdgeConfig& config);
+  // `carries_desired` false (a cloud below EdgeSync version 4): each device keeps the desired
+  // document it has in the running revision.
+  absl::StatusOr<v1::ConfigAck> Apply(const v1::EdgeConfig& config, bool carries_desired = true);
   AppliedConfig Applied() const;
 
  private:
@@ -72,6 +74,7 @@ class ConfigStore {
   Clock clock_;
   mutable std::mutex mu_;  // only for applied_: /status and /metrics never wait for a commit
   AppliedConfig applied_;  // guarded by mu_
+  v1::EdgeConfig running_;  // guarded by apply_mu_: the revision the agent runs
   Counter& applied_total_;
   Counter& rejected_total_;
 };

@@ -52,10 +52,10 @@ Ingest::Ingest(IngestOptions options, Buffer& buffer, MetricsRegistry& metrics, 
   if (!options_.persistence_dir.empty()) std::filesystem::create_directories(options_.persistence_dir);
   client_ = std::make_unique<MqttClient>(
       options_.mqtt_url, options_.client_id, options_.persistence_dir,
-      [this](std::string_view topic, std::string_view payload, bool replayed) {
+      [this](std::string_view topic, std::string_view payload, bool retained, bool replayed) {
         // Paho's thread: no work here, only the hand-over (which waits when the queue is full).
         // The queue is closed only after the client is destroyed, so this cannot fail.
-        queue_.Push(RawMessage{std::string(topic), std::string(payload), clock_(), replayed});
+        queue_.Push(RawMessage{std::string(topic), std::string(payload), clock_(), retained, replayed});
       },
       [this](const std::string& cause) {
         mqtt_connected_ = false;
@@ -173,8 +173,7 @@ void Ingest::Process(std::vector<RawMessage>& messages) {
       continue;
     }
     if (options_.twins && topics::ParseDeviceTopic(options_.topic_prefix, m.topic, "reported", device_id)) {
-      if (m.replayed) continue;  // a retained report: taken when it was published
-      options_.twins->OnReported(device_id, m.payload);
+      options_.twins->OnReported(device_id, m.payload, m.retained);
       if (options_.commands) seen.push_back(device_id);
       continue;
     }

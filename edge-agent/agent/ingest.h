@@ -75,7 +75,9 @@ struct RawMessage {
   std::string topic;
   std::string payload;
   std::int64_t received_at = 0;
-  // A retained message the broker replayed on a resumed session (see MqttClient).
+  // A stored retained message, and one the broker replayed on a resumed session (see
+  // MqttClient).
+  bool retained = false;
   bool replayed = false;
 };
 

@@ -159,7 +159,8 @@ MqttClient::MqttClient(const std::string& url, const std::string& client_id, con
         const std::string_view payload(static_cast<const char*>(message->payload),
                                        static_cast<std::size_t>(message->payloadlen));
         auto* client = static_cast<MqttClient*>(self);
-        client->on_message_(t, payload, message->retained != 0 && client->session_present_.load());
+        client->on_message_(t, payload, message->retained != 0,
+                            message->retained != 0 && client->session_present_.load());
         MQTTAsync_freeMessage(&message);
         MQTTAsync_free(topic);
         return 1;  // handled: Paho does not deliver it again

@@ -21,10 +21,12 @@ namespace strata::edge {
 class MqttClient {
  public:
   // Called on Paho's thread. Blocking here holds back the next message (flow control).
-  // `replayed`: a stored retained message that the broker delivered on subscribe while the
-  // session was resumed. The subscription lived in the session all along, so this client
+  // `retained`: a stored retained message the broker delivered on subscribe (one published
+  // while the subscription existed comes without the flag). `replayed`: such a message while
+  // the session was resumed. The subscription lived in the session all along, so this client
   // already received that message when it was published (live, or queued while offline).
-  using MessageHandler = std::function<void(std::string_view topic, std::string_view payload, bool replayed)>;
+  using MessageHandler =
+      std::function<void(std::string_view topic, std::string_view payload, bool retained, bool replayed)>;
   using ConnectionLostHandler = std::function<void(const std::string& cause)>;
 
   // persistence_dir empty: no persistence; else Paho's file persistence in that directory.

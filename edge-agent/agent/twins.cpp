@@ -26,10 +26,23 @@ CREATE TABLE reported (
 );
 CREATE INDEX reported_by_seq ON reported (seq);
 )sql";
-constexpr Migration kMigrations[] = {{1, "twins", kCreate}};
+// The devices whose desired document this edge has published retained: those that leave the
+// revision have it cleared, also after a restart.
+constexpr std::string_view kCreatePublished = R"sql(
+CREATE TABLE desired_published (
+  device_id TEXT PRIMARY KEY
+);
+)sql";
+constexpr Migration kMigrations[] = {{1, "twins", kCreate}, {2, "desired published", kCreatePublished}};
 
 constexpr std::string_view kLastSeq = "SELECT COALESCE(MAX(seq), 0) FROM reported";
-constexpr std::string_view kSelectDocument = "SELECT document FROM reported WHERE device_id = ?1";
+constexpr std::string_view kCountRows = "SELECT COUNT(*) FROM reported";
+constexpr std::string_view kSelectDocument = "SELECT document, seq > acked_seq FROM reported WHERE device_id = ?1";
+constexpr std::string_view kAcked = "SELECT device_id FROM reported WHERE seq <= acked_seq";
+constexpr std::string_view kForget = "DELETE FROM reported WHERE device_id = ?1 AND seq <= acked_seq";
+constexpr std::string_view kSelectPublished = "SELECT device_id FROM desired_published";
+constexpr std::string_view kAddPublished = "INSERT OR IGNORE INTO desired_published (device_id) VALUES (?1)";
+constexpr std::string_view kRemovePublished = "DELETE FROM desired_published WHERE device_id = ?1";
 constexpr std::string_view kUpsert =
     "INSERT INTO reported (device_id, document, seq, updated_at) VALUES (?1, ?2, ?3, ?4)"
     " ON CONFLICT (device_id) DO UPDATE SET document = excluded.document, seq = excluded.seq,"
@@ -62,13 +75,25 @@ absl::Status ValidateDesired(const v1::EdgeDevice& d) {
 }
 
 absl::StatusOr<std::unique_ptr<Twins>> Twins::Open(TwinsOptions options, MetricsRegistry& metrics, Clock clock) {
-  // synchronous=FULL: a report is on disk before the device's next one can be merged into it.
-  auto db = sqlite::Connection::Open({.path = options.path, .synchronous = sqlite::Synchronous::kFull});
+  // The agent's --buffer-sync: with full, a report is on disk (power loss included) before
+  // the device's next one is merged into it.
+  auto db = sqlite::Connection::Open({.path = options.path, .synchronous = options.synchronous});
   if (!db.ok()) return db.status();
   STRATA_RETURN_IF_ERROR(sqlite::Migrate(**db, kMigrations, clock(), "edge twins"));
   STRATA_ASSIGN_OR_RETURN(std::int64_t last, QueryInt(**db, kLastSeq));
+  STRATA_ASSIGN_OR_RETURN(std::int64_t rows, QueryInt(**db, kCountRows));
+  STRATA_ASSIGN_OR_RETURN(std::int64_t pending, QueryInt(**db, kCountPending));
+  std::set<std::string> published;
+  {
+    STRATA_ASSIGN_OR_RETURN(auto s, (*db)->Prepare(kSelectPublished));
+    STRATA_RETURN_IF_ERROR(s.ForEachRow([&] { published.insert(s.Text(0)); }));
+  }
   std::unique_ptr<Twins> twins(new Twins(*std::move(db), std::move(options), metrics, std::move(clock)));
   twins->last_seq_ = last;
+  twins->rows_ = rows;
+  twins->pending_ = pending;
+  twins->reported_pending_.Set(static_cast<double>(pending));
+  twins->published_ = std::move(published);
   return twins;
 }
 
@@ -76,19 +101,20 @@ Twins::Twins(std::unique_ptr<sqlite::Connection> db, TwinsOptions options, Metri
     : db_(std::move(db)),
       options_(std::move(options)),
       clock_(std::move(clock)),
+      store_failures_(metrics.GetCounter("strata_edge_twin_store_failures_total",
+                                         "Reports from devices that could not be stored (lost; logged)")),
       desired_published_(metrics.GetCounter("strata_edge_twin_desired_published_total",
                                             "Desired documents published to devices (retained)")),
       publish_failures_(metrics.GetCounter("strata_edge_twin_desired_publish_failures_total",
                                            "Desired documents the broker did not acknowledge (retried)")),
       reported_pending_(metrics.GetGauge("strata_edge_twin_reported_pending",
                                          "Devices whose reported document the cloud has not acknowledged yet")) {
-  for (const char* outcome : {"accepted", "malformed", "too_large", "invalid_device"}) {
+  for (const char* outcome :
+       {"accepted", "malformed", "too_large", "invalid_device", "unknown_device", "too_many_devices", "retained"}) {
     reported_[outcome] = &metrics.GetCounter("strata_edge_twin_reported_total",
                                              "Reported-property messages from devices, by outcome",
                                              {{"outcome", outcome}});
   }
-  std::lock_guard lock(mu_);
-  if (auto n = QueryInt(*db_, kCountPending); n.ok()) reported_pending_.Set(static_cast<double>(*n));
 }
 
 Twins::~Twins() { Stop(); }
@@ -116,18 +142,42 @@ void Twins::SetDesired(const v1::EdgeConfig& config) {
     next[d.device_id()] = {d.desired_version(),
                            nlohmann::json{{"version", d.desired_version()}, {"desired", std::move(doc)}}.dump()};
   }
+  std::set<std::string> in_revision;
+  for (const auto& d : config.devices()) in_revision.insert(d.device_id());
   {
     std::lock_guard lock(desired_mu_);
     for (const auto& [id, doc] : next) {
       auto it = desired_.find(id);
       if (it == desired_.end() || it->second != doc) to_publish_.insert(id);
     }
-    for (const auto& [id, doc] : desired_) {
-      if (!next.count(id)) to_publish_.insert(id);  // left the revision: its retained document is cleared
+    // Left the revision (or lost its document): its retained document is cleared. published_
+    // is on disk, so this holds across restarts too.
+    for (const auto& id : published_) {
+      if (!next.count(id)) to_publish_.insert(id);
     }
     desired_ = std::move(next);
   }
   desired_cv_.notify_all();
+  // The reported documents of devices that left, once the cloud has them.
+  std::lock_guard lock(mu_);
+  auto forget = [&]() -> absl::Status {
+    std::vector<std::string> gone;
+    STRATA_ASSIGN_OR_RETURN(auto acked, db_->Prepare(kAcked));
+    STRATA_RETURN_IF_ERROR(acked.ForEachRow([&] {
+      if (!in_revision.count(acked.Text(0))) gone.push_back(acked.Text(0));
+    }));
+    if (gone.empty()) return absl::OkStatus();
+    STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
+    STRATA_ASSIGN_OR_RETURN(auto del, db_->Prepare(kForget));
+    for (const auto& id : gone) {
+      del.Reset();
+      STRATA_RETURN_IF_ERROR(del.Bind(1, id).Run());
+    }
+    STRATA_RETURN_IF_ERROR(tx.Commit());
+    STRATA_ASSIGN_OR_RETURN(rows_, QueryInt(*db_, kCountRows));
+    return absl::OkStatus();
+  };
+  if (auto s = forget(); !s.ok()) spdlog::warn("twins: cannot forget devices that left the revision: {}", s.ToString());
 }
 
 void Twins::BrokerConnected() {
@@ -157,6 +207,7 @@ void Twins::Loop() {
     lock.unlock();
     const std::vector<absl::Status> results = publish_ ? publish_(messages) : std::vector<absl::Status>();
     lock.lock();
+    std::vector<std::pair<std::string, bool>> record;  // (device, cleared) to write to twins.db
     bool failed = results.size() != messages.size();
     for (std::size_t i = 0; i < results.size(); ++i) {
       if (!results[i].ok()) {
@@ -169,6 +220,23 @@ void Twins::Loop() {
       auto it = desired_.find(ids[i]);
       const std::string& now = it == desired_.end() ? std::string() : it->second.second;
       if (now == messages[i].second) to_publish_.erase(ids[i]);
+      const bool cleared = messages[i].second.empty();
+      if (cleared ? published_.erase(ids[i]) == 0 : !published_.insert(ids[i]).second) continue;
+      // Remembered on disk (before the next clear can be needed): the connection is the
+      // reports' too, taken after desired_mu_ is let go.
+      record.emplace_back(ids[i], cleared);
+    }
+    if (!record.empty()) {
+      lock.unlock();
+      {
+        std::lock_guard db(mu_);
+        for (const auto& [id, cleared] : record) {
+          auto s = db_->Prepare(cleared ? kRemovePublished : kAddPublished);
+          absl::Status done = s.ok() ? s->Bind(1, id).Run() : s.status();
+          if (!done.ok()) spdlog::warn("twins: cannot record the publication for {}: {}", id, done.ToString());
+        }
+      }
+      lock.lock();
     }
     // Not connected, or the broker did not answer: again in a second, or at the next connection.
     if (failed) desired_cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_; });
@@ -190,10 +258,19 @@ void Twins::Reject(const char* reason, const std::string& detail) {
   }
 }
 
-void Twins::OnReported(const std::string& device_id, std::string_view payload) {
+void Twins::OnReported(const std::string& device_id, std::string_view payload, bool retained) {
   const std::string where = "report of device '" + device_id.substr(0, 128) + "'";
   if (auto s = ValidateId("device_id", device_id); !s.ok()) {
     Reject("invalid_device", where + ": " + std::string(s.message()));
+    return;
+  }
+  if (retained) {
+    Reject("retained", where + ": published retained and replayed from the broker's store (it may be stale); "
+                               "publish reports without the retain flag");
+    return;
+  }
+  if (options_.accept_device && !options_.accept_device(device_id)) {
+    Reject("unknown_device", where + ": the device is not in the registry and auto-registration is off");
     return;
   }
   if (payload.size() > kMaxReportedMessageBytes) {
@@ -213,6 +290,12 @@ void Twins::OnReported(const std::string& device_id, std::string_view payload) {
       STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
       STRATA_ASSIGN_OR_RETURN(auto read, db_->Prepare(kSelectDocument));
       STRATA_ASSIGN_OR_RETURN(bool found, read.Bind(1, device_id).Step());
+      if (!found && rows_ >= static_cast<std::int64_t>(options_.max_devices)) {
+        Reject("too_many_devices", where + ": " + std::to_string(rows_) + " devices have a reported document here, "
+                                            "the most this edge keeps");
+        return false;
+      }
+      const bool was_pending = found && read.Int(1) != 0;
       nlohmann::json doc = found ? nlohmann::json::parse(read.Text(0), nullptr, false) : nlohmann::json::object();
       if (!doc.is_object()) doc = nlohmann::json::object();
       const std::string before = doc.dump();
@@ -224,22 +307,26 @@ void Twins::OnReported(const std::string& device_id, std::string_view payload) {
         return false;
       }
       if (found && text == before) return true;  // nothing changed: nothing to send
-      const std::int64_t seq = last_seq_.load() + 1;
+      const std::int64_t now = clock_();
+      const std::int64_t seq = std::max(last_seq_.load() + 1, now * 1000);
       STRATA_ASSIGN_OR_RETURN(auto write, db_->Prepare(kUpsert));
-      STRATA_RETURN_IF_ERROR(write.Bind(1, device_id).Bind(2, text).Bind(3, seq).Bind(4, clock_()).Run());
+      STRATA_RETURN_IF_ERROR(write.Bind(1, device_id).Bind(2, text).Bind(3, seq).Bind(4, now).Run());
       STRATA_RETURN_IF_ERROR(tx.Commit());
       last_seq_ = seq;
+      if (!found) ++rows_;
+      if (!was_pending) ++pending_;
+      reported_pending_.Set(static_cast<double>(pending_));
       stored = true;
       return true;
     };
     auto merged = merge();
     if (!merged.ok()) {
-      // The device's next report carries its state again; this one is lost, and said so.
-      spdlog::error("twins: cannot store the {}: {}", where, merged.status().ToString());
+      // Lost (the broker has been told it was received): counted, and said each time.
+      store_failures_.Inc();
+      spdlog::error("twins: cannot store the {}; it is lost: {}", where, merged.status().ToString());
       return;
     }
     if (!*merged) return;
-    if (auto n = QueryInt(*db_, kCountPending); n.ok()) reported_pending_.Set(static_cast<double>(*n));
   }
   reported_.at("accepted")->Inc();
   if (!stored) return;
@@ -273,11 +360,21 @@ void Twins::SetReportListener(std::function<void()> listener) {
 void Twins::Acked(const v1::TwinReportedAck& ack) {
   std::lock_guard lock(mu_);
   auto s = db_->Prepare(kAck);
-  if (s.ok()) {
-    auto done = s->Bind(1, ack.device_id()).Bind(2, static_cast<std::int64_t>(ack.seq())).Run();
-    if (!done.ok()) spdlog::error("twins: cannot record an acknowledgement: {}", done.ToString());
+  if (!s.ok()) return;
+  auto done = s->Bind(1, ack.device_id()).Bind(2, static_cast<std::int64_t>(ack.seq())).Run();
+  if (!done.ok()) {
+    spdlog::error("twins: cannot record an acknowledgement: {}", done.ToString());
+    return;
   }
-  if (auto n = QueryInt(*db_, kCountPending); n.ok()) reported_pending_.Set(static_cast<double>(*n));
+  // Acked up to the seq it has now: no longer pending.
+  if (db_->Changes() == 1) {
+    auto row = db_->Prepare(kSelectDocument);
+    if (row.ok()) {
+      auto found = row->Bind(1, ack.device_id()).Step();
+      if (found.ok() && *found && row->Int(1) == 0 && pending_ > 0) --pending_;
+    }
+  }
+  reported_pending_.Set(static_cast<double>(pending_));
 }
 
 }  // namespace strata::edge

@@ -17,8 +17,14 @@
 // which is kept in twins.db with a seq that every change raises. The uplink sends each
 // device's newest document until the cloud acks its seq; reports made while the cloud is away
 // collapse into one document per device. A report that is not a JSON object, is larger than
-// 32 KiB, or would make the document larger than 64 KiB is refused, counted and logged once
-// per reason; the device's document stays as it was.
+// 32 KiB, would make the document larger than 64 KiB, comes from a device the agent does not
+// accept (--unknown-devices=reject) or from one device too many (max_devices), or was
+// published retained (replayed from the broker's store, it may be stale) is refused, counted
+// and logged once per reason; the device's document stays as it was. A device that leaves the
+// revision has its document forgotten once the cloud has it.
+//
+// Seqs are at least the clock in microseconds, so that an edge whose twins.db was lost (or
+// replaced) still sends seqs above those the cloud kept from it.
 #pragma once
 
 #include <atomic>
@@ -51,6 +57,11 @@ inline constexpr std::size_t kMaxTwinDocumentBytes = 64 * 1024;
 struct TwinsOptions {
   std::string path;  // the SQLite file (twins.db)
   std::string topic_prefix = "v1/devices";
+  sqlite::Synchronous synchronous = sqlite::Synchronous::kFull;
+  // Most devices with a reported document.
+  std::size_t max_devices = 100000;
+  // Set: only devices it accepts may report (the agent's --unknown-devices=reject).
+  std::function<bool(const std::string& device_id)> accept_device;
 };
 
 // Publishes each (topic, payload) retained at QoS 1 and returns once the broker acknowledged
@@ -72,8 +83,8 @@ class Twins {
   void SetDesired(const v1::EdgeConfig& config);
   // Ingest: the broker connection is new; every desired document is published again.
   void BrokerConnected();
-  // Ingest: a message on a reported topic.
-  void OnReported(const std::string& device_id, std::string_view payload);
+  // Ingest: a message on a reported topic (`retained`: a stored retained message).
+  void OnReported(const std::string& device_id, std::string_view payload, bool retained = false);
 
   // The uplink: documents not yet acknowledged with a seq above `after`, oldest first.
   std::vector<std::pair<std::int64_t, v1::TwinReported>> ReportsAfter(std::int64_t after, std::size_t max);
@@ -91,6 +102,9 @@ class Twins {
   const TwinsOptions options_;
   const Clock clock_;
   std::atomic<std::int64_t> last_seq_{0};
+  std::int64_t rows_ = 0;     // guarded by mu_: devices with a document
+  std::int64_t pending_ = 0;  // guarded by mu_: of them, not acknowledged by the cloud
+  std::set<std::string> published_;  // guarded by desired_mu_: devices with a retained document (twins.db)
   std::mutex listener_mu_;
   std::function<void()> listener_;  // guarded by listener_mu_
 
@@ -108,6 +122,7 @@ class Twins {
   std::map<std::string, Counter*> reported_;  // by outcome
   std::mutex told_mu_;
   std::set<std::string> told_;  // guarded by told_mu_
+  Counter& store_failures_;
   Counter& desired_published_;
   Counter& publish_failures_;
   Gauge& reported_pending_;

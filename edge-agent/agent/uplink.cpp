@@ -252,7 +252,7 @@ void Uplink::Session() {
             break;
           }
           // Applied (durably) before the answer is queued: nothing is acked before it is on disk.
-          auto ack = options_.on_config(msg.config());
+          auto ack = options_.on_config(msg.config(), version);
           if (!ack.ok()) {
             // Not stored here: say nothing, and reconnect so that the cloud sends it again.
             ctx.TryCancel();

@@ -294,11 +294,13 @@ TEST_P(CloudGrpcTest, VersionTwoCarriesConfigRevisionsDownAndTheirAcksUp) {
 }
 
 TEST_P(CloudGrpcTest, ReportedTwinsFromAnEdgeAreCheckedStoredOnceAndAlwaysAcked) {
-  v1::CreateDeviceRequest create;
-  create.mutable_device()->set_device_id("tw-1");
-  create.mutable_device()->set_edge_id("gw-twin");
-  v1::Device created;
-  ASSERT_TRUE(registry_->CreateDevice(Ctx().get(), create, &created).ok());
+  for (const auto& [device, edge] : {std::pair{"tw-1", "gw-twin"}, std::pair{"tw-else", "gw-else"}}) {
+    v1::CreateDeviceRequest create;
+    create.mutable_device()->set_device_id(device);
+    create.mutable_device()->set_edge_id(edge);
+    v1::Device created;
+    ASSERT_TRUE(registry_->CreateDevice(Ctx().get(), create, &created).ok());
+  }
   EdgeStream edge(cloud_->Channel(), "gw-twin", 4);
   ASSERT_EQ(edge.version_used, 4u);
   // Each report is acked by (device, seq), whatever became of it.
@@ -321,16 +323,18 @@ TEST_P(CloudGrpcTest, ReportedTwinsFromAnEdgeAreCheckedStoredOnceAndAlwaysAcked)
   report("tw-1", R"({"rpm":998})", 2);     // overtaken: stale
   report("tw-1", "[1]", 4);                // not an object
   report("tw-1", std::string(70000, ' ') + "{}", 5);  // too large
-  report("nobody", R"({"a":1})", 6);       // not a device of this edge
+  report("tw-else", R"({"a":1})", 6);      // a device of another edge
+  report("newcomer", R"({"a":1})", 7);     // unknown: registered for this edge, and stored
   const std::string metrics = cloud_->Http("GET", "/metrics").body;
   auto outcome = [&](const std::string& o) {
     return MetricSample(metrics, "strata_cloud_edge_twin_reports_total{outcome=\"" + o + "\"}");
   };
-  EXPECT_EQ(outcome("stored"), 1);
+  EXPECT_EQ(outcome("stored"), 2);
   EXPECT_EQ(outcome("stale"), 2);
   EXPECT_EQ(outcome("invalid"), 2);
   EXPECT_EQ(outcome("unknown"), 1);
   EXPECT_TRUE(edge.Close().ok());
+  EXPECT_EQ(cloud_->Json(cloud_->Http("GET", "/v1/devices/newcomer"))["edge_id"], "gw-twin");
   // An edge that said version 3 may not send them.
   EdgeStream older(cloud_->Channel(), "gw-twin", 3);
   v1::EdgeMessage m;

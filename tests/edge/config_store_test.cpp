@@ -115,6 +115,33 @@ TEST_F(ConfigStoreTest, AStoreThatCannotWriteGivesNoAnswer) {
   EXPECT_TRUE(Apply(*store, Config(2, {"b"})).applied());
 }
 
+TEST_F(ConfigStoreTest, ARevisionFromACloudWithoutTwinsKeepsEachDevicesDesiredDocument) {
+  std::vector<v1::EdgeConfig> seen;
+  auto s = ConfigStore::Open({.path = path(), .on_applied = [&](const v1::EdgeConfig& c) { seen.push_back(c); }},
+                             directory_, metrics_, [this] { return now_; });
+  ASSERT_TRUE(s.ok()) << s.status();
+  auto& store = **s;
+  v1::EdgeConfig with = Config(1, {"a", "b"});
+  with.mutable_devices(0)->set_desired_json(R"({"rpm":1200})");
+  with.mutable_devices(0)->set_desired_version(3);
+  ASSERT_TRUE(store.Apply(with)->applied());
+  // Revision 2 from a cloud of version 3: no desired fields; "a" keeps its document.
+  ASSERT_TRUE(store.Apply(Config(2, {"a", "c"}), /*carries_desired=*/false)->applied());
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen.back().devices(0).desired_version(), 3);
+  EXPECT_EQ(seen.back().devices(0).desired_json(), R"({"rpm":1200})");
+  EXPECT_EQ(seen.back().devices(1).desired_version(), 0);
+  // A desired document that is not a JSON object refuses the whole revision.
+  v1::EdgeConfig bad = Config(3, {"a"});
+  bad.mutable_devices(0)->set_desired_json("[1]");
+  bad.mutable_devices(0)->set_desired_version(4);
+  auto ack = store.Apply(bad);
+  ASSERT_TRUE(ack.ok());
+  EXPECT_FALSE(ack->applied());
+  EXPECT_NE(ack->error().find("desired_json is not a JSON object"), std::string::npos) << ack->error();
+  EXPECT_EQ(store.Applied().revision, 2u);
+}
+
 TEST_F(ConfigStoreTest, AStageLeftByACrashIsDiscardedAtOpen) {
   {
     auto store = Open();

@@ -397,5 +397,36 @@ TEST_F(CommandsE2ETest, HostileRepliesAreRejectedAndCountedAndTheNextGoodReplyEn
   ASSERT_TRUE(WaitState(id, "SUCCEEDED")) << Get(id).dump();
   EXPECT_EQ(Get(id)["result"], (Json{{"ok", true}}));
 }
+
+TEST_F(CommandsE2ETest, ParamsAreMeasuredAsTheJsonTheEdgeGets) {
+  AddDevices({"fan-1"});
+  // 20,000 control characters: 20 KB as protobuf, 120 KB as the JSON the edge would get.
+  Json body = {{"name", "set_speed"}, {"params", {{"blob", std::string(20000, '\x01')}}}};
+  auto r = cloud_->Http("POST", "/v1/devices/fan-1/commands", body.dump());
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("as JSON"), std::string::npos) << r.body;
+  body["params"]["blob"] = std::string(60000, 'a');  // inside the limit
+  r = cloud_->Http("POST", "/v1/devices/fan-1/commands", body.dump());
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_F(CommandsE2ETest, ACommandRefusedByAFullOutboxIsOfferedAgainAndGoesOnceThereIsRoom) {
+  AddDevices({"fan-1"});
+  edge_ = std::make_unique<EdgeProcess>(dir_.path(), broker_.Url(), cloud_->GrpcAddress(),
+                                        std::vector<std::string>{"--command-max-open", "1"});
+  Devices devices(broker_.Url(), Silent);
+  devices.Telemetry({"fan-1"});
+  const std::string first = Send("fan-1", {{"timeout_ms", 2000}})["command_id"];
+  ASSERT_TRUE(WaitState(first, "DELIVERED"));
+  const std::string second = Send("fan-1", {})["command_id"];
+  ASSERT_TRUE(WaitFor([&] { return EdgeMetric("strata_edge_command_messages_rejected_total{reason=\"outbox_full\"}") >= 1; },
+                      std::chrono::seconds(10)));
+  EXPECT_EQ(Get(second)["state"], "COMMAND_STATE_QUEUED");
+  // The first times out and makes room; the cloud offers the second again (30 s after it
+  // first sent it), on the same stream.
+  ASSERT_TRUE(WaitState(first, "TIMED_OUT"));
+  ASSERT_TRUE(WaitState(second, "DELIVERED", std::chrono::seconds(45))) << Get(second).dump();
+  EXPECT_EQ(devices.Received().at(second), 1);
+}
 }  // namespace
 }  // namespace strata::testing

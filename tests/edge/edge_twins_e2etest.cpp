@@ -172,5 +172,21 @@ TEST_F(TwinsE2ETest, BadReportsAreRefusedAndCountedAndTheNextOneIsStored) {
   EXPECT_EQ(EdgeMetric("strata_edge_twin_reported_total{outcome=\"accepted\"}"), 1);
 }
 
+
+TEST_F(TwinsE2ETest, ANewDevicesFirstReportRegistersItAndIsKept) {
+  StartEdge();
+  Device device(broker_.Url(), "newbie");
+  device.Report(R"({"fw":"1.0"})");
+  Json twin;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto r = cloud_->Http("GET", "/v1/devices/newbie/twin");
+        twin = Json::parse(r.body, nullptr, false);
+        return r.status == 200 && twin["reported"] == Json{{"fw", "1.0"}};
+      },
+      std::chrono::seconds(15)))
+      << twin.dump();
+  EXPECT_EQ(Json::parse(cloud_->Http("GET", "/v1/devices/newbie").body)["edge_id"], "gw-test");
+}
 }  // namespace
 }  // namespace strata::testing

@@ -33,7 +33,7 @@ struct Inbox {
   std::atomic<int> lost{0};
 
   MqttClient::MessageHandler OnMessage() {
-    return [this](std::string_view topic, std::string_view payload, bool) {
+    return [this](std::string_view topic, std::string_view payload, bool, bool) {
       std::lock_guard lock(mu);
       messages.emplace_back(std::string(topic), std::string(payload));
     };

@@ -1347,6 +1347,22 @@ TEST_P(CommandStoreTest, TheCloudLeavesTheExpiryOfACommandAnEdgeWasHandedToThatE
   EXPECT_EQ(Get("lost").history_size(), 2);
 }
 
+TEST_P(CommandStoreTest, QueuedCommandsNoEdgeWasHandedFollowTheirDeviceToAnotherEdge) {
+  const std::int64_t now = strata::NowMs();
+  ASSERT_TRUE(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("handed", "dev-c")).ok());
+  ASSERT_EQ(db_->Commands().PendingForEdge(kDefaultTenant, "gw-c", now, 100)->commands.size(), 1u);
+  ASSERT_TRUE(db_->Commands().CreateCommand(kDefaultTenant, NewCommand("waiting", "dev-c")).ok());
+  v1::Device moved;
+  moved.set_device_id("dev-c");
+  moved.set_edge_id("gw-d");
+  ASSERT_TRUE(db_->Devices().UpdateDevice(kDefaultTenant, moved, strata::storage::DeviceUpdate{.edge_id = true}).ok());
+  EXPECT_EQ(Get("waiting").edge_id(), "gw-d");
+  EXPECT_EQ(Get("handed").edge_id(), "gw-c") << "the old edge may hold it: it stays that edge's";
+  auto pending = db_->Commands().PendingForEdge(kDefaultTenant, "gw-d", now, 100);
+  ASSERT_EQ(pending->commands.size(), 1u);
+  EXPECT_EQ(pending->commands[0].command_id(), "waiting");
+}
+
 TEST_P(CommandStoreTest, CancelEndsACommandInEveryStateBeforeTheEndAndRefusesAfterIt) {
   const std::int64_t now = now_ - 10000;  // the edge's transitions came before the cancel
   for (const char* id : {"queued", "sent", "delivered", "done"}) {
@@ -1434,12 +1450,13 @@ class TwinStoreTest : public StorageTest {
     r.set_device_id("dev-t");
     r.set_reported_json(doc);
     r.set_seq(seq);
-    r.set_at(1'800'000'000'000 + static_cast<std::int64_t>(seq));
+    r.set_at(report_base_ + static_cast<std::int64_t>(seq));
     auto outcome = db_->Twins().ApplyReported(kDefaultTenant, edge, r);
     EXPECT_TRUE(outcome.ok()) << outcome.status();
     return outcome.ok() ? *outcome : strata::storage::ReportedOutcome::kUnknown;
   }
   std::uint64_t Revision() { return db_->Edges().GetEdgeConfig(kDefaultTenant, "gw-t")->revision(); }
+  const std::int64_t report_base_ = strata::NowMs() - 60'000;  // the edge's clock, a minute behind
 };
 
 TEST_P(TwinStoreTest, DesiredMergesRaisesItsVersionAndTheEdgesRevisionAndTravelsInTheConfig) {
@@ -1500,6 +1517,39 @@ TEST_P(TwinStoreTest, OfConcurrentUpdatesExpectingOneVersionExactlyOneApplies) {
   EXPECT_EQ(Doc(twin->desired()).size(), static_cast<std::size_t>(1 + kWriters));
 }
 
+TEST_P(TwinStoreTest, AReportOfADeviceTheCloudDoesNotKnowRegistersItForTheEdge) {
+  v1::TwinReported r;
+  r.set_device_id("newcomer");
+  r.set_reported_json(R"({"fw":"1.2"})");
+  r.set_seq(1);
+  r.set_at(strata::NowMs() + 3'600'000);  // an hour ahead: stamped with the cloud's clock
+  auto outcome = db_->Twins().ApplyReported(kDefaultTenant, "gw-t", r);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(*outcome, strata::storage::ReportedOutcome::kStored);
+  auto device = db_->Devices().GetDevice(kDefaultTenant, "newcomer");
+  ASSERT_TRUE(device.ok()) << device.status();
+  EXPECT_EQ(device->edge_id(), "gw-t");
+  auto twin = db_->Twins().GetTwin(kDefaultTenant, "newcomer");
+  EXPECT_EQ(Doc(twin->reported()), nlohmann::json::parse(R"({"fw":"1.2"})"));
+  EXPECT_LE(twin->reported_updated_at(), strata::NowMs() + 1000);
+}
+
+TEST_P(TwinStoreTest, TheDesiredDocumentsOfOneEdgeAreBoundedInAll) {
+  const std::string blob(62000, 'x');
+  absl::Status last;
+  int applied = 0;
+  for (int i = 0; i < 70 && last.ok(); ++i) {
+    v1::Device d = MakeDevice("big-" + std::to_string(i));
+    d.set_edge_id("gw-t");
+    ASSERT_TRUE(db_->Devices().CreateDevice(kDefaultTenant, d).ok());
+    last = Patch(nlohmann::json{{"blob", blob}}.dump(), std::nullopt, d.device_id()).status();
+    if (last.ok()) ++applied;
+  }
+  EXPECT_EQ(last.code(), absl::StatusCode::kFailedPrecondition) << last;
+  EXPECT_EQ(applied, 67);  // 67 x 62,011 bytes fit in 4 MiB, 68 do not
+  EXPECT_NE(std::string(last.message()).find("edge 'gw-t'"), std::string::npos) << last;
+}
+
 TEST_P(TwinStoreTest, ReportedKeepsTheHighestSeqFromTheDevicesEdgeAndShowsTheDifference) {
   ASSERT_TRUE(Patch(R"({"rpm":1200,"mode":{"eco":true,"level":2}})").ok());
   const std::uint64_t revision = Revision();
@@ -1508,7 +1558,7 @@ TEST_P(TwinStoreTest, ReportedKeepsTheHighestSeqFromTheDevicesEdgeAndShowsTheDif
   auto twin = db_->Twins().GetTwin(kDefaultTenant, "dev-t");
   ASSERT_TRUE(twin.ok());
   EXPECT_EQ(twin->reported_version(), 1);
-  EXPECT_EQ(twin->reported_updated_at(), 1'800'000'000'005);
+  EXPECT_EQ(twin->reported_updated_at(), report_base_ + 5);
   EXPECT_EQ(Doc(twin->difference()), nlohmann::json::parse(R"({"rpm":1200,"mode":{"level":2}})"));
   EXPECT_EQ(Revision(), revision) << "reported properties make no config revision";
   // Repeated, overtaken, from another edge: nothing changes.
