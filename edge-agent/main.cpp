@@ -1,12 +1,14 @@
 // strata-edge: the gateway daemon. Ingests MQTT from the local broker into a durable buffer
 // and forwards it to the cloud over one EdgeSync stream; serves /healthz, /metrics and
 // /status locally. `strata-edge status` prints the state of a running agent.
+#include <atomic>
 #include <csignal>
 #include <filesystem>
 #include <ctime>
 #include <iomanip>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -103,6 +105,13 @@ int Run(const Flags& f) {
   // so it serves them with no cloud at all), and change when the cloud sends a new one.
   strata::edge::DeviceDirectory directory;
   const bool reject_unknown = f.unknown_devices == "reject";
+  // The settings the cloud manages override these flags: the revision the agent runs brings
+  // them (at start, from disk, before the components below exist) and every later revision
+  // changes them; each component takes them once it is built and at every revision after.
+  std::mutex managed_mu;
+  strata::v1::EdgeSettings managed;                                      // guarded by managed_mu
+  std::function<void(const strata::v1::EdgeSettings&)> apply_managed;  // guarded by managed_mu
+  std::atomic<bool> reject_now{reject_unknown};
   metrics.AddCallbackGauge("strata_edge_known_devices", "Devices in the config revision the agent runs",
                            [&directory] { return static_cast<double>(directory.Size()); });
   // Device twins: desired documents come with the config revision; reported ones wait in
@@ -111,9 +120,9 @@ int Run(const Flags& f) {
       .path = (std::filesystem::path(f.data_dir) / "twins.db").string(),
       .topic_prefix = f.topic_prefix,
       .synchronous = f.buffer_sync == "full" ? strata::sqlite::Synchronous::kFull : strata::sqlite::Synchronous::kNormal};
-  if (reject_unknown) {
-    twins_options.accept_device = [&directory](const std::string& id) { return directory.Contains(id); };
-  }
+  twins_options.accept_device = [&directory, &reject_now](const std::string& id) {
+    return !reject_now.load() || directory.Contains(id);
+  };
   auto twins_store = strata::edge::Twins::Open(std::move(twins_options), metrics, clock);
   if (!twins_store.ok()) {
     spdlog::error("{}", twins_store.status().ToString());
@@ -123,7 +132,13 @@ int Run(const Flags& f) {
   auto config = strata::edge::ConfigStore::Open(
       {.path = (std::filesystem::path(f.data_dir) / "config.db").string(),
        .crash_after_step = f.crash_after_config_step,
-       .on_applied = [&twins](const strata::v1::EdgeConfig& c) { twins.SetDesired(c); }},
+       .on_applied =
+           [&](const strata::v1::EdgeConfig& c) {
+             twins.SetDesired(c);
+             std::lock_guard lock(managed_mu);
+             managed = c.settings();
+             if (apply_managed) apply_managed(managed);
+           }},
       directory, metrics, clock);
   if (!config.ok()) {
     spdlog::error("{}", config.status().ToString());
@@ -188,6 +203,28 @@ int Run(const Flags& f) {
   iopts.twins = &twins;
   strata::edge::Ingest ingest(iopts, buf, metrics, clock, &directory);
 
+  {
+    std::lock_guard lock(managed_mu);
+    apply_managed = [&](const strata::v1::EdgeSettings& m) {
+      uplink.SetBatching(m.has_batch_max() ? m.batch_max() : f.batch_max,
+                         std::chrono::milliseconds(m.has_batch_linger_ms() ? m.batch_linger_ms() : f.batch_linger_ms));
+      const std::string policy = m.has_buffer_full_policy() ? m.buffer_full_policy() : f.buffer_full_policy;
+      buf.SetLimits(m.has_buffer_max_bytes() ? m.buffer_max_bytes() : f.buffer_max_bytes,
+                    m.has_buffer_max_age_ms() ? m.buffer_max_age_ms() : f.buffer_max_age * 1000,
+                    policy == "refuse-new" ? strata::edge::FullPolicy::kRefuseNew
+                                           : strata::edge::FullPolicy::kDropOldest);
+      const bool reject = (m.has_unknown_devices() ? m.unknown_devices() : f.unknown_devices) == "reject";
+      reject_now = reject;
+      ingest.SetUnknownDevices(reject ? strata::edge::UnknownDevicePolicy::kReject
+                                      : strata::edge::UnknownDevicePolicy::kRegister);
+      spdlog::info("settings: batch_max {} linger {} ms, buffer {} bytes / {} ms / {}, unknown devices {}{}",
+                   uplink.BatchMax(), uplink.Linger().count(), buf.GetLimits().max_bytes,
+                   buf.GetLimits().max_age_ms, policy, reject ? "reject" : "register",
+                   m.ByteSizeLong() > 0 ? " (some set by the cloud)" : "");
+    };
+    apply_managed(managed);
+  }
+
   const auto listen = strata::ParseHostPort(f.http_listen);
   auto status_server = strata::edge::StatusServer::Start(
       listen.host, listen.port, [&](const std::string& target) -> strata::edge::HttpReply {
@@ -203,15 +240,21 @@ int Run(const Flags& f) {
                                          {"last_refusal", uplink.LastRefusal()}}},
                               {"buffer", {{"readings", buf.Count()}, {"bytes", buf.Bytes()},
                                           {"oldest_age_seconds", buf.OldestAgeSeconds()},
-                                          {"last_seq", buf.LastSeq()}, {"max_bytes", f.buffer_max_bytes},
-                                          {"full_policy", f.buffer_full_policy}}},
+                                          {"last_seq", buf.LastSeq()}, {"max_bytes", buf.GetLimits().max_bytes},
+                                          {"max_age_ms", buf.GetLimits().max_age_ms},
+                                          {"full_policy", buf.GetLimits().policy == strata::edge::FullPolicy::kRefuseNew
+                                                              ? "refuse-new"
+                                                              : "drop-oldest"}}},
+                              {"batching", {{"batch_max", uplink.BatchMax()}, {"linger_ms", uplink.Linger().count()}}},
                               {"config", {{"revision", cfg.Applied().revision},
                                           {"applied_at", cfg.Applied().applied_at},
                                           {"devices", cfg.Applied().devices},
                                           {"protocol_version", uplink.ProtocolVersion()}}},
                               {"commands", CommandsJson(commands.GetStats())},
                               {"ingest_queue_depth", ingest.QueueDepth()},
-                              {"unknown_devices", f.unknown_devices}};
+                              {"unknown_devices", ingest.UnknownDevices() == strata::edge::UnknownDevicePolicy::kReject
+                                                      ? "reject"
+                                                      : "register"}};
           if (auto loss = uplink.LastBufferLoss(); loss.times > 0) {
             j["buffer"]["lost"] = {{"times", loss.times},
                                    {"detected_at", loss.detected_at},

@@ -11,6 +11,7 @@
 #include "services/page_token.h"
 #include "services/request_limits.h"
 #include "strata/clock.h"
+#include "strata/edge_settings.h"
 #include "strata/ids.h"
 
 namespace strata::services {
@@ -56,6 +57,22 @@ void ShowConnection(v1::Edge& e) {
 }
 
 }  // namespace
+
+grpc::Status RegistryService::UpdateEdgeSettings(grpc::ServerContext* context,
+                                                 const v1::UpdateEdgeSettingsRequest* req, v1::Edge* out) {
+  auto caller = ResolveCaller(*context);
+  if (!caller.ok()) return ToGrpc(caller.status());
+  if (auto s = ValidateId("edge_id", req->edge_id()); !s.ok()) return ToGrpc(s);
+  if (auto s = ValidateEdgeSettings(req->settings()); !s.ok()) return ToGrpc(s);
+  if (auto s = db_.Settings().SetEdgeSettings(caller->tenant, req->edge_id(), req->settings()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  auto edge = db_.Edges().GetEdge(caller->tenant, req->edge_id());
+  if (!edge.ok()) return ToGrpc(edge.status());
+  *out = *std::move(edge);
+  ShowConnection(*out);
+  return grpc::Status::OK;
+}
 
 RegistryService::RegistryService(storage::Database& db, MetricsRegistry& metrics)
     : db_(db),

@@ -24,6 +24,7 @@ class RegistryService final : public v1::DeviceRegistry::Service {
   grpc::Status CreateEdge(grpc::ServerContext*, const v1::CreateEdgeRequest*, v1::Edge*) override;
   grpc::Status GetEdge(grpc::ServerContext*, const v1::GetEdgeRequest*, v1::Edge*) override;
   grpc::Status ListEdges(grpc::ServerContext*, const v1::ListEdgesRequest*, v1::ListEdgesResponse*) override;
+  grpc::Status UpdateEdgeSettings(grpc::ServerContext*, const v1::UpdateEdgeSettingsRequest*, v1::Edge*) override;
 
  private:
   storage::Database& db_;

@@ -16,6 +16,8 @@ namespace strata::storage {
 std::unique_ptr<CommandStore> NewCommandStore(SqlRunner& runner);
 // The twin store (twins.cpp), likewise.
 std::unique_ptr<TwinStore> NewTwinStore(SqlRunner& runner);
+// The edge settings store (edge_settings.cpp), likewise.
+std::unique_ptr<EdgeSettingsStore> NewEdgeSettingsStore(SqlRunner& runner);
 
 template <typename Context>
 class BackendDatabase : public Database {
@@ -27,13 +29,15 @@ class BackendDatabase : public Database {
         telemetry_(NewTelemetryStore(*ctx_)),
         runner_(NewSqlRunner(*ctx_)),
         commands_(NewCommandStore(*runner_)),
-        twins_(NewTwinStore(*runner_)) {}
+        twins_(NewTwinStore(*runner_)),
+        edge_settings_(NewEdgeSettingsStore(*runner_)) {}
 
   DeviceStore& Devices() final { return *devices_; }
   EdgeStore& Edges() final { return *edges_; }
   TelemetryStore& Telemetry() final { return *telemetry_; }
   CommandStore& Commands() final { return *commands_; }
   TwinStore& Twins() final { return *twins_; }
+  EdgeSettingsStore& Settings() final { return *edge_settings_; }
 
  protected:
   Context& context() { return *ctx_; }
@@ -47,6 +51,7 @@ class BackendDatabase : public Database {
   const std::unique_ptr<SqlRunner> runner_;
   const std::unique_ptr<CommandStore> commands_;
   const std::unique_ptr<TwinStore> twins_;
+  const std::unique_ptr<EdgeSettingsStore> edge_settings_;
 };
 
 }  // namespace strata::storage

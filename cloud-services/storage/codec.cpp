@@ -6,6 +6,7 @@
 #include <map>
 
 #include <absl/strings/str_cat.h>
+#include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <strata/telemetry/model.h>
@@ -26,6 +27,13 @@ std::string EncodeStringMap(const StringMap& map) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [k, v] : map) j[k] = v;
   return Dump(j);
+}
+
+absl::Status DecodeEdgeSettings(std::string_view json, v1::EdgeSettings* out) {
+  if (!google::protobuf::util::JsonStringToMessage(std::string(json), out).ok()) {
+    return absl::DataLossError("stored edge settings do not parse: " + std::string(json.substr(0, 200)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status DecodeStringMap(std::string_view json, StringMap* out) {

@@ -31,6 +31,9 @@ std::string EncodeStringMap(const StringMap& map);
 // Fills `out` from a JSON object of strings; non-string members are kept as their JSON text.
 absl::Status DecodeStringMap(std::string_view json, StringMap* out);
 
+// An edge's settings from their stored proto JSON ('{}' when none were set).
+absl::Status DecodeEdgeSettings(std::string_view json, v1::EdgeSettings* out);
+
 // The label filter as one JSON object for a containment match, or nullopt when no device can
 // match (the same label asked for with two different values).
 std::optional<std::string> LabelFilterJson(const std::vector<std::pair<std::string, std::string>>& labels);

@@ -61,7 +61,7 @@ absl::StatusOr<v1::Device> DeviceFromRow(const Row& row, std::string_view tenant
 
 // edge_id, name, labels, created_at, updated_at, last_seen_at, high_water_mark, config
 // revision, applied revision, applied_at, config_error, connected (the session's stream is
-// open), pending_readings, oldest_pending_age_ms.
+// open), pending_readings, oldest_pending_age_ms, settings (proto JSON).
 template <typename Row>
 absl::StatusOr<v1::Edge> EdgeFromRow(const Row& row, std::string_view tenant) {
   v1::Edge e;
@@ -80,14 +80,18 @@ absl::StatusOr<v1::Edge> EdgeFromRow(const Row& row, std::string_view tenant) {
   e.set_connected(row.Int(11) != 0);
   e.set_pending_readings(static_cast<std::uint64_t>(row.Int(12)));
   e.set_oldest_pending_age_ms(row.Int(13));
+  if (auto s = DecodeEdgeSettings(row.Text(14), e.mutable_settings()); !s.ok()) return s;
   return e;
 }
 
 // One row of sql::kSelectEdgeConfig: config_revision, then device_id, type, attributes,
-// desired, desired_version (NULL for an edge without devices).
+// desired, desired_version (NULL for an edge without devices), then the edge's settings.
 template <typename Row>
 absl::Status AddEdgeConfigRow(const Row& row, v1::EdgeConfig& config) {
   config.set_revision(static_cast<std::uint64_t>(row.Int(0)));
+  if (!config.has_settings()) {
+    if (auto s = DecodeEdgeSettings(row.Text(6), config.mutable_settings()); !s.ok()) return s;
+  }
   if (row.IsNull(1)) return absl::OkStatus();
   auto* d = config.add_devices();
   d->set_device_id(row.Text(1));

@@ -52,21 +52,22 @@ inline constexpr std::string_view kSelectEdge =
     "SELECT e.edge_id, e.name, CAST(e.labels AS text), e.created_at, e.updated_at, e.last_seen_at,"
     " e.high_water_mark, c.config_revision, c.applied_revision, c.applied_at, c.config_error,"
     " CASE WHEN e.connected_epoch > 0 AND e.connected_epoch = e.session_epoch THEN 1 ELSE 0 END,"
-    " e.pending_readings, e.oldest_pending_age_ms"
+    " e.pending_readings, e.oldest_pending_age_ms, c.settings"
     " FROM edges e JOIN edge_config c ON c.tenant_id = e.tenant_id AND c.edge_id = e.edge_id"
     " WHERE e.tenant_id = ?1 AND e.edge_id = ?2";
 inline constexpr std::string_view kListEdges =
     "SELECT e.edge_id, e.name, CAST(e.labels AS text), e.created_at, e.updated_at, e.last_seen_at,"
     " e.high_water_mark, c.config_revision, c.applied_revision, c.applied_at, c.config_error,"
     " CASE WHEN e.connected_epoch > 0 AND e.connected_epoch = e.session_epoch THEN 1 ELSE 0 END,"
-    " e.pending_readings, e.oldest_pending_age_ms"
+    " e.pending_readings, e.oldest_pending_age_ms, c.settings"
     " FROM edges e JOIN edge_config c ON c.tenant_id = e.tenant_id AND c.edge_id = e.edge_id"
     " WHERE e.tenant_id = ?1 AND e.edge_id > ?2 ORDER BY e.edge_id LIMIT ?3";
 // The edge's configuration: its revision and the devices it serves, in one statement (so one
 // snapshot on both backends: the revision always matches the devices). One row per device, or
 // one row of NULL device columns for an edge without devices; no row for an unknown edge.
 inline constexpr std::string_view kSelectEdgeConfig =
-    "SELECT c.config_revision, d.device_id, d.type, CAST(d.attributes AS text), d.desired, d.desired_version"
+    "SELECT c.config_revision, d.device_id, d.type, CAST(d.attributes AS text), d.desired, d.desired_version,"
+    " c.settings"
     " FROM edge_config c LEFT JOIN devices d ON d.tenant_id = c.tenant_id AND d.edge_id = c.edge_id"
     " WHERE c.tenant_id = ?1 AND c.edge_id = ?2 ORDER BY d.device_id";
 inline constexpr std::string_view kSelectConfigState =

@@ -326,6 +326,15 @@ class TwinStore {
                                                         const v1::TwinReported& reported) = 0;
 };
 
+class EdgeSettingsStore {
+ public:
+  virtual ~EdgeSettingsStore() = default;
+  // Replaces the edge's managed settings (checked by the caller) and raises its config
+  // revision, in one transaction. NOT_FOUND for an unknown edge.
+  virtual absl::Status SetEdgeSettings(std::string_view tenant, std::string_view edge_id,
+                                       const v1::EdgeSettings& settings) = 0;
+};
+
 // ---------------------------------------------------------------------------------------
 
 class Database {
@@ -336,6 +345,7 @@ class Database {
   virtual TelemetryStore& Telemetry() = 0;
   virtual CommandStore& Commands() = 0;
   virtual TwinStore& Twins() = 0;
+  virtual EdgeSettingsStore& Settings() = 0;
   // OK when the database answers a trivial query (readiness).
   virtual absl::Status Ping() = 0;
   // "sqlite" or "postgresql".

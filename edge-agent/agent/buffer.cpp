@@ -308,4 +308,16 @@ double Buffer::OldestAgeSeconds() const {
   return static_cast<double>(clock_() - oldest_received_) / 1000.0;
 }
 
+void Buffer::SetLimits(std::uint64_t max_bytes, std::int64_t max_age_ms, FullPolicy policy) {
+  std::lock_guard lock(mu_);
+  options_.max_bytes = max_bytes;
+  options_.max_age_ms = max_age_ms;
+  options_.policy = policy;
+}
+
+Buffer::Limits Buffer::GetLimits() const {
+  std::lock_guard lock(mu_);
+  return {options_.max_bytes, options_.max_age_ms, options_.policy};
+}
+
 }  // namespace strata::edge

@@ -54,6 +54,16 @@ class Buffer {
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
 
+  // The bounds and the policy, changed while running (a config revision's settings); they
+  // apply from the next append and age check.
+  void SetLimits(std::uint64_t max_bytes, std::int64_t max_age_ms, FullPolicy policy);
+  struct Limits {
+    std::uint64_t max_bytes;
+    std::int64_t max_age_ms;
+    FullPolicy policy;
+  };
+  Limits GetLimits() const;
+
   // Appends in one transaction, assigning consecutive sequence numbers.
   absl::StatusOr<AppendResult> Append(const std::vector<EdgeItem>& items);
 

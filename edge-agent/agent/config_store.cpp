@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 #include <utf8cpp/utf8.h>
+#include <strata/edge_settings.h>
 #include <strata/ids.h>
 #include <strata/sqlite/migrations.h>
 #include <strata/status_macros.h>
@@ -67,6 +68,7 @@ absl::Status ValidateEdgeConfig(const v1::EdgeConfig& config) {
   if (config.revision() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
     return absl::InvalidArgumentError("revision is above 2^63-1");
   }
+  if (auto s = ValidateEdgeSettings(config.settings()); !s.ok()) return s;
   std::set<std::string_view> seen;
   for (int i = 0; i < config.devices_size(); ++i) {
     const auto& d = config.devices(i);

@@ -80,7 +80,8 @@ class ConfigStore {
 };
 
 // OK when the revision can be applied: a revision of 1 to 2^63-1, and devices with valid,
-// distinct ids and desired documents that are JSON objects of at most 64 KiB.
+// distinct ids and desired documents that are JSON objects of at most 64 KiB, and settings in
+// the ranges of the agent's flags.
 absl::Status ValidateEdgeConfig(const v1::EdgeConfig& config);
 
 }  // namespace strata::edge

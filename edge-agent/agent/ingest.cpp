@@ -36,6 +36,7 @@ Ingest::Ingest(IngestOptions options, Buffer& buffer, MetricsRegistry& metrics, 
       directory_(directory),
       decoder_(options_.topic_prefix, options_.limits),
       queue_(options_.queue_capacity),
+      unknown_devices_(options_.unknown_devices),
       received_(metrics.GetCounter("strata_edge_messages_received_total", "MQTT messages received")),
       accepted_(metrics.GetCounter("strata_edge_messages_accepted_total", "MQTT messages decoded and buffered")),
       retained_repeats_(metrics.GetCounter("strata_edge_retained_repeats_total",
@@ -185,7 +186,7 @@ void Ingest::Process(std::vector<RawMessage>& messages) {
       retained_repeats_.Inc();
       continue;
     }
-    if (result.ok && options_.unknown_devices == UnknownDevicePolicy::kReject && directory_ != nullptr &&
+    if (result.ok && unknown_devices_.load() == UnknownDevicePolicy::kReject && directory_ != nullptr &&
         !directory_->Contains(result.items.front().device_id)) {
       result.ok = false;
       result.reason = RejectReason::kUnknownDevice;

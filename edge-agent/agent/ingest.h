@@ -95,6 +95,9 @@ class Ingest {
   void Stop();
 
   bool MqttConnected() const { return mqtt_connected_.load(); }
+  // The unknown-device policy, changed while running (a config revision's settings).
+  void SetUnknownDevices(UnknownDevicePolicy policy) { unknown_devices_ = policy; }
+  UnknownDevicePolicy UnknownDevices() const { return unknown_devices_.load(); }
   // Publishes each (topic, payload) on the agent's connection at QoS 1 and waits for the
   // broker's PUBACKs; one status per message (UNAVAILABLE while it is not connected). Call
   // only between Start() and Stop().
@@ -121,6 +124,7 @@ class Ingest {
   std::thread supervisor_;
   StopSignal stop_;  // notified on connection loss too: the supervisor wakes to reconnect
   std::atomic<bool> mqtt_connected_{false};
+  std::atomic<UnknownDevicePolicy> unknown_devices_;
 
   Counter& received_;
   Counter& accepted_;

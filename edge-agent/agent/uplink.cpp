@@ -34,6 +34,8 @@ const char* GrpcCodeName(grpc::StatusCode code) {
 Uplink::Uplink(UplinkOptions options, Buffer& buffer, MetricsRegistry& metrics)
     : options_(std::move(options)),
       buffer_(buffer),
+      batch_max_(options_.batch_max),
+      linger_ms_(options_.linger.count()),
       acked_total_(metrics.GetCounter("strata_edge_readings_acked_total", "Readings the cloud acknowledged as stored")),
       refused_total_(metrics.GetCounter("strata_edge_readings_refused_total",
                                         "Readings the cloud refused (not stored; see the agent's log for why)")),
@@ -47,6 +49,11 @@ Uplink::Uplink(UplinkOptions options, Buffer& buffer, MetricsRegistry& metrics)
       connected_gauge_(metrics.GetGauge("strata_edge_uplink_connected", "1 while the EdgeSync stream is up")) {}
 
 Uplink::~Uplink() { Stop(); }
+
+void Uplink::SetBatching(std::size_t batch_max, std::chrono::milliseconds linger) {
+  batch_max_ = std::max<std::size_t>(1, batch_max);
+  linger_ms_ = linger.count();
+}
 
 Uplink::BufferLoss Uplink::LastBufferLoss() const {
   std::lock_guard lock(mu_);
@@ -388,16 +395,17 @@ void Uplink::Session() {
     }
     buffer_.WaitForData(next, std::chrono::milliseconds(200));
     if (stop_.stopped()) break;
-    auto readings = buffer_.ReadAfter(next, options_.batch_max);
+    const std::size_t batch_max = batch_max_.load();
+    auto readings = buffer_.ReadAfter(next, batch_max);
     if (!readings.ok()) {
       spdlog::error("uplink: {}", readings.status().ToString());
       break;
     }
-    if (readings->size() < options_.batch_max && !readings->empty()) {
+    if (readings->size() < batch_max && !readings->empty()) {
       // Linger for a fuller batch, once, then read only what came after what we have.
       const std::uint64_t have = readings->back().seq();
-      buffer_.WaitForData(have, options_.linger);
-      if (auto more = buffer_.ReadAfter(have, options_.batch_max - readings->size()); more.ok()) {
+      buffer_.WaitForData(have, Linger());
+      if (auto more = buffer_.ReadAfter(have, batch_max - readings->size()); more.ok()) {
         for (auto& r : *more) readings->push_back(std::move(r));
       }
     }

@@ -92,6 +92,11 @@ class Uplink {
   std::string LastRefusal() const;
   // Why the last stream ended, as the cloud said (empty while none ended).
   std::string LastError() const;
+  // Batching, changed while running (a config revision's settings): from the next batch.
+  void SetBatching(std::size_t batch_max, std::chrono::milliseconds linger);
+  std::size_t BatchMax() const { return batch_max_.load(); }
+  std::chrono::milliseconds Linger() const { return std::chrono::milliseconds(linger_ms_.load()); }
+
   // The protocol version of the current (or last) stream; 0 before the first Welcome.
   std::uint32_t ProtocolVersion() const { return protocol_version_.load(); }
 
@@ -113,6 +118,8 @@ class Uplink {
   std::string last_error_;          // guarded by mu_
   std::atomic<std::uint64_t> refused_{0};
   std::atomic<std::uint32_t> protocol_version_{0};
+  std::atomic<std::size_t> batch_max_;
+  std::atomic<std::int64_t> linger_ms_;
 
   Counter& acked_total_;
   Counter& refused_total_;

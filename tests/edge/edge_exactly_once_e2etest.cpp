@@ -572,6 +572,48 @@ TEST_P(EdgeE2ETest, ConfigRevisionsReachTheEdgeAndItRunsOnThemWithNoCloud) {
       << "the reading buffered offline arrives";
 }
 
+TEST_P(EdgeE2ETest, SettingsFromTheCloudOverrideTheFlagsAndHoldWithNoCloud) {
+  StartEdge();
+  ASSERT_TRUE(WaitFor([&] { return Converged(*cloud_); }, std::chrono::seconds(30)));
+  auto status = [&] {
+    return nlohmann::json::parse(HttpRequest("GET", "127.0.0.1", edge_->HttpPort(), "/status").body, nullptr, false);
+  };
+  EXPECT_EQ(status()["unknown_devices"], "register");
+  auto r = cloud_->Http("PUT", "/v1/edges/gw-test/settings",
+                        R"({"unknown_devices":"reject","batch_max":100,"buffer_max_bytes":"8388608"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(nlohmann::json::parse(r.body)["settings"]["batch_max"], 100) << r.body;
+  ASSERT_TRUE(WaitFor([&] { return Converged(*cloud_) && status()["unknown_devices"] == "reject"; },
+                      std::chrono::seconds(30)))
+      << status().dump();
+  EXPECT_EQ(status()["batching"]["batch_max"], 100);
+  EXPECT_EQ(status()["buffer"]["max_bytes"], 8388608);
+  // Checked in the cloud: out of range is a 400 and changes nothing.
+  r = cloud_->Http("PUT", "/v1/edges/gw-test/settings", R"({"batch_max":0})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(cloud_->Http("PUT", "/v1/edges/nope/settings", "{}").status, 404);
+  {
+    Publisher pub(broker_.Url());
+    pub.Publish("v1/devices/stranger/telemetry", R"({"v":1})");
+    pub.Drain();
+  }
+  ASSERT_TRUE(WaitFor([&] { return edge_->Get("strata_edge_messages_rejected_total{reason=\"unknown_device\"}") == 1; },
+                      std::chrono::seconds(10)));
+  // They are part of the revision on disk: a restart with no cloud keeps them.
+  ASSERT_EQ(cloud_->Stop(), 0);
+  ASSERT_EQ(edge_->process().Stop(SIGTERM), 0);
+  StartEdge();
+  EXPECT_EQ(status()["unknown_devices"], "reject");
+  EXPECT_EQ(status()["batching"]["batch_max"], 100);
+  // Cleared in the cloud: the flags hold again.
+  cloud_->Restart();
+  ASSERT_EQ(cloud_->Http("PUT", "/v1/edges/gw-test/settings", "{}").status, 200);
+  ASSERT_TRUE(WaitFor([&] { return Converged(*cloud_) && status()["unknown_devices"] == "register"; },
+                      std::chrono::seconds(30)))
+      << status().dump();
+  EXPECT_EQ(status()["batching"]["batch_max"], 5000);
+}
+
 TEST_P(EdgeE2ETest, RevisionsMadeWhileTheEdgeIsOfflineArriveAsTheLatestOne) {
   StartEdge({"--unknown-devices", "reject"});
   ASSERT_TRUE(WaitFor([&] { return Converged(*cloud_); }, std::chrono::seconds(30)));

@@ -61,8 +61,8 @@ class TranscoderTest : public ::testing::Test {
 };
 
 TEST_F(TranscoderTest, BuildsOneRoutePerAnnotation) {
-  // 10 registry methods, 4 telemetry methods and the streaming EdgeSync.Connect.
-  EXPECT_EQ(transcoder_->routes().size(), 15u);
+  // 11 registry methods, 4 telemetry methods and the streaming EdgeSync.Connect.
+  EXPECT_EQ(transcoder_->routes().size(), 16u);
   int streaming = 0;
   for (const Route& r : transcoder_->routes()) streaming += r.streaming ? 1 : 0;
   EXPECT_EQ(streaming, 1);
