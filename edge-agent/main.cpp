@@ -182,7 +182,7 @@ int Run(const Flags& f) {
   // A revision from a cloud of version 3 or lower has no desired documents: the devices keep
   // those they have (a rolling upgrade or a rollback of the cloud must not clear them).
   uopts.on_config = [&cfg](const strata::v1::EdgeConfig& c, std::uint32_t version) {
-    return cfg.Apply(c, version >= 4);
+    return cfg.Apply(c, version >= 4, version >= 5);
   };
   uopts.commands = &commands;
   uopts.twins = &twins;
@@ -207,7 +207,8 @@ int Run(const Flags& f) {
     std::lock_guard lock(managed_mu);
     apply_managed = [&](const strata::v1::EdgeSettings& m) {
       uplink.SetBatching(m.has_batch_max() ? m.batch_max() : f.batch_max,
-                         std::chrono::milliseconds(m.has_batch_linger_ms() ? m.batch_linger_ms() : f.batch_linger_ms));
+                         std::chrono::milliseconds(m.has_batch_linger_ms() ? std::int64_t{m.batch_linger_ms()}
+                                                                           : std::int64_t{f.batch_linger_ms}));
       const std::string policy = m.has_buffer_full_policy() ? m.buffer_full_policy() : f.buffer_full_policy;
       buf.SetLimits(m.has_buffer_max_bytes() ? m.buffer_max_bytes() : f.buffer_max_bytes,
                     m.has_buffer_max_age_ms() ? m.buffer_max_age_ms() : f.buffer_max_age * 1000,
@@ -373,13 +374,15 @@ int main(int argc, char** argv) {
           "register: devices not in the registry are registered by the cloud; reject: they are rejected here")
       ->check(CLI::IsMember({"register", "reject"}));
   strata::AddFlag(app, "buffer-max-bytes", f.buffer_max_bytes, "Buffer bound in bytes");
-  strata::AddFlag(app, "buffer-max-age", f.buffer_max_age, "Readings older than this many seconds are dropped");
+  strata::AddFlag(app, "buffer-max-age", f.buffer_max_age, "Readings older than this many seconds are dropped")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{10} * 365 * 24 * 3600));
   strata::AddFlag(app, "buffer-full-policy", f.buffer_full_policy, "drop-oldest or refuse-new")
       ->check(CLI::IsMember({"drop-oldest", "refuse-new"}));
   strata::AddFlag(app, "buffer-sync", f.buffer_sync, "full (commits survive power loss) or normal (survive crashes)")
       ->check(CLI::IsMember({"full", "normal"}));
   strata::AddFlag(app, "batch-max", f.batch_max, "Most readings per batch to the cloud")->check(CLI::Range(1, 50000));
-  strata::AddFlag(app, "batch-linger-ms", f.batch_linger_ms, "How long a batch waits to fill");
+  strata::AddFlag(app, "batch-linger-ms", f.batch_linger_ms, "How long a batch waits to fill")
+      ->check(CLI::Range(0, 60000));
   strata::AddFlag(app, "window", f.window, "Most unacknowledged batches in flight")->check(CLI::Range(1, 1024));
   strata::AddFlag(app, "commit-linger-ms", f.commit_linger_ms,
                   "How long a buffer commit waits for more messages to join it (fewer fsyncs)")

@@ -30,8 +30,14 @@ std::string EncodeStringMap(const StringMap& map) {
 }
 
 absl::Status DecodeEdgeSettings(std::string_view json, v1::EdgeSettings* out) {
-  if (!google::protobuf::util::JsonStringToMessage(std::string(json), out).ok()) {
-    return absl::DataLossError("stored edge settings do not parse: " + std::string(json.substr(0, 200)));
+  // Fields of a newer release (a replica ahead of this one in a rolling upgrade) are skipped;
+  // a value that does not parse at all reads as no settings, logged, rather than ending the
+  // edge's stream or hiding it from the API.
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  if (!google::protobuf::util::JsonStringToMessage(std::string(json), out, options).ok()) {
+    spdlog::warn("storage: stored edge settings do not parse, read as none: {}", json.substr(0, 200));
+    out->Clear();
   }
   return absl::OkStatus();
 }

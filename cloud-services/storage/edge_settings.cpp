@@ -12,9 +12,11 @@
 namespace strata::storage {
 namespace {
 
+// Only when they change: a PUT repeated by a retry or a reconciling loop makes no revision.
 constexpr std::string_view kUpdateSettings =
     "UPDATE edge_config SET settings = ?3, config_revision = config_revision + 1"
-    " WHERE tenant_id = ?1 AND edge_id = ?2";
+    " WHERE tenant_id = ?1 AND edge_id = ?2 AND settings <> ?3";
+constexpr std::string_view kEdgeExists = "SELECT 1 FROM edge_config WHERE tenant_id = ?1 AND edge_id = ?2";
 
 class EdgeSettingsStoreImpl final : public EdgeSettingsStore {
  public:
@@ -31,8 +33,14 @@ class EdgeSettingsStoreImpl final : public EdgeSettingsStore {
     return db_.InTransaction([&](SqlTx& tx) -> absl::Status {
       auto changed = tx.Exec(kUpdateSettings, {std::string(tenant), std::string(edge_id), json});
       if (!changed.ok()) return changed.status();
-      if (*changed == 0) return NotFound("edge", edge_id);
-      return absl::OkStatus();
+      if (*changed == 1) return absl::OkStatus();
+      bool found = false;
+      auto s = tx.Query(kEdgeExists, {std::string(tenant), std::string(edge_id)}, [&](const SqlRow&) {
+        found = true;
+        return absl::OkStatus();
+      });
+      if (!s.ok()) return s;
+      return found ? absl::OkStatus() : NotFound("edge", edge_id);
     });
   }
 

@@ -18,6 +18,7 @@ v1::Edge CreatedEdge(const v1::Edge& input, std::string_view tenant, std::int64_
   out.set_updated_at(now_ms);
   out.set_last_seen_at(0);
   out.set_high_water_mark(0);
+  out.clear_settings();  // output only here: set with UpdateEdgeSettings
   return out;
 }
 

@@ -310,6 +310,11 @@ double Buffer::OldestAgeSeconds() const {
 
 void Buffer::SetLimits(std::uint64_t max_bytes, std::int64_t max_age_ms, FullPolicy policy) {
   std::lock_guard lock(mu_);
+  if (max_bytes < bytes_) {
+    spdlog::warn("buffer: its bound is now {} bytes, below the {} it holds: {}", max_bytes, bytes_,
+                 policy == FullPolicy::kDropOldest ? "the oldest readings are dropped at the next append"
+                                                   : "new readings are refused until acknowledgements make room");
+  }
   options_.max_bytes = max_bytes;
   options_.max_age_ms = max_age_ms;
   options_.policy = policy;

@@ -174,21 +174,26 @@ absl::StatusOr<std::int64_t> ConfigStore::StageAndSwitch(const v1::EdgeConfig& c
   return now;
 }
 
-absl::StatusOr<v1::ConfigAck> ConfigStore::Apply(const v1::EdgeConfig& received, bool carries_desired) {
+absl::StatusOr<v1::ConfigAck> ConfigStore::Apply(const v1::EdgeConfig& received, bool carries_desired,
+                                                 bool carries_settings) {
   std::lock_guard apply_lock(apply_mu_);
-  v1::EdgeConfig with_desired;
-  if (!carries_desired) {
-    std::map<std::string, const v1::EdgeDevice*> had;
-    for (const auto& d : running_.devices()) had[d.device_id()] = &d;
-    with_desired = received;
-    for (auto& d : *with_desired.mutable_devices()) {
-      if (auto it = had.find(d.device_id()); it != had.end()) {
-        d.set_desired_json(it->second->desired_json());
-        d.set_desired_version(it->second->desired_version());
+  // What an older cloud does not send is kept from the running revision, not cleared.
+  v1::EdgeConfig completed;
+  if (!carries_desired || !carries_settings) {
+    completed = received;
+    if (!carries_settings) *completed.mutable_settings() = running_.settings();
+    if (!carries_desired) {
+      std::map<std::string, const v1::EdgeDevice*> had;
+      for (const auto& d : running_.devices()) had[d.device_id()] = &d;
+      for (auto& d : *completed.mutable_devices()) {
+        if (auto it = had.find(d.device_id()); it != had.end()) {
+          d.set_desired_json(it->second->desired_json());
+          d.set_desired_version(it->second->desired_version());
+        }
       }
     }
   }
-  const v1::EdgeConfig& config = carries_desired ? received : with_desired;
+  const v1::EdgeConfig& config = carries_desired && carries_settings ? received : completed;
   v1::ConfigAck ack;
   ack.set_revision(config.revision());
   const AppliedConfig running = Applied();

@@ -56,8 +56,10 @@ class ConfigStore {
   // to an earlier state). An error of this store (disk full, I/O) is not an answer: the caller
   // sends nothing, and the cloud sends the revision again on the next connection.
   // `carries_desired` false (a cloud below EdgeSync version 4): each device keeps the desired
-  // document it has in the running revision.
-  absl::StatusOr<v1::ConfigAck> Apply(const v1::EdgeConfig& config, bool carries_desired = true);
+  // document it has in the running revision; `carries_settings` false (below 5): the managed
+  // settings of the running revision are kept.
+  absl::StatusOr<v1::ConfigAck> Apply(const v1::EdgeConfig& config, bool carries_desired = true,
+                                      bool carries_settings = true);
   AppliedConfig Applied() const;
 
  private:

@@ -145,7 +145,8 @@ void Uplink::Session() {
                  version < 2   ? "config revisions and commands are not received (this edge runs on its last "
                                  "applied revision)"
                  : version < 3 ? "commands are not received and device twins are not synced"
-                               : "device twins are not synced (reported properties wait at the edge)");
+                 : version < 4 ? "device twins are not synced (reported properties wait at the edge)"
+                               : "managed settings are not received (the agent keeps the ones it runs)");
   }
   protocol_version_ = version;
   if (const std::uint64_t last = buffer_.LastSeq(); mark > last) {

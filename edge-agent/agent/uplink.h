@@ -48,7 +48,8 @@ struct UplinkOptions {
   // reader thread. Unset: the edge says protocol version 1 and gets no config.
   // An error (the revision could not be stored) sends no answer and ends the stream: the
   // cloud sends the revision again on the next connection.
-  // It gets the stream's protocol version too (below 4 a revision carries no twins).
+  // It gets the stream's protocol version too (below 4 a revision carries no twins, below 5
+  // no settings).
   std::function<absl::StatusOr<v1::ConfigAck>(const v1::EdgeConfig&, std::uint32_t protocol_version)> on_config;
   // Takes the commands the cloud sends and reports their transitions (version 3, with
   // on_config set too). Unset: the edge speaks version 2 at most and gets no commands.
@@ -59,7 +60,7 @@ struct UplinkOptions {
 };
 
 // The highest EdgeSync version this edge speaks (with on_config, commands and twins set).
-inline constexpr std::uint32_t kEdgeProtocolVersion = 4;
+inline constexpr std::uint32_t kEdgeProtocolVersion = 5;
 // The largest message the uplink takes from the cloud: above the cloud's largest config
 // revision (services::kMaxConfigBytes, 16 MiB).
 inline constexpr int kUplinkMaxReceiveBytes = 32 * 1024 * 1024;

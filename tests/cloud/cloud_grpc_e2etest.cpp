@@ -253,7 +253,7 @@ TEST_P(CloudGrpcTest, VersionTwoCarriesConfigRevisionsDownAndTheirAcksUp) {
   }
   // A later version than the cloud's is answered with the cloud's.
   EdgeStream edge(cloud_->Channel(), "gw-cfg", 7);
-  EXPECT_EQ(edge.version_used, 4u);
+  EXPECT_EQ(edge.version_used, 5u);
   auto first = edge.Next();
   ASSERT_TRUE(first.has_value());
   ASSERT_TRUE(first->has_config()) << first->DebugString();

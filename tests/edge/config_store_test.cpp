@@ -142,6 +142,24 @@ TEST_F(ConfigStoreTest, ARevisionFromACloudWithoutTwinsKeepsEachDevicesDesiredDo
   EXPECT_EQ(store.Applied().revision, 2u);
 }
 
+TEST_F(ConfigStoreTest, ARevisionFromACloudWithoutSettingsKeepsTheOnesTheEdgeRuns) {
+  std::vector<v1::EdgeConfig> seen;
+  auto s = ConfigStore::Open({.path = path(), .on_applied = [&](const v1::EdgeConfig& c) { seen.push_back(c); }},
+                             directory_, metrics_, [this] { return now_; });
+  ASSERT_TRUE(s.ok()) << s.status();
+  v1::EdgeConfig with = Config(1, {"a"});
+  with.mutable_settings()->set_unknown_devices("reject");
+  ASSERT_TRUE((*s)->Apply(with)->applied());
+  ASSERT_TRUE((*s)->Apply(Config(2, {"a", "b"}), true, /*carries_settings=*/false)->applied());
+  EXPECT_EQ(seen.back().settings().unknown_devices(), "reject");
+  ASSERT_TRUE((*s)->Apply(Config(3, {"a"}))->applied());  // from a cloud of version 5: cleared
+  EXPECT_FALSE(seen.back().settings().has_unknown_devices());
+  // Out of range: the revision is refused.
+  v1::EdgeConfig bad = Config(4, {"a"});
+  bad.mutable_settings()->set_batch_max(0);
+  EXPECT_FALSE((*s)->Apply(bad)->applied());
+}
+
 TEST_F(ConfigStoreTest, AStageLeftByACrashIsDiscardedAtOpen) {
   {
     auto store = Open();

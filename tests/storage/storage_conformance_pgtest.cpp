@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include "storage/codec.h"
 #include "storage/migrations.h"
 #include "storage/store.h"
 #include "strata/telemetry/model.h"
@@ -1165,6 +1166,34 @@ TEST_P(StorageTest, StringsAreStoredLiterallyEverywhere) {
   // And the tables are all still there.
   EXPECT_TRUE(db_->Devices().ListDevices(kDefaultTenant, DeviceListQuery{}).ok());
   EXPECT_TRUE(db_->Ping().ok());
+}
+
+TEST_P(StorageTest, EdgeSettingsRaiseTheRevisionOnlyWhenTheyChangeAndKeepAnExplicitZero) {
+  v1::Edge e;
+  e.set_edge_id("gw-s");
+  ASSERT_TRUE(db_->Edges().CreateEdge(kDefaultTenant, e).ok());
+  auto revision = [&] { return db_->Edges().GetEdgeConfig(kDefaultTenant, "gw-s")->revision(); };
+  const std::uint64_t before = revision();
+  v1::EdgeSettings s;
+  s.set_batch_linger_ms(0);  // set, to zero: not the same as unset
+  s.set_unknown_devices("reject");
+  ASSERT_TRUE(db_->Settings().SetEdgeSettings(kDefaultTenant, "gw-s", s).ok());
+  EXPECT_EQ(revision(), before + 1);
+  ASSERT_TRUE(db_->Settings().SetEdgeSettings(kDefaultTenant, "gw-s", s).ok());
+  EXPECT_EQ(revision(), before + 1) << "the same settings again make no revision";
+  auto config = db_->Edges().GetEdgeConfig(kDefaultTenant, "gw-s");
+  ASSERT_TRUE(config.ok());
+  EXPECT_TRUE(config->settings().has_batch_linger_ms());
+  EXPECT_EQ(config->settings().batch_linger_ms(), 0u);
+  EXPECT_FALSE(config->settings().has_batch_max());
+  EXPECT_EQ(db_->Edges().GetEdge(kDefaultTenant, "gw-s")->settings().unknown_devices(), "reject");
+  EXPECT_EQ(db_->Settings().SetEdgeSettings(kDefaultTenant, "nope", s).code(), absl::StatusCode::kNotFound);
+  // Stored by a newer release, or damaged: read leniently.
+  v1::EdgeSettings read;
+  ASSERT_TRUE(strata::storage::DecodeEdgeSettings(R"({"future_field":1,"batch_max":7})", &read).ok());
+  EXPECT_EQ(read.batch_max(), 7u);
+  ASSERT_TRUE(strata::storage::DecodeEdgeSettings("not json", &read).ok());
+  EXPECT_FALSE(read.has_batch_max());
 }
 
 // ---- commands ------------------------------------------------------------------------------
