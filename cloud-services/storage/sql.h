@@ -43,6 +43,12 @@ inline constexpr std::string_view kTouchDevice =
     "UPDATE devices SET last_seen_at = CASE WHEN last_seen_at >= ?3 THEN last_seen_at ELSE ?3 END"
     " WHERE tenant_id = ?1 AND device_id = ?2";
 
+// A device the edge names that the cloud does not know yet, registered for the edge (its
+// readings and its twin reports both do this; ?4: now).
+inline constexpr std::string_view kAutoCreateDevice =
+    "INSERT INTO devices (tenant_id, device_id, name, edge_id, created_at, updated_at)"
+    " VALUES (?1, ?2, ?2, ?3, ?4, ?4) ON CONFLICT (tenant_id, device_id) DO NOTHING";
+
 // ---- edges ------------------------------------------------------------------------------
 
 inline constexpr std::string_view kInsertEdge =

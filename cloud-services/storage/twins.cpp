@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "storage/codec.h"
+#include "storage/sql.h"
 #include "storage/sql_tx.h"
 #include "storage/store.h"
 
@@ -32,9 +33,7 @@ constexpr std::string_view kIsEdgeDevice =
 // A report of a device the cloud does not know yet registers it for the edge, and one of a
 // device no edge serves makes it the edge's, as the edge's telemetry does (a new device's
 // first report may well come before its first reading is stored).
-constexpr std::string_view kAutoCreateDevice =
-    "INSERT INTO devices (tenant_id, device_id, name, edge_id, created_at, updated_at)"
-    " VALUES (?1, ?2, ?2, ?3, ?4, ?4) ON CONFLICT (tenant_id, device_id) DO NOTHING";
+using sql::kAutoCreateDevice;
 constexpr std::string_view kClaimDevice =
     "UPDATE devices SET edge_id = ?3 WHERE tenant_id = ?1 AND device_id = ?2 AND edge_id = ''";
 // The edge's documents of all the devices of the edge of ?2 but ?2, in bytes.

@@ -99,16 +99,7 @@ constexpr std::string_view kByState = "SELECT state, COUNT(*) FROM commands GROU
 constexpr std::string_view kCountReports = "SELECT COUNT(*) FROM reports";
 
 using sqlite::Exec;
-
-template <typename... Args>
-absl::StatusOr<std::int64_t> QueryInt(sqlite::Connection& db, std::string_view sql, const Args&... args) {
-  STRATA_ASSIGN_OR_RETURN(auto s, db.Prepare(sql));
-  int i = 0;
-  (s.Bind(++i, args), ...);
-  STRATA_ASSIGN_OR_RETURN(bool row, s.Step());
-  if (!row || s.IsNull(0)) return 0;
-  return s.Int(0);
-}
+using sqlite::QueryInt;
 
 absl::Status CheckCommand(const v1::CommandRequest& c) {
   if (auto s = ValidateId("device_id", c.device_id()); !s.ok()) return s;

@@ -54,11 +54,7 @@ constexpr std::string_view kAck =
     "UPDATE reported SET acked_seq = ?2 WHERE device_id = ?1 AND acked_seq < ?2 AND seq >= ?2";
 constexpr std::string_view kCountPending = "SELECT COUNT(*) FROM reported WHERE seq > acked_seq";
 
-absl::StatusOr<std::int64_t> QueryInt(sqlite::Connection& db, std::string_view sql) {
-  STRATA_ASSIGN_OR_RETURN(auto s, db.Prepare(sql));
-  STRATA_ASSIGN_OR_RETURN(bool row, s.Step());
-  return row && !s.IsNull(0) ? s.Int(0) : 0;
-}
+using sqlite::QueryInt;
 
 }  // namespace
 

@@ -20,9 +20,7 @@ constexpr std::string_view kTouchDeviceFromEdge =
     "UPDATE devices SET last_seen_at = max(last_seen_at, ?3),"
     " edge_id = CASE WHEN edge_id = '' THEN ?4 ELSE edge_id END"
     " WHERE tenant_id = ?1 AND device_id = ?2";
-constexpr std::string_view kAutoCreateDevice =
-    "INSERT INTO devices (tenant_id, device_id, name, edge_id, created_at, updated_at)"
-    " VALUES (?1, ?2, ?2, ?3, ?4, ?4) ON CONFLICT (tenant_id, device_id) DO NOTHING";
+using sql::kAutoCreateDevice;
 
 // Retention: the oldest rows first, kRetentionChunk at a time.
 constexpr std::uint64_t kRetentionChunk = 10000;

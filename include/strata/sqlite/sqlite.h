@@ -140,6 +140,20 @@ absl::Status Exec(Connection& db, std::string_view sql, const Args&... args) {
   return s->Run();
 }
 
+// Prepares `sql`, binds `args` and returns the first column of its first row as an integer;
+// 0 when there is no row or the value is NULL (COUNT, MAX, COALESCE queries).
+template <typename... Args>
+absl::StatusOr<std::int64_t> QueryInt(Connection& db, std::string_view sql, const Args&... args) {
+  absl::StatusOr<Statement> s = db.Prepare(sql);
+  if (!s.ok()) return s.status();
+  int i = 0;
+  (s->Bind(++i, args), ...);
+  absl::StatusOr<bool> row = s->Step();
+  if (!row.ok()) return row.status();
+  if (!*row || s->IsNull(0)) return 0;
+  return s->Int(0);
+}
+
 enum class TransactionMode {
   kDeferred,  // takes the write lock at the first write (readers)
   kImmediate,  // takes it at BEGIN: a second writer waits (busy timeout) instead of failing half-way
