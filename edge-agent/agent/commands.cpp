@@ -314,12 +314,12 @@ void CommandOutbox::Acked(const v1::CommandUpdateAck& ack) {
   }
 }
 
-std::vector<std::pair<std::int64_t, v1::CommandUpdate>> CommandOutbox::ReportsAfter(std::int64_t after,
-                                                                                     std::size_t max) {
+absl::StatusOr<std::vector<std::pair<std::int64_t, v1::CommandUpdate>>> CommandOutbox::ReportsAfter(
+    std::int64_t after, std::size_t max) {
   std::vector<std::pair<std::int64_t, v1::CommandUpdate>> out;
   std::lock_guard lock(mu_);
   auto s = db_->Prepare(kReportsAfter);
-  if (!s.ok()) return out;
+  if (!s.ok()) return s.status();
   s->Bind(1, after).Bind(2, static_cast<std::int64_t>(max));
   auto done = s->ForEachRow([&] {
     v1::CommandUpdate u;
@@ -330,7 +330,7 @@ std::vector<std::pair<std::int64_t, v1::CommandUpdate>> CommandOutbox::ReportsAf
     u.set_error(s->Text(5));
     out.emplace_back(s->Int(0), std::move(u));
   });
-  if (!done.ok()) spdlog::error("commands: cannot read reports: {}", done.ToString());
+  if (!done.ok()) return done;
   return out;
 }
 

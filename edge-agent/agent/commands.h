@@ -87,7 +87,8 @@ class CommandOutbox {
 
   // The uplink's writer: reports not yet acknowledged, oldest first, with a sequence number
   // above `after` (a stream starts at 0).
-  std::vector<std::pair<std::int64_t, v1::CommandUpdate>> ReportsAfter(std::int64_t after, std::size_t max);
+  absl::StatusOr<std::vector<std::pair<std::int64_t, v1::CommandUpdate>>> ReportsAfter(std::int64_t after,
+                                                                                       std::size_t max);
   // The highest sequence number a report has had; rises with every new report.
   std::int64_t LastReportSeq() const { return last_report_seq_.load(); }
   // Called (on the thread that made it) after each new report is committed.

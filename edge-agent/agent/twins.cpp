@@ -330,11 +330,12 @@ void Twins::OnReported(const std::string& device_id, std::string_view payload, b
   if (listener_) listener_();
 }
 
-std::vector<std::pair<std::int64_t, v1::TwinReported>> Twins::ReportsAfter(std::int64_t after, std::size_t max) {
+absl::StatusOr<std::vector<std::pair<std::int64_t, v1::TwinReported>>> Twins::ReportsAfter(std::int64_t after,
+                                                                                           std::size_t max) {
   std::vector<std::pair<std::int64_t, v1::TwinReported>> out;
   std::lock_guard lock(mu_);
   auto s = db_->Prepare(kPending);
-  if (!s.ok()) return out;
+  if (!s.ok()) return s.status();
   s->Bind(1, after).Bind(2, static_cast<std::int64_t>(max));
   auto done = s->ForEachRow([&] {
     auto& [seq, r] = out.emplace_back();
@@ -344,7 +345,7 @@ std::vector<std::pair<std::int64_t, v1::TwinReported>> Twins::ReportsAfter(std::
     r.set_seq(static_cast<std::uint64_t>(s->Int(2)));
     r.set_at(s->Int(3));
   });
-  if (!done.ok()) spdlog::error("twins: cannot read reported documents: {}", done.ToString());
+  if (!done.ok()) return done;
   return out;
 }
 

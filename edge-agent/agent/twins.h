@@ -87,7 +87,8 @@ class Twins {
   void OnReported(const std::string& device_id, std::string_view payload, bool retained = false);
 
   // The uplink: documents not yet acknowledged with a seq above `after`, oldest first.
-  std::vector<std::pair<std::int64_t, v1::TwinReported>> ReportsAfter(std::int64_t after, std::size_t max);
+  absl::StatusOr<std::vector<std::pair<std::int64_t, v1::TwinReported>>> ReportsAfter(std::int64_t after,
+                                                                                      std::size_t max);
   std::int64_t LastReportSeq() const { return last_seq_.load(); }
   void SetReportListener(std::function<void()> listener);
   void Acked(const v1::TwinReportedAck& ack);

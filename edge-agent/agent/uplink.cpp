@@ -320,14 +320,29 @@ void Uplink::Session() {
 
   std::uint64_t next = mark;
   bool write_failed = false;  // a failed write means the call is over: Finish() tells why
+  // When a store could not be read, its reports wait a second (the cursor stays, so none is
+  // skipped) while telemetry goes on; said once per stream.
+  auto reports_retry_at = std::chrono::steady_clock::time_point{};
+  bool told_read_failure = false;
+  auto reports_due = [&](const auto* source, std::int64_t sent) {
+    return source && source->LastReportSeq() > sent && std::chrono::steady_clock::now() >= reports_retry_at;
+  };
   // Writes what `source` holds above the cursor `sent` (at most 256) and moves the cursor past
   // what went; false when a write failed.
   auto send_reports = [&](auto& source, std::int64_t& sent, auto field) {
     const std::int64_t last = source.LastReportSeq();
     auto reports = source.ReportsAfter(sent, 256);
+    if (!reports.ok()) {
+      reports_retry_at = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      if (!told_read_failure) {
+        told_read_failure = true;
+        spdlog::error("uplink: cannot read reports to send (retried each second): {}", reports.status().ToString());
+      }
+      return true;
+    }
     // None left above the cursor (acked meanwhile): nothing up to `last` needs sending.
-    if (reports.empty()) sent = std::max(sent, last);
-    for (auto& [seq, report] : reports) {
+    if (reports->empty()) sent = std::max(sent, last);
+    for (auto& [seq, report] : *reports) {
       out.Clear();
       *(out.*field)() = std::move(report);
       if (!stream->Write(out)) {
@@ -360,18 +375,17 @@ void Uplink::Session() {
       std::unique_lock lock(wmu);
       wcv.wait_for(lock, std::chrono::milliseconds(200), [&] {
         return broken || stop_.stopped() || inflight < options_.window || !config_acks.empty() ||
-               (commands && commands->LastReportSeq() > reports_sent) ||
-               (twins && twins->LastReportSeq() > twins_sent);
+               reports_due(commands, reports_sent) || reports_due(twins, twins_sent);
       });
       if (broken) break;
       // The outbox's reports go first too (they are small, and bounded per round), and so do
       // the devices' reported documents (one per device, however often it reported).
-      if (commands && commands->LastReportSeq() > reports_sent) {
+      if (reports_due(commands, reports_sent)) {
         lock.unlock();
         if (!send_reports(*commands, reports_sent, &v1::EdgeMessage::mutable_command_update)) break;
         continue;
       }
-      if (twins && twins->LastReportSeq() > twins_sent) {
+      if (reports_due(twins, twins_sent)) {
         lock.unlock();
         if (!send_reports(*twins, twins_sent, &v1::EdgeMessage::mutable_twin_reported)) break;
         continue;

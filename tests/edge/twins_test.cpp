@@ -67,9 +67,16 @@ class TwinsTest : public ::testing::Test {
     return t.ok() ? std::move(*t) : nullptr;
   }
   double Metric(const std::string& sample) { return testing::MetricSample(metrics_.Render(), sample); }
+  static std::vector<std::pair<std::int64_t, v1::TwinReported>> Reports(Twins& t, std::int64_t after,
+                                                                         std::size_t max) {
+    auto r = t.ReportsAfter(after, max);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return {};
+    return *std::move(r);
+  }
   std::map<std::string, Json> Pending(Twins& t) {
     std::map<std::string, Json> out;
-    for (auto& [seq, r] : t.ReportsAfter(0, 1000)) out[r.device_id()] = Json::parse(r.reported_json());
+    for (auto& [seq, r] : Reports(t, 0, 1000)) out[r.device_id()] = Json::parse(r.reported_json());
     return out;
   }
 
@@ -87,7 +94,7 @@ TEST_F(TwinsTest, ReportsMergeIntoOneDocumentPerDeviceAndWaitUntilAcked) {
                                  {"fan-1", Json::parse(R"({"rpm":1000,"mode":{"eco":true,"level":2}})")},
                                  {"fan-2", Json::parse(R"({"on":true})")}}));
   EXPECT_EQ(Metric("strata_edge_twin_reported_pending"), 2);
-  auto reports = twins->ReportsAfter(0, 10);
+  auto reports = Reports(*twins, 0, 10);
   ASSERT_EQ(reports.size(), 2u);
   // Seqs rise, and start at the clock in microseconds (so a lost twins.db still sends seqs
   // above the ones the cloud kept).
@@ -95,13 +102,13 @@ TEST_F(TwinsTest, ReportsMergeIntoOneDocumentPerDeviceAndWaitUntilAcked) {
   EXPECT_LT(reports[0].first, reports[1].first);
   EXPECT_EQ(twins->LastReportSeq(), reports[1].first);
   // Only what is above the cursor, and only until acked.
-  EXPECT_EQ(twins->ReportsAfter(reports[0].first, 10).size(), 1u);
+  EXPECT_EQ(Reports(*twins, reports[0].first, 10).size(), 1u);
   v1::TwinReportedAck ack;
   ack.set_device_id(reports[0].second.device_id());
   ack.set_seq(static_cast<std::uint64_t>(reports[0].first));
   twins->Acked(ack);
   twins->Acked(ack);  // again: nothing more
-  EXPECT_EQ(twins->ReportsAfter(0, 10).size(), 1u);
+  EXPECT_EQ(Reports(*twins, 0, 10).size(), 1u);
   EXPECT_EQ(Metric("strata_edge_twin_reported_pending"), 1);
   // A report of the same document again changes nothing and sends nothing.
   const std::int64_t last = twins->LastReportSeq();
@@ -184,7 +191,7 @@ TEST_F(TwinsTest, DevicesThatLeaveTheRevisionAreForgottenOnceTheCloudHasThem) {
   auto twins = Open();
   twins->OnReported("fan-1", R"({"a":1})");
   twins->OnReported("fan-2", R"({"b":1})");
-  for (auto& [seq, r] : twins->ReportsAfter(0, 10)) {
+  for (auto& [seq, r] : Reports(*twins, 0, 10)) {
     if (r.device_id() != "fan-1") continue;
     v1::TwinReportedAck ack;
     ack.set_device_id("fan-1");
@@ -211,7 +218,7 @@ TEST_F(TwinsTest, IngestUplinkAndPublisherThreadsTogether) {
   std::thread uplink([&] {
     std::int64_t cursor = 0;
     while (!done || twins->LastReportSeq() > cursor) {
-      for (auto& [seq, r] : twins->ReportsAfter(cursor, 64)) {
+      for (auto& [seq, r] : Reports(*twins, cursor, 64)) {
         v1::TwinReportedAck ack;
         ack.set_device_id(r.device_id());
         ack.set_seq(static_cast<std::uint64_t>(seq));
@@ -228,7 +235,7 @@ TEST_F(TwinsTest, IngestUplinkAndPublisherThreadsTogether) {
   ingest.join();
   uplink.join();
   config.join();
-  EXPECT_TRUE(twins->ReportsAfter(0, 1000).empty());
+  EXPECT_TRUE(Reports(*twins, 0, 1000).empty());
   EXPECT_EQ(Metric("strata_edge_twin_reported_pending"), 0);
   EXPECT_EQ(Metric("strata_edge_twin_reported_total{outcome=\"accepted\"}"), 2000);
   twins->Stop();
