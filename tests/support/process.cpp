@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <algorithm>
 #include <chrono>
@@ -64,6 +65,29 @@ std::pair<int, int> ClaimPortBlock() {
     ::close(fd);
   }
   throw std::runtime_error("every block of test ports is claimed by another process");
+}
+
+// The reports a sanitizer wrote into a child's log ("WARNING: ThreadSanitizer: ...",
+// "ERROR: AddressSanitizer: ..." up to its "SUMMARY:" line), so that a suite which only sees
+// the exit status (66 under TSan) also shows why; empty when there are none.
+std::string SanitizerReports(const std::string& log) {
+  static const char* const kStarts[] = {"WARNING: ThreadSanitizer:", "ERROR: AddressSanitizer:",
+                                        "ERROR: LeakSanitizer:", "runtime error:"};
+  std::string out;
+  std::size_t from = 0;
+  while (true) {
+    std::size_t at = std::string::npos;
+    for (const char* s : kStarts) at = std::min(at, log.find(s, from));
+    if (at == std::string::npos) break;
+    const std::size_t line = log.rfind('\n', at);
+    const std::size_t begin = line == std::string::npos ? 0 : line + 1;
+    std::size_t end = log.find("SUMMARY:", at);
+    end = end == std::string::npos ? log.size() : log.find('\n', end);
+    if (end == std::string::npos) end = log.size();
+    out.append(log, begin, end - begin).push_back('\n');
+    from = end;
+  }
+  return out;
 }
 
 }  // namespace
@@ -142,6 +166,10 @@ bool Process::Running() {
   if (r == pid_) {
     exited_ = true;
     status_ = status;
+    if (const std::string reports = SanitizerReports(Log()); !reports.empty()) {
+      std::fprintf(stderr, "[ sanitizer ] %s (pid %d) reported:\n%s", log_path_.c_str(), static_cast<int>(pid_),
+                   reports.c_str());
+    }
     return false;
   }
   return true;
