@@ -26,6 +26,7 @@
 
 #include "gateway/rest_gateway.h"
 #include "services/commands_service.h"
+#include "services/rules_service.h"
 #include "services/edge_hub.h"
 #include "services/registry_service.h"
 #include "services/retention.h"
@@ -61,6 +62,8 @@ constexpr ServiceName kServices[] = {
     {"telemetry", "strata.v1.Telemetry"},
     {"edgehub", "strata.v1.EdgeSync"},
     {"commands", "strata.v1.Commands"},
+    {"rules", "strata.v1.Rules"},
+    {"alarms", "strata.v1.Alarms"},
 };
 
 std::set<std::string> ParseServices(const std::string& s) {
@@ -114,6 +117,8 @@ int Run(const Flags& flags) {
     };
   }
   strata::services::CommandsService commands(**db, metrics, clock, commands_options);
+  strata::services::RulesService rules(**db, metrics, clock);
+  strata::services::AlarmsService alarms(**db, metrics, clock);
   // Telemetry retention runs where telemetry is served (every replica may: it is idempotent).
   strata::services::RetentionOptions retention_options;
   if (services.count("telemetry")) retention_options.period = std::chrono::hours(24 * flags.retention_days);
@@ -135,7 +140,8 @@ int Run(const Flags& flags) {
   int grpc_port = 0;
   builder.AddListeningPort(flags.grpc_listen, grpc::InsecureServerCredentials(), &grpc_port);
   const std::map<std::string, grpc::Service*> implementations = {
-      {"registry", &registry}, {"telemetry", &telemetry}, {"edgehub", &hub}, {"commands", &commands}};
+      {"registry", &registry}, {"telemetry", &telemetry}, {"edgehub", &hub}, {"commands", &commands},
+      {"rules", &rules},       {"alarms", &alarms}};
   std::vector<std::string> served;
   for (const auto& service : kServices) {
     if (!services.count(service.flag)) continue;
@@ -193,7 +199,7 @@ int main(int argc, char** argv) {
   CLI::App app{"strata-cloud: Strata's cloud services (device registry, telemetry, edge hub) and REST gateway"};
   Flags flags;
   strata::UseYamlConfig(app);
-  strata::AddFlag(app, "services", flags.services, "Services to run: all, or a comma-separated subset of registry,telemetry,edgehub,commands");
+  strata::AddFlag(app, "services", flags.services, "Services to run: all, or a comma-separated subset of registry,telemetry,edgehub,commands,rules,alarms");
   strata::AddFlag(app, "database", flags.database,
           "Database URL: sqlite://PATH or postgresql://USER@HOST:PORT/DB (default: sqlite under --data-dir)");
   strata::AddFlag(app, "data-dir", flags.data_dir, "Directory for the embedded database");

@@ -1,5 +1,7 @@
 #include <strata/ids.h>
 
+#include <cstdint>
+#include <random>
 #include <string>
 
 #include <utf8cpp/utf8.h>
@@ -38,6 +40,18 @@ absl::Status ValidateKey(std::string_view key) {
   }
   if (!utf8::is_valid(key.begin(), key.end())) return absl::InvalidArgumentError("telemetry key is not valid UTF-8");
   return absl::OkStatus();
+}
+
+std::string RandomId() {
+  static thread_local std::mt19937_64 rng{std::random_device{}() ^
+                                          (static_cast<std::uint64_t>(std::random_device{}()) << 32)};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  for (int half = 0; half < 2; ++half) {
+    std::uint64_t r = rng();
+    for (int i = 0; i < 16; ++i, r >>= 4) id.push_back(kHex[r & 0xf]);
+  }
+  return id;
 }
 
 }  // namespace strata

@@ -46,15 +46,15 @@ if [ "${STRATA_SKIP_SANITIZERS:-0}" != 1 ]; then
   # binaries and in the strata-edge and strata-cloud processes the end-to-end suites start
   # (a TSan report makes them exit 66, which the suites check). Not in it: the bench smoke
   # (timing-heavy; it measures, it does not assert on threads), and what touches a
-  # google.protobuf.Struct (commands' params and results, twin documents): with Debian's libprotobuf 3.21 and
+  # google.protobuf.Struct (commands' params and results, twin documents, alarms' values): with Debian's libprotobuf 3.21 and
   # gcc 12, code built with -fsanitize=thread crashes on the first insert into a Struct's map
   # (three lines reproduce it: `Struct s; (*s.mutable_fields())["a"];`), whatever our code
-  # does. So the command and twin stores' cases and the commands and twins end-to-end suites
+  # does. So the command, twin and alarm stores' cases and the commands, twins and rules end-to-end suites
   # run in the other two builds only.
   echo "== build and test under ThreadSanitizer"
   export TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$PWD/tests/tsan.supp:halt_on_error=1:report_signal_unsafe=0}
-  GTEST_FILTER="-*CommandStoreTest*:*TwinStoreTest*" \
-    EXCLUDE_TESTS="strata_bench_smoke|edge_commands_e2etest|edge_twins_e2etest" \
+  GTEST_FILTER="-*CommandStoreTest*:*TwinStoreTest*:*AlarmStoreTest*" \
+    EXCLUDE_TESTS="strata_bench_smoke|edge_commands_e2etest|edge_twins_e2etest|cloud_rules_e2etest" \
     run_suite build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTRATA_TSAN=ON
 fi
 

@@ -1,6 +1,5 @@
 #include "services/commands_service.h"
 
-#include <random>
 
 #include <google/protobuf/util/json_util.h>
 #include <spdlog/spdlog.h>
@@ -12,22 +11,6 @@
 #include "strata/ids.h"
 
 namespace strata::services {
-namespace {
-
-// 32 hex digits from the system's random source: unguessable, so one tenant cannot find
-// another's commands by counting.
-std::string NewCommandId() {
-  static thread_local std::mt19937_64 rng{std::random_device{}() ^ (static_cast<std::uint64_t>(std::random_device{}()) << 32)};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id;
-  for (int half = 0; half < 2; ++half) {
-    std::uint64_t r = rng();
-    for (int i = 0; i < 16; ++i, r >>= 4) id.push_back(kHex[r & 0xf]);
-  }
-  return id;
-}
-
-}  // namespace
 
 absl::Status ValidateCommandName(std::string_view name) {
   if (name.empty()) return absl::InvalidArgumentError("name is required");
@@ -110,7 +93,7 @@ grpc::Status CommandsService::SendCommand(grpc::ServerContext* context, const v1
   }
   const std::int64_t now = clock_();
   v1::Command c;
-  c.set_command_id(NewCommandId());
+  c.set_command_id(RandomId());
   c.set_device_id(req->device_id());
   c.set_name(req->name());
   *c.mutable_params() = req->params();

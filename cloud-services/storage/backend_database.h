@@ -18,6 +18,9 @@ std::unique_ptr<CommandStore> NewCommandStore(SqlRunner& runner);
 std::unique_ptr<TwinStore> NewTwinStore(SqlRunner& runner);
 // The edge settings store (edge_settings.cpp), likewise.
 std::unique_ptr<EdgeSettingsStore> NewEdgeSettingsStore(SqlRunner& runner);
+// The rule and alarm stores (rules_alarms.cpp), likewise.
+std::unique_ptr<RuleStore> NewRuleStore(SqlRunner& runner);
+std::unique_ptr<AlarmStore> NewAlarmStore(SqlRunner& runner);
 
 template <typename Context>
 class BackendDatabase : public Database {
@@ -30,7 +33,9 @@ class BackendDatabase : public Database {
         runner_(NewSqlRunner(*ctx_)),
         commands_(NewCommandStore(*runner_)),
         twins_(NewTwinStore(*runner_)),
-        edge_settings_(NewEdgeSettingsStore(*runner_)) {}
+        edge_settings_(NewEdgeSettingsStore(*runner_)),
+        rules_(NewRuleStore(*runner_)),
+        alarms_(NewAlarmStore(*runner_)) {}
 
   DeviceStore& Devices() final { return *devices_; }
   EdgeStore& Edges() final { return *edges_; }
@@ -38,6 +43,8 @@ class BackendDatabase : public Database {
   CommandStore& Commands() final { return *commands_; }
   TwinStore& Twins() final { return *twins_; }
   EdgeSettingsStore& Settings() final { return *edge_settings_; }
+  RuleStore& Rules() final { return *rules_; }
+  AlarmStore& Alarms() final { return *alarms_; }
 
  protected:
   Context& context() { return *ctx_; }
@@ -52,6 +59,8 @@ class BackendDatabase : public Database {
   const std::unique_ptr<CommandStore> commands_;
   const std::unique_ptr<TwinStore> twins_;
   const std::unique_ptr<EdgeSettingsStore> edge_settings_;
+  const std::unique_ptr<RuleStore> rules_;
+  const std::unique_ptr<AlarmStore> alarms_;
 };
 
 }  // namespace strata::storage

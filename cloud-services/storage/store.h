@@ -29,6 +29,7 @@
 #include "strata/v1/common.pb.h"
 #include "strata/v1/edgesync.pb.h"
 #include "strata/v1/registry.pb.h"
+#include "strata/v1/rules.pb.h"
 #include "strata/v1/telemetry.pb.h"
 
 namespace strata::storage {
@@ -336,6 +337,81 @@ class EdgeSettingsStore {
 };
 
 // ---------------------------------------------------------------------------------------
+// Rules and alarms (written once for both backends: rules_alarms.cpp, on storage/sql_tx.h)
+
+class RuleStore {
+ public:
+  virtual ~RuleStore() = default;
+  // Stores `rule` (checked by the caller) with created_at = updated_at = now. ALREADY_EXISTS
+  // for a rule_id the tenant has.
+  virtual absl::StatusOr<v1::Rule> CreateRule(std::string_view tenant, const v1::Rule& rule) = 0;
+  virtual absl::StatusOr<v1::Rule> GetRule(std::string_view tenant, std::string_view rule_id) = 0;
+  // Ordered by rule_id, up to page_size + 1 rules after `after_rule_id`.
+  virtual absl::StatusOr<std::vector<v1::Rule>> ListRules(std::string_view tenant, int page_size,
+                                                          std::string_view after_rule_id) = 0;
+  // Replaces the stored rule of rule.rule_id() (created_at kept, updated_at = now). NOT_FOUND.
+  virtual absl::StatusOr<v1::Rule> ReplaceRule(std::string_view tenant, const v1::Rule& rule) = 0;
+  virtual absl::Status DeleteRule(std::string_view tenant, std::string_view rule_id) = 0;
+};
+
+struct AlarmRaise {
+  std::string device_id;
+  std::string type;
+  v1::AlarmSeverity severity = v1::ALARM_SEVERITY_MAJOR;
+  std::string rule_id;
+  std::int64_t ts = 0;           // when it happened (the alarm's start_ts when it is new)
+  std::string source;            // "rule:<id>", "edge:<id>", "api"
+  google::protobuf::Struct values;
+};
+
+struct AlarmRaiseResult {
+  v1::Alarm alarm;
+  bool created = false;           // a new active alarm; otherwise an occurrence of the active one
+  bool severity_changed = false;  // the occurrence escalated or de-escalated it
+};
+
+struct AlarmCursor {
+  std::int64_t start_ts = 0;
+  std::string alarm_id;
+};
+
+struct AlarmListQuery {
+  std::string device_id;  // empty: any
+  std::string type;       // empty: any
+  v1::AlarmSeverity severity = v1::ALARM_SEVERITY_UNSPECIFIED;
+  v1::AlarmStatus status = v1::ALARM_STATUS_UNSPECIFIED;
+  std::int64_t start = 0;  // start_ts >= start
+  std::int64_t end = 0;    // start_ts < end; 0: no bound
+  int page_size = 100;
+  std::optional<AlarmCursor> before;  // resume strictly after this one (newest first)
+};
+
+class AlarmStore {
+ public:
+  virtual ~AlarmStore() = default;
+  // The active alarm of (device, type) if there is one, else a new one (ACTIVE_UNACK), in one
+  // statement on the database's unique index of active alarms: concurrent raises give one
+  // alarm. An occurrence of the active alarm takes the raise's severity and values; a changed
+  // severity is an event (SEVERITY_CHANGED), a new alarm one too (RAISED).
+  virtual absl::StatusOr<AlarmRaiseResult> RaiseAlarm(std::string_view tenant, const AlarmRaise& raise) = 0;
+  // Clears the active alarm of (device, type) at `ts`; NOT_FOUND when none is active.
+  virtual absl::StatusOr<v1::Alarm> ClearActiveAlarm(std::string_view tenant, std::string_view device_id,
+                                                     std::string_view type, std::int64_t ts,
+                                                     std::string_view source) = 0;
+  // With its history. NOT_FOUND for an unknown id.
+  virtual absl::StatusOr<v1::Alarm> GetAlarm(std::string_view tenant, std::string_view alarm_id) = 0;
+  // Newest first (start_ts, then alarm_id, descending), without history; up to page_size + 1.
+  virtual absl::StatusOr<std::vector<v1::Alarm>> ListAlarms(std::string_view tenant, const AlarmListQuery& query) = 0;
+  // ACTIVE_UNACK -> ACTIVE_ACK, CLEARED_UNACK -> CLEARED_ACK at `ts`; an acknowledged alarm
+  // is returned as it is. NOT_FOUND for an unknown id.
+  virtual absl::StatusOr<v1::Alarm> AckAlarm(std::string_view tenant, std::string_view alarm_id, std::int64_t ts,
+                                             std::string_view source) = 0;
+  // ACTIVE_* -> CLEARED_* at `ts`; a cleared alarm is returned as it is. NOT_FOUND.
+  virtual absl::StatusOr<v1::Alarm> ClearAlarm(std::string_view tenant, std::string_view alarm_id, std::int64_t ts,
+                                               std::string_view source) = 0;
+};
+
+// ---------------------------------------------------------------------------------------
 
 class Database {
  public:
@@ -346,6 +422,8 @@ class Database {
   virtual CommandStore& Commands() = 0;
   virtual TwinStore& Twins() = 0;
   virtual EdgeSettingsStore& Settings() = 0;
+  virtual RuleStore& Rules() = 0;
+  virtual AlarmStore& Alarms() = 0;
   // OK when the database answers a trivial query (readiness).
   virtual absl::Status Ping() = 0;
   // "sqlite" or "postgresql".

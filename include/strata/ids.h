@@ -3,6 +3,7 @@
 // wherever they enter.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include <absl/status/status.h>
@@ -18,5 +19,9 @@ inline constexpr std::size_t kMaxKeyBytes = 256;
 
 // OK when a telemetry key is 1..256 bytes of valid UTF-8 without control characters.
 [[nodiscard]] absl::Status ValidateKey(std::string_view key);
+
+// 32 hex digits from the system's random source, for ids the cloud chooses (commands,
+// alarms, rules): unguessable, so one tenant cannot find another's by counting.
+std::string RandomId();
 
 }  // namespace strata

@@ -1,0 +1,384 @@
+// The rule and alarm stores, written once for both backends on storage/sql_tx.h: every
+// statement below is portable SQL (see sql.h) and runs as it is on SQLite and PostgreSQL.
+#include <string>
+#include <vector>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "storage/sql_tx.h"
+#include "storage/store.h"
+#include "strata/ids.h"
+
+namespace strata::storage {
+namespace {
+
+constexpr std::int64_t kActiveUnack = v1::ALARM_STATUS_ACTIVE_UNACK;
+constexpr std::int64_t kActiveAck = v1::ALARM_STATUS_ACTIVE_ACK;
+constexpr std::int64_t kClearedUnack = v1::ALARM_STATUS_CLEARED_UNACK;
+constexpr std::int64_t kClearedAck = v1::ALARM_STATUS_CLEARED_ACK;
+
+// ---- rules --------------------------------------------------------------------------------
+
+constexpr std::string_view kInsertRule =
+    "INSERT INTO rules (tenant_id, rule_id, definition, enabled, location, created_at, updated_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (tenant_id, rule_id) DO NOTHING";
+constexpr std::string_view kSelectRule =
+    "SELECT definition, created_at, updated_at FROM rules WHERE tenant_id = ?1 AND rule_id = ?2";
+constexpr std::string_view kListRules =
+    "SELECT definition, created_at, updated_at FROM rules WHERE tenant_id = ?1 AND rule_id > ?2"
+    " ORDER BY rule_id LIMIT ?3";
+constexpr std::string_view kReplaceRule =
+    "UPDATE rules SET definition = ?3, enabled = ?4, location = ?5, updated_at = ?6"
+    " WHERE tenant_id = ?1 AND rule_id = ?2";
+constexpr std::string_view kDeleteRule = "DELETE FROM rules WHERE tenant_id = ?1 AND rule_id = ?2";
+
+std::string RuleJson(v1::Rule rule) {
+  // What the row's columns hold is not repeated in the definition.
+  rule.clear_tenant_id();
+  rule.clear_created_at();
+  rule.clear_updated_at();
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(rule, &out);
+  return out;
+}
+
+absl::StatusOr<v1::Rule> RuleFromRow(const SqlRow& row, std::string_view tenant) {
+  v1::Rule r;
+  google::protobuf::util::JsonParseOptions lenient;
+  lenient.ignore_unknown_fields = true;  // a field of a newer release
+  if (!google::protobuf::util::JsonStringToMessage(row.Text(0), &r, lenient).ok()) {
+    return absl::InternalError("a stored rule is not a readable definition");
+  }
+  r.set_tenant_id(std::string(tenant));
+  r.set_created_at(row.Int(1));
+  r.set_updated_at(row.Int(2));
+  return r;
+}
+
+class Rules final : public RuleStore {
+ public:
+  explicit Rules(SqlRunner& db) : db_(db) {}
+
+  absl::StatusOr<v1::Rule> CreateRule(std::string_view tenant, const v1::Rule& rule) override {
+    const std::int64_t now = db_.Now();
+    auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      auto n = tx.Exec(kInsertRule, {std::string(tenant), rule.rule_id(), RuleJson(rule),
+                                     std::int64_t{rule.enabled()}, std::int64_t{rule.location()}, now});
+      if (!n.ok()) return n.status();
+      if (*n == 0) return absl::AlreadyExistsError("rule '" + rule.rule_id() + "' already exists");
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+    v1::Rule out = rule;
+    out.set_tenant_id(std::string(tenant));
+    out.set_created_at(now);
+    out.set_updated_at(now);
+    return out;
+  }
+
+  absl::StatusOr<v1::Rule> GetRule(std::string_view tenant, std::string_view rule_id) override {
+    std::optional<v1::Rule> found;
+    auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      found.reset();
+      return tx.Query(kSelectRule, {std::string(tenant), std::string(rule_id)}, [&](const SqlRow& row) {
+        auto r = RuleFromRow(row, tenant);
+        if (!r.ok()) return r.status();
+        found = std::move(*r);
+        return absl::OkStatus();
+      });
+    });
+    if (!s.ok()) return s;
+    if (!found) return absl::NotFoundError("rule '" + std::string(rule_id) + "' not found");
+    return *found;
+  }
+
+  absl::StatusOr<std::vector<v1::Rule>> ListRules(std::string_view tenant, int page_size,
+                                                  std::string_view after_rule_id) override {
+    std::vector<v1::Rule> out;
+    auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      out.clear();
+      return tx.Query(kListRules, {std::string(tenant), std::string(after_rule_id), std::int64_t{page_size} + 1},
+                      [&](const SqlRow& row) {
+                        auto r = RuleFromRow(row, tenant);
+                        if (!r.ok()) return r.status();
+                        out.push_back(std::move(*r));
+                        return absl::OkStatus();
+                      });
+    });
+    if (!s.ok()) return s;
+    return out;
+  }
+
+  absl::StatusOr<v1::Rule> ReplaceRule(std::string_view tenant, const v1::Rule& rule) override {
+    const std::int64_t now = db_.Now();
+    auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      auto n = tx.Exec(kReplaceRule, {std::string(tenant), rule.rule_id(), RuleJson(rule),
+                                      std::int64_t{rule.enabled()}, std::int64_t{rule.location()}, now});
+      if (!n.ok()) return n.status();
+      if (*n == 0) return absl::NotFoundError("rule '" + rule.rule_id() + "' not found");
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+    return GetRule(tenant, rule.rule_id());
+  }
+
+  absl::Status DeleteRule(std::string_view tenant, std::string_view rule_id) override {
+    return db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      auto n = tx.Exec(kDeleteRule, {std::string(tenant), std::string(rule_id)});
+      if (!n.ok()) return n.status();
+      if (*n == 0) return absl::NotFoundError("rule '" + std::string(rule_id) + "' not found");
+      return absl::OkStatus();
+    });
+  }
+
+ private:
+  SqlRunner& db_;
+};
+
+// ---- alarms -------------------------------------------------------------------------------
+
+// The column order AlarmFromRow reads.
+#define STRATA_ALARM_COLUMNS                                                                          \
+  "alarm_id, device_id, type, severity, status, rule_id, start_ts, end_ts, ack_ts, clear_ts, details," \
+  " created_at, updated_at"
+
+// An occurrence of the active alarm: prev_severity is set from the old row.
+constexpr std::string_view kRaiseExisting =
+    "UPDATE alarms SET prev_severity = severity, severity = ?4, details = ?5, updated_at = ?6"
+    " WHERE tenant_id = ?1 AND device_id = ?2 AND type = ?3 AND active = 1 RETURNING alarm_id, prev_severity";
+// A new alarm, unless another raise made one since the UPDATE above found none: then the
+// unique index of active alarms turns this into the same occurrence.
+constexpr std::string_view kRaiseNew =
+    "INSERT INTO alarms (tenant_id, alarm_id, device_id, type, severity, prev_severity, status, active, rule_id,"
+    " start_ts, details, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, 1, ?7, ?8, ?9, ?10, ?10)"
+    " ON CONFLICT (tenant_id, device_id, type) WHERE active = 1 DO UPDATE SET prev_severity = alarms.severity,"
+    " severity = excluded.severity, details = excluded.details, updated_at = excluded.updated_at"
+    " RETURNING alarm_id, prev_severity";
+constexpr std::string_view kClearActive =
+    "UPDATE alarms SET active = 0, status = CASE WHEN status = ?4 THEN CAST(?5 AS INTEGER) ELSE CAST(?6 AS INTEGER) END,"
+    " end_ts = ?7, clear_ts = ?7,"
+    " updated_at = ?8 WHERE tenant_id = ?1 AND device_id = ?2 AND type = ?3 AND active = 1 RETURNING alarm_id";
+constexpr std::string_view kClearById =
+    "UPDATE alarms SET active = 0, status = CASE WHEN status = ?3 THEN CAST(?4 AS INTEGER) ELSE CAST(?5 AS INTEGER) END,"
+    " end_ts = ?6, clear_ts = ?6,"
+    " updated_at = ?7 WHERE tenant_id = ?1 AND alarm_id = ?2 AND active = 1";
+constexpr std::string_view kAck =
+    "UPDATE alarms SET status = CASE WHEN status = ?3 THEN CAST(?4 AS INTEGER) ELSE CAST(?5 AS INTEGER) END, ack_ts = ?6,"
+    " updated_at = ?7"
+    " WHERE tenant_id = ?1 AND alarm_id = ?2 AND (status = ?3 OR status = ?8)";
+constexpr std::string_view kSelectAlarm =
+    "SELECT " STRATA_ALARM_COLUMNS " FROM alarms WHERE tenant_id = ?1 AND alarm_id = ?2";
+constexpr std::string_view kSelectEvents =
+    "SELECT kind, severity, at, source, vals FROM alarm_events WHERE tenant_id = ?1 AND alarm_id = ?2 ORDER BY seq";
+constexpr std::string_view kInsertEvent =
+    "INSERT INTO alarm_events (tenant_id, alarm_id, seq, kind, severity, at, source, vals)"
+    " SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), COALESCE(MAX(seq), 0) + 1, CAST(?3 AS TEXT),"
+    " CAST(?4 AS INTEGER), CAST(?5 AS BIGINT), CAST(?6 AS TEXT), CAST(?7 AS TEXT)"
+    " FROM alarm_events WHERE tenant_id = ?1 AND alarm_id = ?2";
+constexpr std::string_view kSelectSeverity = "SELECT severity FROM alarms WHERE tenant_id = ?1 AND alarm_id = ?2";
+// ?2..?7: the filters ('' / 0: any); ?8, ?9: the cursor (start_ts, alarm_id), ?8 = -1 for none.
+constexpr std::string_view kListAlarms =
+    "SELECT " STRATA_ALARM_COLUMNS
+    " FROM alarms WHERE tenant_id = ?1 AND (CAST(?2 AS TEXT) = '' OR device_id = ?2)"
+    " AND (CAST(?3 AS TEXT) = '' OR type = ?3) AND (CAST(?4 AS INTEGER) = 0 OR severity = ?4)"
+    " AND (CAST(?5 AS INTEGER) = 0 OR status = ?5) AND start_ts >= ?6 AND (CAST(?7 AS BIGINT) = 0 OR start_ts < ?7)"
+    " AND (CAST(?8 AS BIGINT) = -1 OR start_ts < ?8 OR (start_ts = ?8 AND alarm_id < ?9))"
+    " ORDER BY start_ts DESC, alarm_id DESC LIMIT ?10";
+
+std::string StructJson(const google::protobuf::Struct& s) {
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(s, &out);
+  return out.empty() ? "{}" : out;
+}
+
+void StructFromJson(const std::string& text, google::protobuf::Struct* out) {
+  if (!google::protobuf::util::JsonStringToMessage(text, out).ok()) out->Clear();
+}
+
+v1::Alarm AlarmFromRow(const SqlRow& row, std::string_view tenant) {
+  v1::Alarm a;
+  a.set_alarm_id(row.Text(0));
+  a.set_tenant_id(std::string(tenant));
+  a.set_device_id(row.Text(1));
+  a.set_type(row.Text(2));
+  a.set_severity(static_cast<v1::AlarmSeverity>(row.Int(3)));
+  a.set_status(static_cast<v1::AlarmStatus>(row.Int(4)));
+  a.set_rule_id(row.Text(5));
+  a.set_start_ts(row.Int(6));
+  a.set_end_ts(row.Int(7));
+  a.set_ack_ts(row.Int(8));
+  a.set_clear_ts(row.Int(9));
+  StructFromJson(row.Text(10), a.mutable_details());
+  a.set_created_at(row.Int(11));
+  a.set_updated_at(row.Int(12));
+  return a;
+}
+
+absl::Status Event(SqlTx& tx, const std::string& tenant, const std::string& alarm_id, std::string_view kind,
+                   std::int64_t severity, std::int64_t at, std::string_view source, const std::string& values) {
+  return tx.Exec(kInsertEvent, {tenant, alarm_id, std::string(kind), severity, at, std::string(source), values})
+      .status();
+}
+
+class Alarms final : public AlarmStore {
+ public:
+  explicit Alarms(SqlRunner& db) : db_(db) {}
+
+  absl::StatusOr<AlarmRaiseResult> RaiseAlarm(std::string_view tenant, const AlarmRaise& raise) override {
+    const std::string t(tenant);
+    const std::string values = StructJson(raise.values);
+    const std::int64_t severity = raise.severity;
+    AlarmRaiseResult result;
+    std::string alarm_id;
+    auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      result = {};
+      alarm_id.clear();
+      const std::int64_t now = db_.Now();
+      std::int64_t prev = 0;
+      auto read = [&](const SqlRow& row) {
+        alarm_id = row.Text(0);
+        prev = row.Int(1);
+        return absl::OkStatus();
+      };
+      if (auto q = tx.Query(kRaiseExisting, {t, raise.device_id, raise.type, severity, values, now}, read); !q.ok()) {
+        return q;
+      }
+      if (alarm_id.empty()) {
+        const std::string fresh = RandomId();
+        auto q = tx.Query(kRaiseNew,
+                          {t, fresh, raise.device_id, raise.type, severity, kActiveUnack, raise.rule_id, raise.ts,
+                           values, now},
+                          read);
+        if (!q.ok()) return q;
+        result.created = alarm_id == fresh;
+      }
+      result.severity_changed = !result.created && prev != severity;
+      if (result.created) return Event(tx, t, alarm_id, "RAISED", severity, raise.ts, raise.source, values);
+      if (result.severity_changed) {
+        return Event(tx, t, alarm_id, "SEVERITY_CHANGED", severity, raise.ts, raise.source, values);
+      }
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+    auto alarm = Read(t, alarm_id, false);
+    if (!alarm.ok()) return alarm.status();
+    result.alarm = std::move(*alarm);
+    return result;
+  }
+
+  absl::StatusOr<v1::Alarm> ClearActiveAlarm(std::string_view tenant, std::string_view device_id,
+                                             std::string_view type, std::int64_t ts,
+                                             std::string_view source) override {
+    const std::string t(tenant);
+    std::string alarm_id;
+    auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      alarm_id.clear();
+      auto q = tx.Query(kClearActive,
+                        {t, std::string(device_id), std::string(type), kActiveAck, kClearedAck, kClearedUnack, ts,
+                         db_.Now()},
+                        [&](const SqlRow& row) {
+                          alarm_id = row.Text(0);
+                          return absl::OkStatus();
+                        });
+      if (!q.ok()) return q;
+      if (alarm_id.empty()) {
+        return absl::NotFoundError("no active alarm of type '" + std::string(type) + "' on device '" +
+                                   std::string(device_id) + "'");
+      }
+      return Event(tx, t, alarm_id, "CLEARED", CurrentSeverity(tx, t, alarm_id), ts, source, "{}");
+    });
+    if (!s.ok()) return s;
+    return Read(t, alarm_id, false);
+  }
+
+  absl::StatusOr<v1::Alarm> GetAlarm(std::string_view tenant, std::string_view alarm_id) override {
+    return Read(std::string(tenant), std::string(alarm_id), true);
+  }
+
+  absl::StatusOr<std::vector<v1::Alarm>> ListAlarms(std::string_view tenant, const AlarmListQuery& q) override {
+    std::vector<v1::Alarm> out;
+    const std::string t(tenant);
+    auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      out.clear();
+      return tx.Query(kListAlarms,
+                      {t, q.device_id, q.type, std::int64_t{q.severity}, std::int64_t{q.status}, q.start, q.end,
+                       q.before ? q.before->start_ts : std::int64_t{-1}, q.before ? q.before->alarm_id : std::string(),
+                       std::int64_t{q.page_size} + 1},
+                      [&](const SqlRow& row) {
+                        out.push_back(AlarmFromRow(row, tenant));
+                        return absl::OkStatus();
+                      });
+    });
+    if (!s.ok()) return s;
+    return out;
+  }
+
+  absl::StatusOr<v1::Alarm> AckAlarm(std::string_view tenant, std::string_view alarm_id, std::int64_t ts,
+                                     std::string_view source) override {
+    const std::string t(tenant), id(alarm_id);
+    auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      auto n = tx.Exec(kAck, {t, id, kActiveUnack, kActiveAck, kClearedAck, ts, db_.Now(), kClearedUnack});
+      if (!n.ok()) return n.status();
+      if (*n == 0) return absl::OkStatus();  // acknowledged already, or unknown (Read says)
+      return Event(tx, t, id, "ACKNOWLEDGED", CurrentSeverity(tx, t, id), ts, source, "{}");
+    });
+    if (!s.ok()) return s;
+    return Read(t, id, false);
+  }
+
+  absl::StatusOr<v1::Alarm> ClearAlarm(std::string_view tenant, std::string_view alarm_id, std::int64_t ts,
+                                       std::string_view source) override {
+    const std::string t(tenant), id(alarm_id);
+    auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      auto n = tx.Exec(kClearById, {t, id, kActiveAck, kClearedAck, kClearedUnack, ts, db_.Now()});
+      if (!n.ok()) return n.status();
+      if (*n == 0) return absl::OkStatus();
+      return Event(tx, t, id, "CLEARED", CurrentSeverity(tx, t, id), ts, source, "{}");
+    });
+    if (!s.ok()) return s;
+    return Read(t, id, false);
+  }
+
+ private:
+  static std::int64_t CurrentSeverity(SqlTx& tx, const std::string& tenant, const std::string& alarm_id) {
+    std::int64_t severity = 0;
+    (void)tx.Query(kSelectSeverity, {tenant, alarm_id}, [&](const SqlRow& row) {
+      severity = row.Int(0);
+      return absl::OkStatus();
+    });
+    return severity;
+  }
+
+  absl::StatusOr<v1::Alarm> Read(const std::string& tenant, const std::string& alarm_id, bool history) {
+    std::optional<v1::Alarm> found;
+    auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      found.reset();
+      auto q = tx.Query(kSelectAlarm, {tenant, alarm_id}, [&](const SqlRow& row) {
+        found = AlarmFromRow(row, tenant);
+        return absl::OkStatus();
+      });
+      if (!q.ok() || !found || !history) return q;
+      return tx.Query(kSelectEvents, {tenant, alarm_id}, [&](const SqlRow& row) {
+        v1::AlarmEvent* e = found->add_history();
+        e->set_kind(row.Text(0));
+        e->set_severity(static_cast<v1::AlarmSeverity>(row.Int(1)));
+        e->set_at(row.Int(2));
+        e->set_source(row.Text(3));
+        StructFromJson(row.Text(4), e->mutable_values());
+        return absl::OkStatus();
+      });
+    });
+    if (!s.ok()) return s;
+    if (!found) return absl::NotFoundError("alarm '" + alarm_id + "' not found");
+    return *found;
+  }
+
+  SqlRunner& db_;
+};
+
+}  // namespace
+
+std::unique_ptr<RuleStore> NewRuleStore(SqlRunner& runner) { return std::make_unique<Rules>(runner); }
+std::unique_ptr<AlarmStore> NewAlarmStore(SqlRunner& runner) { return std::make_unique<Alarms>(runner); }
+
+}  // namespace strata::storage
