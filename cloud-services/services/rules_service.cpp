@@ -1,6 +1,7 @@
 #include "services/rules_service.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -58,7 +59,11 @@ google::protobuf::Value ToStructValue(const rules::Value& v) {
     case rules::Kind::kBool: out.set_bool_value(v.bool_value()); break;
     case rules::Kind::kInt: out.set_number_value(static_cast<double>(v.int_value())); break;
     case rules::Kind::kUint: out.set_number_value(static_cast<double>(v.uint_value())); break;
-    case rules::Kind::kDouble: out.set_number_value(v.double_value()); break;
+    case rules::Kind::kDouble:
+      // JSON has no infinity or NaN: those are written as their names.
+      if (std::isfinite(v.double_value())) out.set_number_value(v.double_value());
+      else out.set_string_value(v.DebugString());
+      break;
     case rules::Kind::kString: out.set_string_value(v.string_value()); break;
     case rules::Kind::kNull: out.set_null_value(google::protobuf::NULL_VALUE); break;
     default: out.set_string_value(v.DebugString()); break;
@@ -76,7 +81,7 @@ rules::Value Attributes(const v1::Device& d) {
 void CopyField(const std::string& path, const v1::Rule& from, v1::Rule& to) {
   if (path == "name") to.set_name(from.name());
   else if (path == "description") to.set_description(from.description());
-  else if (path == "enabled") to.set_enabled(from.has_enabled() && from.enabled());
+  else if (path == "enabled") to.set_enabled(!from.has_enabled() || from.enabled());  // absent: the default, true
   else if (path == "location") to.set_location(from.location());
   else if (path == "device_ids") *to.mutable_device_ids() = from.device_ids();
   else if (path == "device_type") to.set_device_type(from.device_type());
@@ -296,7 +301,8 @@ grpc::Status RulesService::DryRunRule(grpc::ServerContext* context, const v1::Dr
   // The devices in the rule's scope, with their attributes.
   std::vector<v1::Device> devices;
   if (stored->device_ids_size() > 0) {
-    for (const auto& id : stored->device_ids()) {
+    const std::set<std::string> ids(stored->device_ids().begin(), stored->device_ids().end());
+    for (const auto& id : ids) {
       auto d = db_.Devices().GetDevice(caller->tenant, id);
       if (d.ok()) devices.push_back(std::move(*d));
       else if (d.status().code() != absl::StatusCode::kNotFound) return ToGrpc(d.status());
@@ -349,6 +355,7 @@ grpc::Status RulesService::DryRunRule(grpc::ServerContext* context, const v1::Dr
     rules::Reading pending{device.device_id(), 0, {}, attributes};
     bool have = false;
     while (!truncated) {
+      if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the dry run was cancelled");
       auto page = db_.Telemetry().Query(caller->tenant, q);
       if (!page.ok()) return ToGrpc(page.status());
       const bool more = static_cast<int>(page->size()) > q.limit;
@@ -356,18 +363,24 @@ grpc::Status RulesService::DryRunRule(grpc::ServerContext* context, const v1::Dr
       // Rows come ordered by (ts, key): one reading per timestamp.
       for (const auto& r : *page) {
         if (have && r.ts() != pending.ts_ms) {
+          if (++readings > kMaxDryRunReadings) {
+            truncated = true;
+            break;
+          }
           emit(rule->Process(state, pending));
           pending.values.clear();
         }
         pending.ts_ms = r.ts();
         pending.values.emplace_back(r.key(), ToRuleValue(r.value()));
         have = true;
-        if (++readings >= kMaxDryRunReadings) truncated = true;
       }
       if (!more || page->empty() || truncated) break;
       q.after = storage::TelemetryCursor{page->back().ts(), page->back().key()};
     }
-    if (have) emit(rule->Process(state, pending));
+    if (have && !truncated) {
+      ++readings;
+      emit(rule->Process(state, pending));
+    }
   }
   // What time alone decides by the end of the range (a DURATION still holding, no data).
   if (!truncated) emit(rule->Tick(state, req->end()));

@@ -40,6 +40,8 @@ enum class Op : std::uint8_t {
   kSize, kContains, kStartsWith, kEndsWith, kMatches,
   kToInt, kToUint, kToDouble, kToString, kToBool, kToBytes, kToDyn, kTypeOf,
   kGreatest, kLeast, kCeil, kFloor, kRound, kTrunc, kAbs, kSign, kIsNaN, kIsInf, kIsFinite,
+  kBitAnd, kBitOr, kBitXor, kBitNot, kShiftLeft, kShiftRight,
+  kCharAt, kIndexOf, kLastIndexOf, kLowerAscii, kUpperAscii, kReplace, kSplit, kSubstring, kTrim, kJoin, kReverse,
 };
 
 enum class NodeKind : std::uint8_t { kLiteral, kIdent, kSelect, kCall, kList, kMap };
@@ -55,6 +57,7 @@ struct Node {
   bool test_only = false;                     // kSelect: has(target.name)
   Type type;                                  // the checker's
   int slot = -1;                              // kIdent: the variable's slot
+  std::size_t height = 1;                     // of the subtree (Limits::max_height)
   Op op = Op::kNone;                          // kCall: resolved
   std::shared_ptr<const void> compiled;       // kCall kMatches with a literal pattern: its RE2
 };
@@ -74,5 +77,12 @@ std::vector<std::string> Check(Node& root, const Env& env, bool checked);
 
 // Evaluates a checked tree.
 Value Evaluate(const Node& node, std::span<const Value> slots);
+
+// What one evaluation may build (the strings, bytes and lists its operators and functions
+// make, and what the regular expressions it compiles at run time cost): past it the result is
+// an error value, so that a condition's cost stays bounded by its size, whatever its inputs.
+inline constexpr std::size_t kEvalBudgetBytes = std::size_t{1} << 20;
+// Starts an evaluation's budget (Program::Eval); evaluations on one thread do not nest.
+void ResetEvalBudget();
 
 }  // namespace strata::rules

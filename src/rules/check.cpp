@@ -74,6 +74,16 @@ const std::map<std::string, FunctionInfo, std::less<>>& Functions() {
       {"math.trunc", {Op::kTrunc, true, false}}, {"math.abs", {Op::kAbs, true, false}},
       {"math.sign", {Op::kSign, true, false}},  {"math.isNaN", {Op::kIsNaN, true, false}},
       {"math.isInf", {Op::kIsInf, true, false}}, {"math.isFinite", {Op::kIsFinite, true, false}},
+      {"math.bitAnd", {Op::kBitAnd, true, false}}, {"math.bitOr", {Op::kBitOr, true, false}},
+      {"math.bitXor", {Op::kBitXor, true, false}}, {"math.bitNot", {Op::kBitNot, true, false}},
+      {"math.bitShiftLeft", {Op::kShiftLeft, true, false}}, {"math.bitShiftRight", {Op::kShiftRight, true, false}},
+      // CEL's strings extension, except format() and quote().
+      {"charAt", {Op::kCharAt, false, true}},   {"indexOf", {Op::kIndexOf, false, true}},
+      {"lastIndexOf", {Op::kLastIndexOf, false, true}}, {"lowerAscii", {Op::kLowerAscii, false, true}},
+      {"upperAscii", {Op::kUpperAscii, false, true}}, {"replace", {Op::kReplace, false, true}},
+      {"split", {Op::kSplit, false, true}},     {"substring", {Op::kSubstring, false, true}},
+      {"trim", {Op::kTrim, false, true}},       {"join", {Op::kJoin, false, true}},
+      {"reverse", {Op::kReverse, false, true}},
   };
   return fns;
 }
@@ -83,10 +93,8 @@ bool OutOfSubset(const std::string& name) {
   static const std::set<std::string, std::less<>> names = {
       "timestamp", "duration", "getFullYear", "getMonth", "getDayOfYear", "getDayOfMonth", "getDate",
       "getDayOfWeek", "getHours", "getMinutes", "getSeconds", "getMilliseconds", "optional.of",
-      "optional.none", "optional.ofNonZeroValue", "hasValue", "value", "or", "orValue", "charAt", "indexOf",
-      "lastIndexOf", "lowerAscii", "upperAscii", "replace", "split", "substring", "trim", "join", "format",
-      "reverse", "quote", "strings.quote", "base64.encode", "base64.decode", "math.bitAnd", "math.bitOr",
-      "math.bitXor", "math.bitNot", "math.bitShiftLeft", "math.bitShiftRight", "sets.contains",
+      "optional.none", "optional.ofNonZeroValue", "hasValue", "value", "or", "orValue", "format",
+      "quote", "strings.quote", "base64.encode", "base64.decode", "sets.contains",
       "sets.equivalent", "sets.intersects", "lists.range", "distinct", "flatten", "slice", "sort", "sortBy",
       "encode", "decode", "cel.bind", "cel.block", "cel.index", "cel.iterVar", "cel.accuVar"};
   return names.count(name) > 0 || name.rfind("google.", 0) == 0;
@@ -161,7 +169,7 @@ class Checker {
   }
 
   void Select(Node& n) {
-    if (!n.test_only) {
+    if (!n.test_only && env_.has_dotted_names()) {
       // A declared variable with a dotted name wins over field selection.
       if (const std::string q = QualifiedName(n); !q.empty() && env_.Find(q) != nullptr) {
         n.kind = NodeKind::kIdent;
@@ -363,7 +371,10 @@ class Checker {
         ok = is(0, {Tag::kString}) && is(1, {Tag::kString});
         result = T(Tag::kBool);
         if (n.op == Op::kMatches && n.args[1]->kind == NodeKind::kLiteral && n.args[1]->literal.is(Kind::kString)) {
-          auto re = std::make_shared<RE2>(n.args[1]->literal.string_value(), RE2::Quiet);
+          RE2::Options options;
+          options.set_log_errors(false);
+          options.set_max_mem(std::int64_t{1} << 20);
+          auto re = std::make_shared<RE2>(n.args[1]->literal.string_value(), options);
           if (!re->ok()) Fail(*n.args[1], "invalid regular expression: " + re->error());
           n.compiled = std::move(re);
         }
@@ -429,6 +440,64 @@ class Checker {
         arity(1);
         ok = is(0, {Tag::kDouble});
         result = T(Tag::kBool);
+        break;
+      case Op::kBitAnd:
+      case Op::kBitOr:
+      case Op::kBitXor:
+        arity(2);
+        ok = is(0, {Tag::kInt, Tag::kUint}) && is(1, {Tag::kInt, Tag::kUint}) && Compatible(a[0], a[1]);
+        result = IsDyn(a[0]) ? a[1] : a[0];
+        break;
+      case Op::kBitNot:
+        arity(1);
+        ok = is(0, {Tag::kInt, Tag::kUint});
+        result = a[0];
+        break;
+      case Op::kShiftLeft:
+      case Op::kShiftRight:
+        arity(2);
+        ok = is(0, {Tag::kInt, Tag::kUint}) && is(1, {Tag::kInt});
+        result = a[0];
+        break;
+      case Op::kCharAt:
+        arity(2);
+        ok = is(0, {Tag::kString}) && is(1, {Tag::kInt});
+        result = T(Tag::kString);
+        break;
+      case Op::kIndexOf:
+      case Op::kLastIndexOf:
+        if (argc != 2 && argc != 3) Fail(n, "'" + n.name + "' takes 1 or 2 arguments");
+        ok = is(0, {Tag::kString}) && is(1, {Tag::kString}) && (argc == 2 || is(2, {Tag::kInt}));
+        result = T(Tag::kInt);
+        break;
+      case Op::kLowerAscii:
+      case Op::kUpperAscii:
+      case Op::kTrim:
+      case Op::kReverse:
+        arity(1);
+        ok = is(0, {Tag::kString});
+        result = T(Tag::kString);
+        break;
+      case Op::kReplace:
+        if (argc != 3 && argc != 4) Fail(n, "'replace' takes 2 or 3 arguments");
+        ok = is(0, {Tag::kString}) && is(1, {Tag::kString}) && is(2, {Tag::kString}) && (argc == 3 || is(3, {Tag::kInt}));
+        result = T(Tag::kString);
+        break;
+      case Op::kSplit:
+        if (argc != 2 && argc != 3) Fail(n, "'split' takes 1 or 2 arguments");
+        ok = is(0, {Tag::kString}) && is(1, {Tag::kString}) && (argc == 2 || is(2, {Tag::kInt}));
+        result = Type::List(T(Tag::kString));
+        break;
+      case Op::kSubstring:
+        if (argc != 2 && argc != 3) Fail(n, "'substring' takes 1 or 2 arguments");
+        ok = is(0, {Tag::kString}) && is(1, {Tag::kInt}) && (argc == 2 || is(2, {Tag::kInt}));
+        result = T(Tag::kString);
+        break;
+      case Op::kJoin:
+        if (argc != 1 && argc != 2) Fail(n, "'join' takes 0 or 1 arguments");
+        ok = (IsDyn(a[0]) || (a[0].tag == Tag::kList && (!a[0].params || Compatible(a[0].elem(), T(Tag::kString))))) &&
+             (argc == 1 || is(1, {Tag::kString}));
+        result = T(Tag::kString);
         break;
       case Op::kNone: break;
     }

@@ -16,6 +16,14 @@ namespace strata::rules {
 namespace {
 
 constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::min();
+// The event times a rule takes: those of the telemetry model (0 to 9999-12-31 UTC). With
+// every span at most a year, no sum or difference of them overflows.
+constexpr std::int64_t kMaxTs = 253402300799999;
+bool InRange(std::int64_t ts) { return ts >= 0 && ts <= kMaxTs; }
+bool TimeOrNever(std::int64_t ts) { return ts == kNever || InRange(ts); }
+// What a transition carries of the values it read: bounded, whatever the readings hold.
+constexpr std::size_t kMaxTransitionValues = 16;
+constexpr std::size_t kMaxValueBytes = 256;
 constexpr std::size_t kMaxKeysPerDevice = 256;
 constexpr std::int64_t kMaxSpanMs = std::int64_t{366} * 24 * 3600 * 1000;
 
@@ -208,7 +216,8 @@ std::string RuleState::Serialize() const {
     for (const auto& [start, accs] : d.windows) {
       json list = json::array();
       for (const Accumulator& a : accs) {
-        list.push_back({{"sum", a.sum}, {"min", a.min}, {"max", a.max}, {"numbers", a.numbers}, {"count", a.count},
+        list.push_back({{"sum", ValueToJson(Value::Double(a.sum))}, {"min", ValueToJson(Value::Double(a.min))},
+                        {"max", ValueToJson(Value::Double(a.max))}, {"numbers", a.numbers}, {"count", a.count},
                         {"first", ValueToJson(a.first)}, {"last", ValueToJson(a.last)}, {"first_ts", a.first_ts},
                         {"last_ts", a.last_ts}});
       }
@@ -263,9 +272,9 @@ absl::StatusOr<RuleState> RuleState::Parse(std::string_view serialized) {
         std::vector<Accumulator> accs;
         for (const auto& a : w.at("outputs")) {
           Accumulator acc;
-          acc.sum = a.at("sum").get<double>();
-          acc.min = a.at("min").get<double>();
-          acc.max = a.at("max").get<double>();
+          acc.sum = ValueFromJson(a.at("sum")).double_value();
+          acc.min = ValueFromJson(a.at("min")).double_value();
+          acc.max = ValueFromJson(a.at("max")).double_value();
           acc.numbers = a.at("numbers").get<std::uint64_t>();
           acc.count = a.at("count").get<std::uint64_t>();
           acc.first = ValueFromJson(a.at("first"));
@@ -277,6 +286,11 @@ absl::StatusOr<RuleState> RuleState::Parse(std::string_view serialized) {
         d.windows.emplace(w.at("start").get<std::int64_t>(), std::move(accs));
       }
       d.closed_until = dj.at("closed_until").get<std::int64_t>();
+      bool times_ok = TimeOrNever(d.last_ts) && TimeOrNever(d.holding_since) && TimeOrNever(d.clearing_since) &&
+                      TimeOrNever(d.closed_until) && d.hits.size() <= 10000 && d.windows.size() <= Rule::kMaxOpenWindows;
+      for (std::int64_t h : d.hits) times_ok = times_ok && InRange(h);
+      for (const auto& [start, accs] : d.windows) times_ok = times_ok && InRange(start);
+      if (!times_ok) return absl::InvalidArgumentError("rule state of device '" + id + "': a time out of range");
       s.devices_.emplace(id, std::move(d));
     }
   } catch (const std::exception& e) {
@@ -316,10 +330,10 @@ absl::StatusOr<CompiledExpr> CompileCondition(const std::string& field, const st
                                               const RuleDefinition& def) {
   const Type string_t = Type::Of(Type::Tag::kString);
   Env env;
-  env.Declare("attr", Type::Map(string_t, string_t))
-      .Declare("device_id", string_t)
-      .Declare("ts", Type::Of(Type::Tag::kInt));
+  env.Declare("device_id", string_t).Declare("ts", Type::Of(Type::Tag::kInt));
   const bool windowed = def.window.size_ms > 0;
+  // A window's conditions read its outputs; the device's attributes are a reading's.
+  if (!windowed) env.Declare("attr", Type::Map(string_t, string_t));
   if (windowed) {
     for (const auto& o : def.window.outputs) {
       const bool counted = o.fn == Aggregate::kCount;
@@ -410,6 +424,9 @@ absl::StatusOr<Rule> Rule::Compile(RuleDefinition def) {
         return absl::InvalidArgumentError(field + ".name: an identifier");
       }
       if (!names.insert(o.name).second) return absl::InvalidArgumentError(field + ".name: repeated");
+      for (const char* reserved : {"attr", "device_id", "ts", "prev", "reading"}) {
+        if (o.name == reserved) return absl::InvalidArgumentError(field + ".name: '" + o.name + "' is a built-in name");
+      }
       if (o.key.empty()) return absl::InvalidArgumentError(field + ".key: the reading's key to aggregate");
     }
   } else if (def.window.hop_ms != 0 || def.window.lateness_ms != 0 || !def.window.outputs.empty()) {
@@ -488,8 +505,12 @@ bool Holds(const CompiledExpr& c, const Inputs& in, std::uint64_t& errors,
     const std::string& name = c.program.variables()[i];
     const Slot::Source src = c.slots[i].source;
     if ((src == Slot::Source::kKey || src == Slot::Source::kOutput) && !slots.back().is_error() &&
+        values.size() < kMaxTransitionValues &&
         std::none_of(values.begin(), values.end(), [&](const auto& v) { return v.first == name; })) {
-      values.emplace_back(name, slots.back());
+      const Value& v = slots.back();
+      values.emplace_back(name, v.is(Kind::kString) && v.string_value().size() > kMaxValueBytes
+                                    ? Value::String(v.string_value().substr(0, kMaxValueBytes))
+                                    : v);
     }
   }
   const Value r = c.program.Eval(slots);
@@ -611,11 +632,15 @@ void Rule::Evaluate(DeviceRuleState& d, const std::string& device_id, std::int64
 void Rule::CloseWindows(DeviceRuleState& d, const std::string& device_id, std::int64_t watermark, RuleState& state,
                         std::vector<Transition>& out) const {
   const auto& w = def_.window;
+  // Whatever ends at or before the watermark less the lateness is closed, opened or not: a
+  // reading for it is late.
+  if (watermark != kNever) d.closed_until = std::max(d.closed_until, watermark - w.lateness_ms);
   while (!d.windows.empty()) {
     auto it = d.windows.begin();
     const std::int64_t end = it->first + w.size_ms;
     if (watermark == kNever || end > watermark - w.lateness_ms) break;
     std::vector<std::pair<std::string, Value>> outputs;
+    it->second.resize(w.outputs.size());  // a state of the rule before its outputs changed
     for (std::size_t i = 0; i < w.outputs.size(); ++i) {
       const Accumulator& a = it->second[i];
       Value v;
@@ -649,6 +674,10 @@ std::vector<Transition> Rule::Process(RuleState& state, const Reading& reading) 
   }
   DeviceRuleState& d = it->second;
   const std::int64_t ts = reading.ts_ms;
+  if (!InRange(ts)) {
+    ++state.late_;  // not a time a reading can have: never used, and counted
+    return out;
+  }
 
   if (compiled_->windowed) {
     const auto& w = def_.window;
@@ -661,8 +690,8 @@ std::vector<Transition> Rule::Process(RuleState& state, const Reading& reading) 
         late = true;
         continue;
       }
-      auto [win, created] = d.windows.try_emplace(start);
-      if (created) win->second.resize(w.outputs.size());
+      auto win = d.windows.try_emplace(start).first;
+      win->second.resize(w.outputs.size());
       for (std::size_t i = 0; i < w.outputs.size(); ++i) {
         auto v = std::find_if(reading.values.begin(), reading.values.end(),
                               [&](const auto& kv) { return kv.first == w.outputs[i].key; });
@@ -693,6 +722,9 @@ std::vector<Transition> Rule::Process(RuleState& state, const Reading& reading) 
     ++state.late_;  // older than what the rule has decided on already
     return out;
   }
+  // What time alone decided before this reading, as a Tick at its time would have: the
+  // transitions do not depend on whether or when the caller ticked.
+  Elapse(d, reading.device_id, ts, out);
   if (d.no_data) {
     d.no_data = false;
     d.active = false;
@@ -743,6 +775,7 @@ void Rule::Elapse(DeviceRuleState& d, const std::string& device_id, std::int64_t
 
 std::vector<Transition> Rule::Tick(RuleState& state, std::int64_t now_ms) const {
   std::vector<Transition> out;
+  now_ms = std::clamp<std::int64_t>(now_ms, 0, kMaxTs);
   for (auto& [id, d] : state.devices_) {
     if (compiled_->windowed) {
       CloseWindows(d, id, now_ms, state, out);

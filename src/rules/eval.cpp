@@ -1,6 +1,7 @@
 // Evaluation (the CEL language definition, "Evaluation" and "Functions"): strict in the
 // arguments except &&, || and ?:, whose errors are absorbed as CEL says; overflow, division
 // by zero, a missing key and a wrong type at run time are error values, never exceptions.
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include <re2/re2.h>
 
@@ -20,6 +22,31 @@ namespace {
 
 constexpr double kTwo63 = 9223372036854775808.0;
 constexpr double kTwo64 = 18446744073709551616.0;
+
+thread_local std::size_t budget_left = kEvalBudgetBytes;
+
+// Takes `bytes` from this evaluation's budget; false when it does not have them.
+bool Charge(std::size_t bytes) {
+  if (bytes > budget_left) {
+    budget_left = 0;
+    return false;
+  }
+  budget_left -= bytes;
+  return true;
+}
+
+Value OverBudget() {
+  return Value::Err("the evaluation builds more than " + std::to_string(kEvalBudgetBytes) +
+                    " bytes of strings, bytes and lists");
+}
+
+// A regular expression's memory, small: patterns come from rules, and many may run at once.
+RE2::Options PatternOptions() {
+  RE2::Options o;
+  o.set_log_errors(false);
+  o.set_max_mem(std::int64_t{1} << 20);
+  return o;
+}
 
 Value NoOverload(const Node& n, std::span<const Value> args) {
   if (n.op == Op::kNone) return Value::Err("unbound function: " + n.name);
@@ -107,13 +134,16 @@ Value Arith(const Node& n, const Value& a, const Value& b) {
       break;
     }
     case Kind::kString:
-      if (n.op == Op::kAdd) return Value::String(a.string_value() + b.string_value());
-      break;
+      if (n.op != Op::kAdd) break;
+      if (!Charge(a.string_value().size() + b.string_value().size())) return OverBudget();
+      return Value::String(a.string_value() + b.string_value());
     case Kind::kBytes:
-      if (n.op == Op::kAdd) return Value::BytesOf(a.bytes_value() + b.bytes_value());
-      break;
+      if (n.op != Op::kAdd) break;
+      if (!Charge(a.bytes_value().size() + b.bytes_value().size())) return OverBudget();
+      return Value::BytesOf(a.bytes_value() + b.bytes_value());
     case Kind::kList:
       if (n.op == Op::kAdd) {
+        if (!Charge((a.list().size() + b.list().size()) * sizeof(Value))) return OverBudget();
         List out = a.list();
         out.insert(out.end(), b.list().begin(), b.list().end());
         return Value::ListOf(std::move(out));
@@ -349,6 +379,214 @@ Value MathUnary(const Node& n, const Value& v) {
   }
 }
 
+// ---- CEL's strings extension (code points, as CEL counts them) ----------------------------
+
+// The byte offset of each code point of valid UTF-8, and s.size() after the last.
+std::vector<std::size_t> CodePointOffsets(const std::string& s) {
+  std::vector<std::size_t> offs;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) offs.push_back(i);
+  }
+  offs.push_back(s.size());
+  return offs;
+}
+
+std::int64_t CodePointIndex(const std::vector<std::size_t>& offs, std::size_t byte) {
+  return static_cast<std::int64_t>(std::lower_bound(offs.begin(), offs.end(), byte) - offs.begin());
+}
+
+Value RangeError(std::int64_t i) { return Value::Err("index out of range: " + std::to_string(i)); }
+
+// Unicode white space, as Go's unicode.IsSpace (CEL's reference implementation trims it).
+bool IsSpace(std::uint32_t cp) {
+  switch (cp) {
+    case '\t': case '\n': case '\v': case '\f': case '\r': case ' ': case 0x85: case 0xA0: case 0x1680:
+    case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000: return true;
+    default: return cp >= 0x2000 && cp <= 0x200A;
+  }
+}
+
+std::uint32_t DecodeAt(const std::string& s, std::size_t i, std::size_t n) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  if (n == 1) return c;
+  std::uint32_t cp = c & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
+  for (std::size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  return cp;
+}
+
+Value Strings(const Node& n, std::span<const Value> a) {
+  std::size_t min = 1, max = 1;
+  switch (n.op) {
+    case Op::kCharAt: min = max = 2; break;
+    case Op::kIndexOf: case Op::kLastIndexOf: case Op::kSplit: case Op::kSubstring: min = 2, max = 3; break;
+    case Op::kReplace: min = 3, max = 4; break;
+    case Op::kJoin: min = 1, max = 2; break;
+    default: break;
+  }
+  if (a.size() < min || a.size() > max) return NoOverload(n, a);
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const bool list_arg = n.op == Op::kJoin && i == 0;
+    const bool int_arg = (n.op == Op::kCharAt && i == 1) || (n.op == Op::kSubstring && i >= 1) ||
+                         ((n.op == Op::kIndexOf || n.op == Op::kLastIndexOf || n.op == Op::kSplit) && i == 2) ||
+                         (n.op == Op::kReplace && i == 3);
+    if (list_arg ? !a[i].is(Kind::kList) : (int_arg ? !a[i].is(Kind::kInt) : !a[i].is(Kind::kString))) {
+      return NoOverload(n, a);
+    }
+  }
+  if (n.op == Op::kJoin) {
+    std::size_t total = 0;
+    for (const Value& e : a[0].list()) total += e.is(Kind::kString) ? e.string_value().size() + (a.size() > 1 ? a[1].string_value().size() : 0) : 0;
+    if (!Charge(total)) return OverBudget();
+    std::string out;
+    const std::string sep = a.size() > 1 ? a[1].string_value() : "";
+    bool first = true;
+    for (const Value& e : a[0].list()) {
+      if (!e.is(Kind::kString)) return Value::Err("join: the list holds a " + e.TypeName() + ", not only strings");
+      if (!first) out += sep;
+      first = false;
+      out += e.string_value();
+    }
+    return Value::String(std::move(out));
+  }
+  const std::string& s = a[0].string_value();
+  // What these build is at most a few times their inputs; replace and split are charged for it.
+  if (n.op == Op::kReplace || n.op == Op::kSplit) {
+    const std::size_t more = n.op == Op::kReplace ? a[2].string_value().size() : sizeof(Value);
+    if (!Charge(s.size() * (1 + more))) return OverBudget();
+  } else if (!Charge(s.size())) {
+    return OverBudget();
+  }
+  const std::vector<std::size_t> offs = CodePointOffsets(s);
+  const auto count = static_cast<std::int64_t>(offs.size() - 1);
+  auto piece = [&](std::int64_t from, std::int64_t to) {
+    return s.substr(offs[static_cast<std::size_t>(from)], offs[static_cast<std::size_t>(to)] - offs[static_cast<std::size_t>(from)]);
+  };
+  switch (n.op) {
+    case Op::kCharAt: {
+      const std::int64_t i = a[1].int_value();
+      if (i < 0 || i > count) return RangeError(i);
+      return Value::String(i == count ? "" : piece(i, i + 1));
+    }
+    case Op::kIndexOf:
+    case Op::kLastIndexOf: {
+      const std::string& sub = a[1].string_value();
+      const bool last = n.op == Op::kLastIndexOf;
+      const std::int64_t off = a.size() > 2 ? a[2].int_value() : (last ? count : 0);
+      if (off < 0 || off > count) return RangeError(off);
+      if (sub.empty()) return Value::Int(off);
+      const std::size_t at = offs[static_cast<std::size_t>(off)];
+      const std::size_t pos = last ? s.rfind(sub, at) : s.find(sub, at);
+      return Value::Int(pos == std::string::npos ? -1 : CodePointIndex(offs, pos));
+    }
+    case Op::kLowerAscii:
+    case Op::kUpperAscii: {
+      std::string out = s;
+      for (char& c : out) {
+        if (n.op == Op::kLowerAscii && c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+        if (n.op == Op::kUpperAscii && c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+      }
+      return Value::String(std::move(out));
+    }
+    case Op::kReplace: {
+      const std::string& from = a[1].string_value();
+      const std::string& to = a[2].string_value();
+      std::int64_t left = a.size() > 3 ? a[3].int_value() : -1;
+      std::string out;
+      if (from.empty()) {
+        // As Go's strings.Replace: `to` before every code point and at the end.
+        for (std::int64_t i = 0; i <= count; ++i) {
+          if (left != 0) {
+            out += to;
+            if (left > 0) --left;
+          }
+          if (i < count) out += piece(i, i + 1);
+        }
+        return Value::String(std::move(out));
+      }
+      std::size_t pos = 0;
+      while (left != 0) {
+        const std::size_t hit = s.find(from, pos);
+        if (hit == std::string::npos) break;
+        out.append(s, pos, hit - pos).append(to);
+        pos = hit + from.size();
+        if (left > 0) --left;
+      }
+      return Value::String(out.append(s, pos, std::string::npos));
+    }
+    case Op::kSplit: {
+      const std::string& sep = a[1].string_value();
+      const std::int64_t limit = a.size() > 2 ? a[2].int_value() : -1;
+      List out;
+      if (limit == 0) return Value::ListOf({});
+      if (sep.empty()) {
+        for (std::int64_t i = 0; i < count; ++i) {
+          if (limit > 0 && static_cast<std::int64_t>(out.size()) == limit - 1) {
+            out.push_back(Value::String(piece(i, count)));
+            return Value::ListOf(std::move(out));
+          }
+          out.push_back(Value::String(piece(i, i + 1)));
+        }
+        return Value::ListOf(std::move(out));
+      }
+      std::size_t pos = 0;
+      while (limit < 0 || static_cast<std::int64_t>(out.size()) < limit - 1) {
+        const std::size_t hit = s.find(sep, pos);
+        if (hit == std::string::npos) break;
+        out.push_back(Value::String(s.substr(pos, hit - pos)));
+        pos = hit + sep.size();
+      }
+      out.push_back(Value::String(s.substr(pos)));
+      return Value::ListOf(std::move(out));
+    }
+    case Op::kSubstring: {
+      const std::int64_t from = a[1].int_value();
+      const std::int64_t to = a.size() > 2 ? a[2].int_value() : count;
+      if (from < 0 || from > count) return RangeError(from);
+      if (to < from || to > count) return RangeError(to);
+      return Value::String(piece(from, to));
+    }
+    case Op::kTrim: {
+      std::int64_t from = 0, to = count;
+      auto cp = [&](std::int64_t i) {
+        const std::size_t at = offs[static_cast<std::size_t>(i)];
+        return DecodeAt(s, at, offs[static_cast<std::size_t>(i) + 1] - at);
+      };
+      while (from < to && IsSpace(cp(from))) ++from;
+      while (to > from && IsSpace(cp(to - 1))) --to;
+      return Value::String(piece(from, to));
+    }
+    case Op::kReverse: {
+      std::string out;
+      for (std::int64_t i = count; i > 0; --i) out += piece(i - 1, i);
+      return Value::String(std::move(out));
+    }
+    default: return NoOverload(n, a);
+  }
+}
+
+Value Bits(const Node& n, std::span<const Value> a) {
+  if (n.op == Op::kBitNot) {
+    if (a[0].is(Kind::kInt)) return Value::Int(~a[0].int_value());
+    if (a[0].is(Kind::kUint)) return Value::Uint(~a[0].uint_value());
+    return NoOverload(n, a);
+  }
+  if (n.op == Op::kShiftLeft || n.op == Op::kShiftRight) {
+    if (!a[1].is(Kind::kInt) || !(a[0].is(Kind::kInt) || a[0].is(Kind::kUint))) return NoOverload(n, a);
+    const std::int64_t by = a[1].int_value();
+    if (by < 0) return Value::Err("math.bitShift: negative offset " + std::to_string(by));
+    // Logical shifts on the 64 bits, for int too (as CEL's math extension says).
+    const std::uint64_t bits = a[0].is(Kind::kInt) ? static_cast<std::uint64_t>(a[0].int_value()) : a[0].uint_value();
+    const std::uint64_t r = by > 63 ? 0 : (n.op == Op::kShiftLeft ? bits << by : bits >> by);
+    return a[0].is(Kind::kInt) ? Value::Int(static_cast<std::int64_t>(r)) : Value::Uint(r);
+  }
+  if (a[0].kind() != a[1].kind() || !(a[0].is(Kind::kInt) || a[0].is(Kind::kUint))) return NoOverload(n, a);
+  const bool i = a[0].is(Kind::kInt);
+  const std::uint64_t x = i ? static_cast<std::uint64_t>(a[0].int_value()) : a[0].uint_value();
+  const std::uint64_t y = i ? static_cast<std::uint64_t>(a[1].int_value()) : a[1].uint_value();
+  const std::uint64_t r = n.op == Op::kBitAnd ? (x & y) : (n.op == Op::kBitOr ? (x | y) : (x ^ y));
+  return i ? Value::Int(static_cast<std::int64_t>(r)) : Value::Uint(r);
+}
+
 Value Call(const Node& n, std::span<const Value> a) {
   const std::size_t argc = a.size();
   auto need = [&](std::size_t k) { return argc == k; };
@@ -408,7 +646,9 @@ Value Call(const Node& n, std::span<const Value> a) {
       if (n.op == Op::kStartsWith) return Value::Bool(s.rfind(t, 0) == 0);
       if (n.op == Op::kEndsWith) return Value::Bool(s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0);
       if (n.compiled) return Value::Bool(RE2::PartialMatch(s, *static_cast<const RE2*>(n.compiled.get())));
-      RE2 re(t, RE2::Quiet);
+      // A pattern known only now: compiling it costs about this much, from the budget.
+      if (!Charge(4096 + 64 * t.size())) return OverBudget();
+      RE2 re(t, PatternOptions());
       if (!re.ok()) return Value::Err("invalid regular expression: " + re.error());
       return Value::Bool(RE2::PartialMatch(s, re));
     }
@@ -452,6 +692,29 @@ Value Call(const Node& n, std::span<const Value> a) {
     case Op::kIsFinite:
       if (need(1)) return MathUnary(n, a[0]);
       break;
+    case Op::kBitAnd:
+    case Op::kBitOr:
+    case Op::kBitXor:
+    case Op::kShiftLeft:
+    case Op::kShiftRight:
+      if (need(2)) return Bits(n, a);
+      break;
+    case Op::kBitNot:
+      if (need(1)) return Bits(n, a);
+      break;
+    case Op::kCharAt:
+    case Op::kIndexOf:
+    case Op::kLastIndexOf:
+    case Op::kLowerAscii:
+    case Op::kUpperAscii:
+    case Op::kReplace:
+    case Op::kSplit:
+    case Op::kSubstring:
+    case Op::kTrim:
+    case Op::kJoin:
+    case Op::kReverse:
+      if (argc >= 1 && argc <= 4) return Strings(n, a);
+      break;
     default: break;
   }
   return NoOverload(n, a);
@@ -477,6 +740,8 @@ Value MakeMap(const Node& n, std::span<const Value> slots) {
 }
 
 }  // namespace
+
+void ResetEvalBudget() { budget_left = kEvalBudgetBytes; }
 
 Value Evaluate(const Node& n, std::span<const Value> slots) {
   switch (n.kind) {

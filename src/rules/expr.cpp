@@ -39,6 +39,7 @@ absl::StatusOr<Program> Program::CompileUnchecked(std::string_view source, const
 
 Value Program::Eval(std::span<const Value> slots) const {
   if (root_ == nullptr) return Value::Err("empty program");
+  ResetEvalBudget();
   return Evaluate(*root_, slots);
 }
 

@@ -1,6 +1,7 @@
 // The lexer and a recursive-descent parser for CEL's grammar (the CEL language definition,
 // "Syntax"), with the source limits of Limits. Comprehension macros, message construction
 // and optional syntax are recognised and refused as outside the subset.
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -421,6 +422,15 @@ class Parser {
     NodePtr n = Make(NodeKind::kCall, pos);
     n->name = std::move(name);
     n->args = std::move(args);
+    return Tall(n);
+  }
+  // Sets a node's height from its children's; the checker and the evaluator recurse that
+  // deep, so it is bounded like the nesting.
+  NodePtr Tall(NodePtr n) {
+    for (const auto& a : n->args) n->height = std::max(n->height, a->height + 1);
+    if (n->height > limits_.max_height) {
+      Fail(n->pos, "expression is too deep (a chain of more than " + std::to_string(limits_.max_height) + " operations)");
+    }
     return n;
   }
 
@@ -564,7 +574,7 @@ class Parser {
           NodePtr n = Make(NodeKind::kSelect, pos);
           n->name = std::move(field);
           n->args = {operand};
-          operand = n;
+          operand = Tall(n);
         }
       } else if (tok_.kind == Tok::kLBracket) {
         const Pos pos = tok_.pos;
@@ -626,7 +636,7 @@ class Parser {
         NodePtr n = Make(NodeKind::kList, pos);
         if (tok_.kind == Tok::kQuestion) Unsupported(tok_.pos, "optional list elements are not in the subset");
         n->args = Args(Tok::kRBracket, "']'");
-        return n;
+        return Tall(n);
       }
       case Tok::kLBrace: return MapLiteral(pos);
       case Tok::kDot:
@@ -667,9 +677,9 @@ class Parser {
       n->args.push_back(Expr());
       Expect(Tok::kColon, "':'");
       n->args.push_back(Expr());
-      if (Accept(Tok::kRBrace)) return n;
+      if (Accept(Tok::kRBrace)) return Tall(n);
       Expect(Tok::kComma, "','");
-      if (Accept(Tok::kRBrace)) return n;
+      if (Accept(Tok::kRBrace)) return Tall(n);
     }
   }
 

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include <strata/rules/engine.h>
 #include <strata/rules/expr.h>
 
 using strata::rules::Env;
@@ -37,5 +38,34 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     (void)p->Eval(slots).DebugString();
   }
+  // The same text as a rule's condition, with clauses the first byte chooses, over readings
+  // whose times and values come from the input; the state must survive a round trip.
+  strata::rules::RuleDefinition def;
+  def.alarm_type = "fuzz";
+  def.raise = {{strata::rules::Severity::kMajor, std::string(src)}};
+  if (choice & 1) def.for_ms = 1000 * (choice % 7);
+  if (choice & 2) def.times = 2, def.within_ms = 5000;
+  if (choice & 4) def.clear_after_ms = 3000;
+  if (choice & 8) {
+    def.window.size_ms = 4000;
+    def.window.hop_ms = (choice & 16) ? 2000 : 0;
+    def.window.lateness_ms = 1000;
+    def.window.outputs = {{"temperature", strata::rules::Aggregate::kAvg, "t"},
+                          {"n", strata::rules::Aggregate::kCount, "t"}};
+  }
+  auto rule = strata::rules::Rule::Compile(def);
+  if (!rule.ok()) return 0;
+  strata::rules::RuleState state;
+  std::int64_t ts = 0;
+  for (std::size_t i = 1; i < size && i < 64; ++i) {
+    ts += static_cast<std::int64_t>(data[i] % 16) * 500 - 1500;  // sometimes backwards
+    strata::rules::Reading r{"d" + std::to_string(data[i] % 3), ts,
+                             {{"t", Value::Double(data[i])}, {"temperature", Value::Int(data[i] - 100)}},
+                             Value::Null()};
+    (void)rule->Process(state, r);
+    if (data[i] % 5 == 0) (void)rule->Tick(state, ts + 10000);
+  }
+  auto again = strata::rules::RuleState::Parse(state.Serialize());
+  if (!again.ok() || again->Serialize() != state.Serialize()) __builtin_trap();
   return 0;
 }

@@ -1,5 +1,6 @@
 // The rules engine's stateful clauses, on event time: each test feeds readings (and ticks)
 // with explicit timestamps and checks the transitions and the timestamps they carry.
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -323,6 +324,81 @@ TEST(RulesEngineTest, BadRulesNameTheField) {
   EXPECT_FALSE(Rule::Compile(d).ok()) << "two levels of one severity";
   EXPECT_FALSE(RuleState::Parse("{\"format\": 99}").ok());
   EXPECT_FALSE(RuleState::Parse("not json").ok());
+}
+
+TEST(RulesEngineTest, TransitionsDoNotDependOnWhetherTheCallerTicked) {
+  // The same readings, once with ticks in the gaps and once without: the same transitions at
+  // the same timestamps.
+  RuleDefinition spo2;
+  spo2.alarm_type = "spo2_low";
+  spo2.raise = {{Severity::kCritical, "spo2 < 90"}};
+  spo2.clear_after_ms = 60000;
+  RuleDefinition silent;
+  silent.alarm_type = "silent";
+  silent.raise = {{Severity::kWarning, ""}};
+  silent.no_data_ms = 30000;
+  RuleDefinition escalate;
+  escalate.alarm_type = "hot";
+  escalate.raise = {{Severity::kMajor, "spo2 < 90"}, {Severity::kCritical, "spo2 < 80"}};
+  escalate.for_ms = 30000;
+  for (const RuleDefinition& def : {spo2, silent, escalate}) {
+    const Rule rule = MustCompile(def);
+    const std::vector<std::pair<std::int64_t, std::int64_t>> readings = {{0, 85}, {1000, 95}, {70000, 75}, {150000, 85}};
+    RuleState ticked, unticked;
+    std::vector<Transition> a, b;
+    for (const auto& [ts, v] : readings) {
+      for (std::int64_t t = ts - 9000; t > 0 && t < ts; t += 3000) {
+        for (auto& x : rule.Tick(ticked, t)) a.push_back(std::move(x));
+      }
+      for (auto& x : rule.Process(ticked, At(ts, {{"spo2", Value::Int(v)}}))) a.push_back(std::move(x));
+      for (auto& x : rule.Process(unticked, At(ts, {{"spo2", Value::Int(v)}}))) b.push_back(std::move(x));
+    }
+    EXPECT_EQ(Describe(a), Describe(b)) << def.alarm_type;
+    EXPECT_FALSE(a.empty()) << def.alarm_type;
+  }
+}
+
+TEST(RulesEngineTest, StatesWithInfinitiesAndOddTimesRoundTripOrAreRefused) {
+  RuleDefinition d;
+  d.alarm_type = "sum";
+  d.raise = {{Severity::kMajor, "total > 1.0"}};
+  d.window.size_ms = 10000;
+  d.window.outputs = {{"total", Aggregate::kSum, "x"}};
+  const Rule rule = MustCompile(d);
+  RuleState s;
+  EXPECT_TRUE(rule.Process(s, At(1000, {{"x", Value::Double(INFINITY)}})).empty());
+  auto again = RuleState::Parse(s.Serialize());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->Serialize(), s.Serialize());
+  auto out = rule.Tick(*again, 20000);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(std::isinf(out[0].values[0].second.double_value()));
+  // A reading at a time no reading can have is counted, not used.
+  RuleState s2;
+  EXPECT_TRUE(rule.Process(s2, At(-5, {{"x", Value::Double(2)}})).empty());
+  EXPECT_EQ(s2.late_readings(), 1u);
+  std::string bad = s.Serialize();
+  const auto at = bad.find("\"closed_until\":");
+  ASSERT_NE(at, std::string::npos);
+  bad.replace(at, std::string("\"closed_until\":").size(), "\"closed_until\":-7,\"x\":");
+  EXPECT_FALSE(RuleState::Parse(bad).ok()) << bad;
+  // Window outputs may not take a built-in name.
+  d.window.outputs = {{"ts", Aggregate::kSum, "x"}};
+  EXPECT_FALSE(Rule::Compile(d).ok());
+}
+
+TEST(RulesEngineTest, AWindowEndedBeforeTheWatermarkIsLateEvenIfItNeverOpened) {
+  RuleDefinition d;
+  d.alarm_type = "avg";
+  d.raise = {{Severity::kMajor, "avg > 50.0"}};
+  d.window.size_ms = 60000;
+  d.window.outputs = {{"avg", Aggregate::kAvg, "x"}};
+  const Rule rule = MustCompile(d);
+  RuleState s;
+  rule.Process(s, At(0, {{"x", Value::Double(10)}}));
+  rule.Process(s, At(600000, {{"x", Value::Double(10)}}));
+  EXPECT_TRUE(rule.Process(s, At(120000, {{"x", Value::Double(99)}})).empty());
+  EXPECT_EQ(s.late_readings(), 1u);
 }
 
 TEST(RulesEngineTest, ManyDevicesAreBoundedAndIndependent) {

@@ -33,12 +33,14 @@ struct Limits {
   std::size_t max_source_bytes = 16 * 1024;
   std::size_t max_depth = 100;    // nesting: parentheses, brackets, braces, calls' arguments, ! and -
   std::size_t max_nodes = 4096;   // size of the syntax tree
+  std::size_t max_height = 256;   // height of the syntax tree (a + b + c + ... is as tall as long)
 };
 
 // What names mean when an expression is checked.
 class Env {
  public:
   Env& Declare(std::string name, Type type) {
+    if (name.find('.') != std::string::npos) dotted_ = true;
     variables_[std::move(name)] = std::move(type);
     return *this;
   }
@@ -57,11 +59,14 @@ class Env {
     return it == variables_.end() ? nullptr : &it->second;
   }
   bool undeclared_are_dyn() const { return undeclared_are_dyn_; }
+  // Whether a declared name has a dot (a.b.c may then name a variable).
+  bool has_dotted_names() const { return dotted_; }
   const Limits& limits() const { return limits_; }
 
  private:
   std::map<std::string, Type> variables_;
   bool undeclared_are_dyn_ = false;
+  bool dotted_ = false;
   Limits limits_;
 };
 
