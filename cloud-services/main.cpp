@@ -26,6 +26,7 @@
 
 #include "gateway/rest_gateway.h"
 #include "services/commands_service.h"
+#include "services/rule_runner.h"
 #include "services/rules_service.h"
 #include "services/edge_hub.h"
 #include "services/registry_service.h"
@@ -49,6 +50,7 @@ struct Flags {
   int hello_timeout_ms = 10000;
   int max_edge_streams = 256;
   int retention_days = 0;
+  bool cloud_rules = true;
 };
 
 // The services strata-cloud can run: the name --services takes and the gRPC service's full
@@ -101,11 +103,29 @@ int Run(const Flags& flags) {
 
   strata::MetricsRegistry metrics;
   strata::services::RegistryService registry(**db, metrics);
-  strata::services::TelemetryService telemetry(**db, metrics, clock);
+  // The cloud rules evaluate what this process stores (Telemetry.Write, the edge hub's
+  // batches); one process should take the writes while rules run on live data (the runner's
+  // state of a rule is its own, docs/rules.md).
+  const bool run_rules = flags.cloud_rules && (services.count("telemetry") || services.count("edgehub"));
+  strata::services::RuleRunner rule_runner(**db, metrics, clock);
+  strata::services::WrittenHook on_written;
+  if (run_rules) {
+    on_written = [&rule_runner](const std::string& tenant, const std::string& device,
+                                const std::vector<strata::storage::Point>& points) {
+      rule_runner.Submit(tenant, device, points);
+    };
+  }
+  strata::services::TelemetryService telemetry(**db, metrics, clock, on_written);
   strata::services::EdgeHubOptions hub_options;
   hub_options.crash_after_commits = flags.crash_after_commits;
   hub_options.hello_timeout = std::chrono::milliseconds(flags.hello_timeout_ms);
   hub_options.max_streams = static_cast<std::size_t>(flags.max_edge_streams);
+  if (run_rules) {
+    hub_options.on_stored = [&rule_runner](const std::string& tenant,
+                                           std::span<const strata::v1::TelemetryBatch* const> batches) {
+      rule_runner.Submit(tenant, batches);
+    };
+  }
   strata::services::EdgeHub hub(**db, metrics, clock, hub_options);
   strata::services::CommandsOptions commands_options;
   if (!services.count("commands")) commands_options.expiry_interval = std::chrono::milliseconds(0);
@@ -148,6 +168,7 @@ int Run(const Flags& flags) {
     builder.RegisterService(implementations.at(service.flag));
     served.push_back(service.grpc);
   }
+  if (run_rules) rule_runner.Start();
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || grpc_port == 0) {
     spdlog::error("cannot listen for gRPC on {}: address in use or not available", flags.grpc_listen);
@@ -189,6 +210,7 @@ int Run(const Flags& flags) {
   (*gateway)->Shutdown();
   server->GetHealthCheckService()->Shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  rule_runner.Stop();  // a last round: what the rules decided is written
   spdlog::info("strata-cloud stopped");
   return 0;
 }
@@ -217,6 +239,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(100, 600000));
   strata::AddFlag(app, "max-edge-streams", flags.max_edge_streams, "Most EdgeSync streams open at once")
       ->check(CLI::Range(1, 100000));
+  strata::AddFlag(app, "cloud-rules", flags.cloud_rules,
+                  "Evaluate the enabled CLOUD rules on the telemetry this process stores");
   strata::AddFlag(app, "retention-days", flags.retention_days,
                   "Delete telemetry older than this many days, hourly (0 keeps everything; latest values stay)")
       ->check(CLI::Range(0, 3650000));

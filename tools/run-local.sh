@@ -57,6 +57,15 @@ build/cloud-services/strata-cloud --data-dir "$data_dir" \
 pids+=($!)
 wait_http "$api/readyz" "${pids[-1]}" strata-cloud
 
+# Three CLOUD rules over the simulated scenarios, so that alarms appear (docs/rules.md); they
+# stay in the database across runs (creating one again is a 409, and changes nothing).
+for rule in \
+  '{"rule_id":"machine-overheat","name":"Machine overheating","alarm_type":"machine_overheat","for_ms":10000,"raise":[{"severity":"MAJOR","condition":"has(reading.machine_temperature) && machine_temperature > 66.0"},{"severity":"CRITICAL","condition":"has(reading.machine_temperature) && machine_temperature > 70.0"}],"clear":"machine_temperature < 64.0"}' \
+  '{"rule_id":"pm25-high","name":"PM2.5 above the limit","alarm_type":"pm25_high","for_ms":30000,"raise":[{"severity":"MINOR","condition":"has(reading.pm2_5) && pm2_5 > 20.0"}],"clear":"pm2_5 < 17.0"}' \
+  '{"rule_id":"spo2-low","name":"SpO2 too low","alarm_type":"spo2_low","clear_after_ms":30000,"raise":[{"severity":"CRITICAL","condition":"has(reading.spo2) && spo2 < 97"}]}'; do
+  curl -s -o /dev/null -X POST "$api/v1/rules" -H 'Content-Type: application/json' -d "$rule" || true
+done
+
 build/edge-agent/strata-edge --edge-id local-gw --mqtt-url "tcp://127.0.0.1:${mqtt_port}" \
   --cloud "127.0.0.1:${grpc_port}" --data-dir "$data_dir/edge" --http-listen "127.0.0.1:${edge_port}" \
   > "$data_dir/logs/strata-edge.log" 2>&1 &
@@ -86,6 +95,7 @@ Try:
   curl -s "$api/v1/devices/mfg-0001/commands?page_size=5"
   curl -s -X PATCH $api/v1/devices/mfg-0001/twin/desired -H 'Content-Type: application/json' -d '{"desired":{"rpm":1200}}'
   curl -s $api/v1/devices/mfg-0001/twin
+  curl -s "$api/v1/alarms?status=ACTIVE_UNACK&page_size=5"
   curl -s $api/metrics | grep strata_
   curl -s http://127.0.0.1:${edge_port}/metrics | grep strata_edge_
   mosquitto_pub -p ${mqtt_port} -t v1/devices/my-sensor/telemetry -m '{"temperature":21.5}'

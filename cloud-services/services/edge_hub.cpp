@@ -17,6 +17,7 @@ namespace strata::services {
 EdgeHub::EdgeHub(storage::Database& db, MetricsRegistry& metrics, Clock clock, EdgeHubOptions options)
     : db_(db), clock_(std::move(clock)), options_(options), metrics_(metrics) {
   fault_.crash_after = options_.crash_after_commits;
+  fault_.on_stored = options_.on_stored;
 }
 
 struct EdgeHub::Live {

@@ -38,6 +38,8 @@ struct EdgeHubOptions {
   // after committing this many batches and before acknowledging the last one. Lets a test
   // reproduce "the cloud died between its commit and its ack".
   std::uint64_t crash_after_commits = 0;
+  // Called with every group of batches once it is committed (before its acks).
+  StoredHook on_stored;
 };
 
 class EdgeHub final : public v1::EdgeSync::Service {
@@ -63,7 +65,7 @@ class EdgeHub final : public v1::EdgeSync::Service {
   Clock clock_;
   EdgeHubOptions options_;
   EdgeSyncMetrics metrics_;
-  CommitFault fault_;
+  CommitHooks fault_;
   std::atomic<std::size_t> streams_{0};
   std::mutex live_mu_;
   std::map<std::string, std::shared_ptr<Live>> live_;  // guarded by live_mu_: edge id -> its session here

@@ -89,7 +89,7 @@ EdgeSyncMetrics::EdgeSyncMetrics(MetricsRegistry& metrics)
 }
 
 EdgeSession::EdgeSession(SessionIdentity id, storage::Database& db, Clock clock, EdgeSyncMetrics& metrics,
-                         CommitFault& fault)
+                         CommitHooks& fault)
     : id_(std::move(id)),
       db_(db),
       clock_(std::move(clock)),
@@ -287,6 +287,14 @@ grpc::Status EdgeSession::StoreBatches(const std::vector<Item>& items, EdgeStrea
                                                          "; see the cloud's log");
   }
   metrics_.transactions.Inc();
+  if (fault_.on_stored) {
+    // What this commit wrote: a batch the cloud had before (a resend) goes no further.
+    std::vector<const v1::TelemetryBatch*> fresh;
+    for (std::size_t i = 0; i < batches.size() && i < results->size(); ++i) {
+      if ((*results)[i].written > 0) fresh.push_back(batches[i]);
+    }
+    if (!fresh.empty()) fault_.on_stored(id_.tenant, fresh);
+  }
   if (fault_.crash_after > 0 && ++fault_.commits >= fault_.crash_after) {
     spdlog::critical("fault injection: exiting after commit of batches {}..{}, before their acks",
                      batches.front()->first_seq(), batches.back()->last_seq());

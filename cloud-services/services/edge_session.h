@@ -15,6 +15,8 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <span>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -92,10 +94,13 @@ struct EdgeSyncMetrics {
   std::map<telemetry::Reason, Counter*> readings_refused;
 };
 
-// Fault injection for tests, shared by every session of a hub: when crash_after > 0, the
-// process exits abruptly (as a crash would) right after committing this many batch groups
-// and before acknowledging the last one.
-struct CommitFault {
+// What follows a commit of telemetry, shared by every session of a hub. `on_stored` is the
+// telemetry's next stop (the cloud rules; it must not block). Fault injection for tests:
+// when crash_after > 0, the process exits abruptly (as a crash would) right after committing
+// this many batch groups and before acknowledging the last one.
+using StoredHook = std::function<void(const std::string& tenant, std::span<const v1::TelemetryBatch* const>)>;
+struct CommitHooks {
+  StoredHook on_stored;
   std::uint64_t crash_after = 0;
   std::atomic<std::uint64_t> commits{0};
 };
@@ -115,7 +120,7 @@ struct SessionIdentity {
 class EdgeSession {
  public:
   EdgeSession(SessionIdentity id, storage::Database& db, Clock clock, EdgeSyncMetrics& metrics,
-              CommitFault& fault);
+              CommitHooks& fault);
   // Logs, per reason, how many readings this session refused (the first of each was logged
   // when it came).
   ~EdgeSession();
@@ -179,7 +184,7 @@ class EdgeSession {
   storage::Database& db_;
   const Clock clock_;
   EdgeSyncMetrics& metrics_;
-  CommitFault& fault_;
+  CommitHooks& fault_;
   // Readings refused per reason (reader thread only).
   std::map<telemetry::Reason, std::uint64_t> refused_;
   // What Receive() hands to Serve(), in arrival order: a stream that does not read its acks

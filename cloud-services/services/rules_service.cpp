@@ -43,40 +43,6 @@ std::optional<rules::Aggregate> FromProto(v1::WindowFunction f) {
   }
 }
 
-rules::Value ToRuleValue(const v1::Value& v) {
-  switch (v.kind_case()) {
-    case v1::Value::kDoubleValue: return rules::Value::Double(v.double_value());
-    case v1::Value::kIntValue: return rules::Value::Int(v.int_value());
-    case v1::Value::kBoolValue: return rules::Value::Bool(v.bool_value());
-    case v1::Value::kStringValue: return rules::Value::String(v.string_value());
-    default: return rules::Value::Null();
-  }
-}
-
-google::protobuf::Value ToStructValue(const rules::Value& v) {
-  google::protobuf::Value out;
-  switch (v.kind()) {
-    case rules::Kind::kBool: out.set_bool_value(v.bool_value()); break;
-    case rules::Kind::kInt: out.set_number_value(static_cast<double>(v.int_value())); break;
-    case rules::Kind::kUint: out.set_number_value(static_cast<double>(v.uint_value())); break;
-    case rules::Kind::kDouble:
-      // JSON has no infinity or NaN: those are written as their names.
-      if (std::isfinite(v.double_value())) out.set_number_value(v.double_value());
-      else out.set_string_value(v.DebugString());
-      break;
-    case rules::Kind::kString: out.set_string_value(v.string_value()); break;
-    case rules::Kind::kNull: out.set_null_value(google::protobuf::NULL_VALUE); break;
-    default: out.set_string_value(v.DebugString()); break;
-  }
-  return out;
-}
-
-rules::Value Attributes(const v1::Device& d) {
-  rules::MapEntries entries;
-  for (const auto& [k, v] : d.attributes()) entries.emplace_back(rules::Value::String(k), rules::Value::String(v));
-  return rules::Value::MapOf(std::move(entries));
-}
-
 // The update_mask paths UpdateRule takes, and how each copies from the request's rule.
 void CopyField(const std::string& path, const v1::Rule& from, v1::Rule& to) {
   if (path == "name") to.set_name(from.name());
@@ -125,6 +91,46 @@ const std::set<std::string>& UpdatablePaths() {
 }
 
 }  // namespace
+
+rules::Value ToRuleValue(const v1::Value& v) {
+  switch (v.kind_case()) {
+    case v1::Value::kDoubleValue: return rules::Value::Double(v.double_value());
+    case v1::Value::kIntValue: return rules::Value::Int(v.int_value());
+    case v1::Value::kBoolValue: return rules::Value::Bool(v.bool_value());
+    case v1::Value::kStringValue: return rules::Value::String(v.string_value());
+    default: return rules::Value::Null();
+  }
+}
+
+google::protobuf::Value ToStructValue(const rules::Value& v) {
+  google::protobuf::Value out;
+  switch (v.kind()) {
+    case rules::Kind::kBool: out.set_bool_value(v.bool_value()); break;
+    case rules::Kind::kInt: out.set_number_value(static_cast<double>(v.int_value())); break;
+    case rules::Kind::kUint: out.set_number_value(static_cast<double>(v.uint_value())); break;
+    case rules::Kind::kDouble:
+      // JSON has no infinity or NaN: those are written as their names.
+      if (std::isfinite(v.double_value())) out.set_number_value(v.double_value());
+      else out.set_string_value(v.DebugString());
+      break;
+    case rules::Kind::kString: out.set_string_value(v.string_value()); break;
+    case rules::Kind::kNull: out.set_null_value(google::protobuf::NULL_VALUE); break;
+    default: out.set_string_value(v.DebugString()); break;
+  }
+  return out;
+}
+
+rules::Value AttributesOf(const v1::Device& d) {
+  rules::MapEntries entries;
+  for (const auto& [k, v] : d.attributes()) entries.emplace_back(rules::Value::String(k), rules::Value::String(v));
+  return rules::Value::MapOf(std::move(entries));
+}
+
+google::protobuf::Struct ToStruct(const std::vector<std::pair<std::string, rules::Value>>& values) {
+  google::protobuf::Struct out;
+  for (const auto& [k, v] : values) (*out.mutable_fields())[k] = ToStructValue(v);
+  return out;
+}
 
 v1::AlarmSeverity ToProto(rules::Severity s) {
   switch (s) {
@@ -342,11 +348,11 @@ grpc::Status RulesService::DryRunRule(grpc::ServerContext* context, const v1::Dr
       p->set_kind(std::string(rules::TransitionName(t.kind)));
       p->set_severity(ToProto(t.severity));
       p->set_ts(t.ts_ms);
-      for (const auto& [k, v] : t.values) (*p->mutable_values()->mutable_fields())[k] = ToStructValue(v);
+      *p->mutable_values() = ToStruct(t.values);
     }
   };
   for (const auto& device : devices) {
-    const rules::Value attributes = Attributes(device);
+    const rules::Value attributes = AttributesOf(device);
     storage::TelemetryQuery q;
     q.device_id = device.device_id();
     q.start = req->start();

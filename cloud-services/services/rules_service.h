@@ -25,6 +25,12 @@ absl::StatusOr<rules::RuleDefinition> ToDefinition(const v1::Rule& rule);
 absl::StatusOr<rules::Rule> CheckRule(const v1::Rule& rule);
 
 v1::AlarmSeverity ToProto(rules::Severity s);
+rules::Value ToRuleValue(const v1::Value& v);
+// A device's attributes as a rule's `attr`.
+rules::Value AttributesOf(const v1::Device& d);
+// What a transition read, as JSON (non-finite numbers as their names).
+google::protobuf::Value ToStructValue(const rules::Value& v);
+google::protobuf::Struct ToStruct(const std::vector<std::pair<std::string, rules::Value>>& values);
 
 class RulesService final : public v1::Rules::Service {
  public:

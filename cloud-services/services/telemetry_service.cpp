@@ -58,9 +58,11 @@ absl::StatusOr<v1::Value> FromJsonValue(const google::protobuf::Value& v, const 
   return out;
 }
 
-TelemetryService::TelemetryService(storage::Database& db, MetricsRegistry& metrics, Clock clock)
+TelemetryService::TelemetryService(storage::Database& db, MetricsRegistry& metrics, Clock clock,
+                                   WrittenHook on_written)
     : db_(db),
       clock_(std::move(clock)),
+      on_written_(std::move(on_written)),
       points_written_(metrics.GetCounter("strata_cloud_api_points_written_total",
                                          "Telemetry values stored through the Telemetry.Write API")),
       writes_rejected_(metrics.GetCounter("strata_cloud_api_writes_rejected_total",
@@ -123,6 +125,7 @@ grpc::Status TelemetryService::Write(grpc::ServerContext* context, const v1::Wri
 #pragma GCC diagnostic pop
   if (auto s = db_.Telemetry().Write(caller->tenant, req->device_id(), points); !s.ok()) return reject(s);
   points_written_.Inc(points.size());
+  if (on_written_) on_written_(caller->tenant, req->device_id(), points);
   out->set_written(static_cast<std::int64_t>(points.size()));
   return grpc::Status::OK;
 }

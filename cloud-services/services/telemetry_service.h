@@ -2,6 +2,10 @@
 // maps the calls onto the telemetry store.
 #pragma once
 
+#include <functional>
+#include <string>
+#include <vector>
+
 #include <strata/clock.h>
 #include <strata/metrics.h>
 
@@ -20,9 +24,13 @@ inline constexpr int kDefaultQueryLimit = 1000;
 inline constexpr int kMaxQueryLimit = 10000;
 inline constexpr int kMaxKeysPerRequest = 100;
 
+// Called with what a Write stored, once it is committed (the cloud rules; must not block).
+using WrittenHook =
+    std::function<void(const std::string& tenant, const std::string& device_id, const std::vector<storage::Point>&)>;
+
 class TelemetryService final : public v1::Telemetry::Service {
  public:
-  TelemetryService(storage::Database& db, MetricsRegistry& metrics, Clock clock);
+  TelemetryService(storage::Database& db, MetricsRegistry& metrics, Clock clock, WrittenHook on_written = nullptr);
 
   grpc::Status Write(grpc::ServerContext*, const v1::WriteTelemetryRequest*, v1::WriteTelemetryResponse*) override;
   grpc::Status Query(grpc::ServerContext*, const v1::QueryTelemetryRequest*, v1::QueryTelemetryResponse*) override;
@@ -36,6 +44,7 @@ class TelemetryService final : public v1::Telemetry::Service {
 
   storage::Database& db_;
   Clock clock_;
+  WrittenHook on_written_;
   Counter& points_written_;
   Counter& writes_rejected_;
 };

@@ -31,6 +31,12 @@ constexpr std::string_view kReplaceRule =
     "UPDATE rules SET definition = ?3, enabled = ?4, location = ?5, updated_at = ?6"
     " WHERE tenant_id = ?1 AND rule_id = ?2";
 constexpr std::string_view kDeleteRule = "DELETE FROM rules WHERE tenant_id = ?1 AND rule_id = ?2";
+// A rule's state is of its definition: a changed or deleted rule starts from none.
+constexpr std::string_view kDeleteRuleState = "DELETE FROM rule_state WHERE tenant_id = ?1 AND rule_id = ?2";
+constexpr std::string_view kSaveRuleState =
+    "INSERT INTO rule_state (tenant_id, rule_id, state, updated_at) VALUES (?1, ?2, ?3, ?4)"
+    " ON CONFLICT (tenant_id, rule_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at";
+constexpr std::string_view kLoadRuleState = "SELECT state FROM rule_state WHERE tenant_id = ?1 AND rule_id = ?2";
 
 std::string RuleJson(v1::Rule rule) {
   // What the row's columns hold is not repeated in the definition.
@@ -116,7 +122,7 @@ class Rules final : public RuleStore {
                                       std::int64_t{rule.enabled()}, std::int64_t{rule.location()}, now});
       if (!n.ok()) return n.status();
       if (*n == 0) return absl::NotFoundError("rule '" + rule.rule_id() + "' not found");
-      return absl::OkStatus();
+      return tx.Exec(kDeleteRuleState, {std::string(tenant), rule.rule_id()}).status();
     });
     if (!s.ok()) return s;
     return GetRule(tenant, rule.rule_id());
@@ -127,7 +133,7 @@ class Rules final : public RuleStore {
       auto n = tx.Exec(kDeleteRule, {std::string(tenant), std::string(rule_id)});
       if (!n.ok()) return n.status();
       if (*n == 0) return absl::NotFoundError("rule '" + std::string(rule_id) + "' not found");
-      return absl::OkStatus();
+      return tx.Exec(kDeleteRuleState, {std::string(tenant), std::string(rule_id)}).status();
     });
   }
 
@@ -226,38 +232,11 @@ class Alarms final : public AlarmStore {
 
   absl::StatusOr<AlarmRaiseResult> RaiseAlarm(std::string_view tenant, const AlarmRaise& raise) override {
     const std::string t(tenant);
-    const std::string values = StructJson(raise.values);
-    const std::int64_t severity = raise.severity;
     AlarmRaiseResult result;
     std::string alarm_id;
     auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
       result = {};
-      alarm_id.clear();
-      const std::int64_t now = db_.Now();
-      std::int64_t prev = 0;
-      auto read = [&](const SqlRow& row) {
-        alarm_id = row.Text(0);
-        prev = row.Int(1);
-        return absl::OkStatus();
-      };
-      if (auto q = tx.Query(kRaiseExisting, {t, raise.device_id, raise.type, severity, values, now}, read); !q.ok()) {
-        return q;
-      }
-      if (alarm_id.empty()) {
-        const std::string fresh = RandomId();
-        auto q = tx.Query(kRaiseNew,
-                          {t, fresh, raise.device_id, raise.type, severity, kActiveUnack, raise.rule_id, raise.ts,
-                           values, now},
-                          read);
-        if (!q.ok()) return q;
-        result.created = alarm_id == fresh;
-      }
-      result.severity_changed = !result.created && prev != severity;
-      if (result.created) return Event(tx, t, alarm_id, "RAISED", severity, raise.ts, raise.source, values);
-      if (result.severity_changed) {
-        return Event(tx, t, alarm_id, "SEVERITY_CHANGED", severity, raise.ts, raise.source, values);
-      }
-      return absl::OkStatus();
+      return RaiseIn(tx, t, raise, db_.Now(), result, alarm_id);
     });
     if (!s.ok()) return s;
     auto alarm = Read(t, alarm_id, false);
@@ -273,22 +252,54 @@ class Alarms final : public AlarmStore {
     std::string alarm_id;
     auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
       alarm_id.clear();
-      auto q = tx.Query(kClearActive,
-                        {t, std::string(device_id), std::string(type), kActiveAck, kClearedAck, kClearedUnack, ts,
-                         db_.Now()},
-                        [&](const SqlRow& row) {
-                          alarm_id = row.Text(0);
-                          return absl::OkStatus();
-                        });
-      if (!q.ok()) return q;
+      if (auto s = ClearActiveIn(tx, t, std::string(device_id), std::string(type), ts, source, db_.Now(), alarm_id);
+          !s.ok()) {
+        return s;
+      }
       if (alarm_id.empty()) {
         return absl::NotFoundError("no active alarm of type '" + std::string(type) + "' on device '" +
                                    std::string(device_id) + "'");
       }
-      return Event(tx, t, alarm_id, "CLEARED", CurrentSeverity(tx, t, alarm_id), ts, source, "{}");
+      return absl::OkStatus();
     });
     if (!s.ok()) return s;
     return Read(t, alarm_id, false);
+  }
+
+  absl::Status ApplyRuleResults(std::string_view tenant, std::span<const AlarmChange> changes,
+                                std::span<const RuleStateWrite> states) override {
+    const std::string t(tenant);
+    return db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      const std::int64_t now = db_.Now();
+      for (const AlarmChange& c : changes) {
+        std::string alarm_id;
+        absl::Status s;
+        if (c.clear) {
+          s = ClearActiveIn(tx, t, c.raise.device_id, c.raise.type, c.raise.ts, c.raise.source, now, alarm_id);
+        } else {
+          AlarmRaiseResult ignored;
+          s = RaiseIn(tx, t, c.raise, now, ignored, alarm_id);
+        }
+        if (!s.ok()) return s;
+      }
+      for (const RuleStateWrite& w : states) {
+        if (auto n = tx.Exec(kSaveRuleState, {t, w.rule_id, w.state, now}); !n.ok()) return n.status();
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::string> LoadRuleState(std::string_view tenant, std::string_view rule_id) override {
+    std::string state;
+    auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      state.clear();
+      return tx.Query(kLoadRuleState, {std::string(tenant), std::string(rule_id)}, [&](const SqlRow& row) {
+        state = row.Text(0);
+        return absl::OkStatus();
+      });
+    });
+    if (!s.ok()) return s;
+    return state;
   }
 
   absl::StatusOr<v1::Alarm> GetAlarm(std::string_view tenant, std::string_view alarm_id) override {
@@ -340,6 +351,50 @@ class Alarms final : public AlarmStore {
   }
 
  private:
+  // A raise within a transaction: the occurrence of the active alarm, or a new one.
+  static absl::Status RaiseIn(SqlTx& tx, const std::string& t, const AlarmRaise& raise, std::int64_t now,
+                              AlarmRaiseResult& result, std::string& alarm_id) {
+    const std::string values = StructJson(raise.values);
+    const std::int64_t severity = raise.severity;
+    alarm_id.clear();
+    std::int64_t prev = 0;
+    auto read = [&](const SqlRow& row) {
+      alarm_id = row.Text(0);
+      prev = row.Int(1);
+      return absl::OkStatus();
+    };
+    if (auto q = tx.Query(kRaiseExisting, {t, raise.device_id, raise.type, severity, values, now}, read); !q.ok()) {
+      return q;
+    }
+    if (alarm_id.empty()) {
+      const std::string fresh = RandomId();
+      auto q = tx.Query(kRaiseNew,
+                        {t, fresh, raise.device_id, raise.type, severity, kActiveUnack, raise.rule_id, raise.ts, values,
+                         now},
+                        read);
+      if (!q.ok()) return q;
+      result.created = alarm_id == fresh;
+    }
+    result.severity_changed = !result.created && prev != severity;
+    if (result.created) return Event(tx, t, alarm_id, "RAISED", severity, raise.ts, raise.source, values);
+    if (result.severity_changed) return Event(tx, t, alarm_id, "SEVERITY_CHANGED", severity, raise.ts, raise.source, values);
+    return absl::OkStatus();
+  }
+
+  // Clears the active alarm of (device, type), if there is one (alarm_id empty when not).
+  static absl::Status ClearActiveIn(SqlTx& tx, const std::string& t, const std::string& device_id,
+                                    const std::string& type, std::int64_t ts, std::string_view source,
+                                    std::int64_t now, std::string& alarm_id) {
+    alarm_id.clear();
+    auto q = tx.Query(kClearActive, {t, device_id, type, kActiveAck, kClearedAck, kClearedUnack, ts, now},
+                      [&](const SqlRow& row) {
+                        alarm_id = row.Text(0);
+                        return absl::OkStatus();
+                      });
+    if (!q.ok() || alarm_id.empty()) return q;
+    return Event(tx, t, alarm_id, "CLEARED", CurrentSeverity(tx, t, alarm_id), ts, source, "{}");
+  }
+
   static std::int64_t CurrentSeverity(SqlTx& tx, const std::string& tenant, const std::string& alarm_id) {
     std::int64_t severity = 0;
     (void)tx.Query(kSelectSeverity, {tenant, alarm_id}, [&](const SqlRow& row) {

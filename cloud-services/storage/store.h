@@ -386,6 +386,18 @@ struct AlarmListQuery {
   std::optional<AlarmCursor> before;  // resume strictly after this one (newest first)
 };
 
+// What a cloud rule decided in one round: an alarm to raise (or raise again), or the active
+// alarm of (raise.device_id, raise.type) to clear at raise.ts.
+struct AlarmChange {
+  AlarmRaise raise;
+  bool clear = false;
+};
+
+struct RuleStateWrite {
+  std::string rule_id;
+  std::string state;  // strata::rules::RuleState::Serialize()
+};
+
 class AlarmStore {
  public:
   virtual ~AlarmStore() = default;
@@ -409,6 +421,14 @@ class AlarmStore {
   // ACTIVE_* -> CLEARED_* at `ts`; a cleared alarm is returned as it is. NOT_FOUND.
   virtual absl::StatusOr<v1::Alarm> ClearAlarm(std::string_view tenant, std::string_view alarm_id, std::int64_t ts,
                                                std::string_view source) = 0;
+
+  // The cloud rules' round: the alarm changes in order (a clear with no active alarm changes
+  // nothing) and the rules' new states, in one transaction: after a crash the states and the
+  // alarms agree.
+  virtual absl::Status ApplyRuleResults(std::string_view tenant, std::span<const AlarmChange> changes,
+                                        std::span<const RuleStateWrite> states) = 0;
+  // A rule's saved state; empty when it has none (new, changed or never saved).
+  virtual absl::StatusOr<std::string> LoadRuleState(std::string_view tenant, std::string_view rule_id) = 0;
 };
 
 // ---------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 // Rules and alarms over the REST API of a running strata-cloud, on both backends: a bad
 // rule is a 400 naming the field, the line and the column; the rule lifecycle; a dry run
 // over stored telemetry; the alarms API's errors and filters.
+#include <signal.h>
+
 #include "support/cloud_process.h"
+#include "support/metrics_text.h"
 
 namespace strata::testing {
 namespace {
@@ -16,6 +19,34 @@ class CloudRulesTest : public CloudTest {
     auto r = cloud_->Http(method, target, body);
     EXPECT_EQ(r.status, want) << method << " " << target << " " << body << " -> " << r.body;
     return cloud_->Json(r);
+  }
+  // Writes temperature readings at kT0 + each of `at` (ms).
+  void WriteTemps(CloudProcess& cloud, const std::string& device,
+                  const std::vector<std::pair<std::int64_t, double>>& at) {
+    json points = json::array();
+    for (const auto& [ms, t] : at) points.push_back({{"ts", kT0 + ms}, {"values", {{"temperature", t}}}});
+    auto r = cloud.Http("POST", "/v1/devices/" + device + "/telemetry", points.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  // Until the rule runner has evaluated a reading of the device (a 70 at kT0).
+  bool WaitForRunner(const std::string& device) {
+    return WaitFor(
+        [&] {
+          WriteTemps(*cloud_, device, {{0, 70.0}});
+          return MetricTotal(cloud_->Http("GET", "/metrics").body, "strata_cloud_rule_evaluations_total") > 0;
+        },
+        std::chrono::seconds(15));
+  }
+  // Until the device has an alarm; the newest is `alarm`.
+  bool WaitForAlarm(const std::string& device, json& alarm) {
+    return WaitFor(
+        [&] {
+          json list = Call("GET", "/v1/alarms?device_id=" + device, "", 200);
+          if (list["alarms"].empty()) return false;
+          alarm = list["alarms"][0];
+          return true;
+        },
+        std::chrono::seconds(10));
   }
 };
 
@@ -155,6 +186,67 @@ TEST_P(CloudRulesTest, AlarmsApiErrors) {
   Call("POST", "/v1/alarms/nope:clear", "{}", 404);
   Call("GET", "/v1/alarms?start=10&end=5", "", 400);
   Call("GET", "/v1/alarms?page_token=garbage", "", 400);
+}
+
+
+TEST_P(CloudRulesTest, ALiveRuleRaisesEscalatesAndClearsOneAlarm) {
+  Call("POST", "/v1/devices", R"({"device_id":"spindle-1","type":"spindle"})", 200);
+  Call("POST", "/v1/rules", kOverheat, 200);
+  // The runner reads the rules every 2 s: wait until it has this one (an evaluation counts).
+  ASSERT_TRUE(WaitForRunner("spindle-1")) << "the rule runner evaluates the device's readings";
+  std::vector<std::pair<std::int64_t, double>> hot;
+  for (std::int64_t ms = 4000; ms <= 40000; ms += 4000) hot.emplace_back(ms, 90.0);
+  WriteTemps(*cloud_, "spindle-1", hot);
+  json alarm;
+  ASSERT_TRUE(WaitForAlarm("spindle-1", alarm));
+  EXPECT_EQ(alarm["type"], "spindle_overheat");
+  EXPECT_EQ(alarm["status"], "ALARM_STATUS_ACTIVE_UNACK");
+  EXPECT_EQ(alarm["severity"], "ALARM_SEVERITY_MAJOR");
+  EXPECT_EQ(alarm["rule_id"], "overheat");
+  EXPECT_EQ(alarm["start_ts"], std::to_string(kT0 + 4000 + 30000)) << "when it had held for 30 s";
+  EXPECT_EQ(alarm["details"]["temperature"], 90);
+  const std::string id = alarm["alarm_id"];
+
+  WriteTemps(*cloud_, "spindle-1", {{44000, 97.0}});
+  ASSERT_TRUE(WaitFor([&] { return Call("GET", "/v1/alarms/" + id, "", 200)["severity"] == "ALARM_SEVERITY_CRITICAL"; },
+                      std::chrono::seconds(10)));
+  EXPECT_EQ(Call("POST", "/v1/alarms/" + id + ":ack", "{}", 200)["status"], "ALARM_STATUS_ACTIVE_ACK");
+  WriteTemps(*cloud_, "spindle-1", {{48000, 85.0}, {52000, 70.0}});
+  ASSERT_TRUE(WaitFor([&] { return Call("GET", "/v1/alarms/" + id, "", 200)["status"] == "ALARM_STATUS_CLEARED_ACK"; },
+                      std::chrono::seconds(10)));
+  json got = Call("GET", "/v1/alarms/" + id, "", 200);
+  EXPECT_EQ(got["end_ts"], std::to_string(kT0 + 52000));
+  std::vector<std::string> kinds;
+  for (const auto& e : got["history"]) kinds.push_back(e["kind"]);
+  EXPECT_EQ(kinds, (std::vector<std::string>{"RAISED", "SEVERITY_CHANGED", "ACKNOWLEDGED", "CLEARED"}));
+  EXPECT_EQ(Call("GET", "/v1/alarms", "", 200)["alarms"].size(), 1u) << "one alarm, whatever the number of readings";
+}
+
+TEST_P(CloudRulesTest, KilledInTheMiddleOfADurationItFiresAtTheSameTimestamp) {
+  Call("POST", "/v1/devices", R"({"device_id":"spindle-1","type":"spindle"})", 200);
+  Call("POST", "/v1/rules", kOverheat, 200);
+  ASSERT_TRUE(WaitForRunner("spindle-1")) << "the rule runner evaluates the device's readings";
+  // 90 from 2 s to 20 s: the DURATION is 18 s along when the process is killed.
+  std::vector<std::pair<std::int64_t, double>> first;
+  for (std::int64_t ms = 2000; ms <= 20000; ms += 2000) first.emplace_back(ms, 90.0);
+  WriteTemps(*cloud_, "spindle-1", first);
+  const double saved = MetricTotal(cloud_->Http("GET", "/metrics").body, "strata_cloud_rule_states_saved_total");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return MetricTotal(cloud_->Http("GET", "/metrics").body, "strata_cloud_rule_states_saved_total") > saved;
+      },
+      std::chrono::seconds(10)))
+      << "the state is saved within a second";
+  cloud_->process().Stop(SIGKILL);
+  cloud_->Restart();
+  std::vector<std::pair<std::int64_t, double>> rest;
+  for (std::int64_t ms = 22000; ms <= 40000; ms += 2000) rest.emplace_back(ms, 90.0);
+  // The restarted runner reads the rule (and its state) at once; readings before that are
+  // not lost to it: the first round loads the rules before it evaluates.
+  WriteTemps(*cloud_, "spindle-1", rest);
+  json alarm;
+  ASSERT_TRUE(WaitForAlarm("spindle-1", alarm));
+  EXPECT_EQ(alarm["start_ts"], std::to_string(kT0 + 2000 + 30000)) << "as if it had never been killed";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CloudRulesTest, ::testing::Values("sqlite", "postgresql"),
