@@ -208,7 +208,7 @@ std::map<std::string, Value, std::less<>> MapFromJson(const json& j) {
 }  // namespace
 
 std::string RuleState::Serialize() const {
-  json devices = json::object();
+  json devices = json::object();  // an object: its keys come out in order
   for (const auto& [id, d] : devices_) {
     json values = json::array();
     for (const auto& [k, v] : d.values) values.push_back(json::array({k, ValueToJson(v)}));
@@ -495,25 +495,17 @@ Value SlotValue(const Slot& s, const Inputs& in) {
   return Value::Err("no such variable");
 }
 
-// Whether the condition holds (an error does not, and is counted); its inputs join `values`.
-bool Holds(const CompiledExpr& c, const Inputs& in, std::uint64_t& errors,
-           std::vector<std::pair<std::string, Value>>& values) {
-  std::vector<Value> slots;
-  slots.reserve(c.slots.size());
-  for (std::size_t i = 0; i < c.slots.size(); ++i) {
-    slots.push_back(SlotValue(c.slots[i], in));
-    const std::string& name = c.program.variables()[i];
-    const Slot::Source src = c.slots[i].source;
-    if ((src == Slot::Source::kKey || src == Slot::Source::kOutput) && !slots.back().is_error() &&
-        values.size() < kMaxTransitionValues &&
-        std::none_of(values.begin(), values.end(), [&](const auto& v) { return v.first == name; })) {
-      const Value& v = slots.back();
-      values.emplace_back(name, v.is(Kind::kString) && v.string_value().size() > kMaxValueBytes
-                                    ? Value::String(v.string_value().substr(0, kMaxValueBytes))
-                                    : v);
-    }
+// Whether the condition holds (an error does not, and is counted).
+bool Holds(const CompiledExpr& c, const Inputs& in, std::uint64_t& errors) {
+  Value small[8];
+  std::vector<Value> big;
+  Value* slots = small;
+  if (c.slots.size() > 8) {
+    big.resize(c.slots.size());
+    slots = big.data();
   }
-  const Value r = c.program.Eval(slots);
+  for (std::size_t i = 0; i < c.slots.size(); ++i) slots[i] = SlotValue(c.slots[i], in);
+  const Value r = c.program.Eval(std::span<const Value>(slots, c.slots.size()));
   if (r.is(Kind::kBool)) return r.bool_value();
   ++errors;
   return false;
@@ -534,6 +526,39 @@ Transition Make(Transition::Kind kind, const std::string& device, const std::str
 
 }  // namespace
 
+std::vector<std::pair<std::string, Value>> Rule::ValuesOf(const DeviceRuleState& d) const {
+  // What the conditions read now: the device's latest values of their keys, or the closed
+  // window's outputs; bounded, whatever the readings hold.
+  std::vector<std::pair<std::string, Value>> out;
+  if (compiled_->windowed) {  // every output of the window, whether a condition names it or not
+    for (const auto& kv : d.values) {
+      if (!kv.second.is_error() && out.size() < kMaxTransitionValues) out.push_back(kv);
+    }
+    return out;
+  }
+  auto add = [&](const CompiledExpr& c) {
+    for (std::size_t i = 0; i < c.slots.size() && out.size() < kMaxTransitionValues; ++i) {
+      const Slot& slot = c.slots[i];
+      const std::string& name = c.program.variables()[i];
+      const Value* v = nullptr;
+      if (slot.source == Slot::Source::kKey) {
+        auto it = d.latest.find(slot.key);
+        if (it != d.latest.end()) v = &it->second;
+      } else if (slot.source == Slot::Source::kOutput) {
+        auto it = std::find_if(d.values.begin(), d.values.end(), [&](const auto& kv) { return kv.first == name; });
+        if (it != d.values.end() && !it->second.is_error()) v = &it->second;
+      }
+      if (v == nullptr || std::any_of(out.begin(), out.end(), [&](const auto& kv) { return kv.first == name; })) continue;
+      out.emplace_back(name, v->is(Kind::kString) && v->string_value().size() > kMaxValueBytes
+                                 ? Value::String(v->string_value().substr(0, kMaxValueBytes))
+                                 : *v);
+    }
+  };
+  for (const auto& level : compiled_->raise) add(level.second);
+  if (compiled_->clear) add(*compiled_->clear);
+  return out;
+}
+
 void Rule::Evaluate(DeviceRuleState& d, const std::string& device_id, std::int64_t ts, const Value& attributes,
                     RuleState& state, std::vector<Transition>& out) const {
   // Called with d.values already holding a closed window's outputs when windowed.
@@ -547,16 +572,14 @@ void Rule::Evaluate(DeviceRuleState& d, const std::string& device_id, std::int64
     outputs = &window_outputs;
   }
   const Inputs in{device_id, ts, attributes, d, outputs};
-  std::vector<std::pair<std::string, Value>> values;
   std::optional<Severity> level;
   for (const auto& [sev, cond] : compiled_->raise) {
-    if (Holds(cond, in, state.errors_, values)) {
+    if (Holds(cond, in, state.errors_)) {
       level = sev;
       break;
     }
   }
-  const bool clear_holds = compiled_->clear ? Holds(*compiled_->clear, in, state.errors_, values) : !level;
-  if (compiled_->windowed) values = d.values;
+  const bool clear_holds = compiled_->clear ? Holds(*compiled_->clear, in, state.errors_) : !level;
   const std::string& type = def_.alarm_type;
 
   if (!d.active) {
@@ -566,48 +589,43 @@ void Rule::Evaluate(DeviceRuleState& d, const std::string& device_id, std::int64
         d.active = true;
         d.severity = d.holding_severity;
         out.push_back(Make(Transition::Kind::kRaised, device_id, type, d.severity, d.holding_since + def_.for_ms,
-                           d.values));
+                           ValuesOf(d)));
       } else {
         d.holding_since = kNever;
-        d.values = std::move(values);
         return;
       }
     } else if (def_.for_ms > 0) {
       if (d.holding_since == kNever) d.holding_since = ts;
       d.holding_severity = *level;
-      d.values = values;
       if (ts - d.holding_since < def_.for_ms) return;
       d.active = true;
       d.severity = *level;
-      out.push_back(Make(Transition::Kind::kRaised, device_id, type, *level, d.holding_since + def_.for_ms, values));
+      out.push_back(Make(Transition::Kind::kRaised, device_id, type, *level, d.holding_since + def_.for_ms, ValuesOf(d)));
       return;
     } else if (def_.times > 0) {
       d.hits.push_back(ts);
       while (!d.hits.empty() && d.hits.front() <= ts - def_.within_ms) d.hits.pop_front();
       while (d.hits.size() > def_.times) d.hits.pop_front();
-      d.values = values;
       if (d.hits.size() < def_.times) return;
       d.hits.clear();
       d.active = true;
       d.severity = *level;
-      out.push_back(Make(Transition::Kind::kRaised, device_id, type, *level, ts, values));
+      out.push_back(Make(Transition::Kind::kRaised, device_id, type, *level, ts, ValuesOf(d)));
       return;
     } else {
       d.active = true;
       d.severity = *level;
-      d.values = values;
-      out.push_back(Make(Transition::Kind::kRaised, device_id, type, *level, ts, values));
+      out.push_back(Make(Transition::Kind::kRaised, device_id, type, *level, ts, ValuesOf(d)));
       return;
     }
   }
 
   // Active: the severity follows the conditions; the clear may have to hold for a while.
-  d.values = values;
   if (level) {
     d.clearing_since = kNever;
     d.holding_since = kNever;
     if (*level != d.severity) {
-      Transition t = Make(Transition::Kind::kSeverityChanged, device_id, type, *level, ts, values);
+      Transition t = Make(Transition::Kind::kSeverityChanged, device_id, type, *level, ts, ValuesOf(d));
       t.previous = d.severity;
       d.severity = *level;
       out.push_back(std::move(t));
@@ -626,7 +644,7 @@ void Rule::Evaluate(DeviceRuleState& d, const std::string& device_id, std::int64
   d.active = false;
   d.holding_since = kNever;
   d.clearing_since = kNever;
-  out.push_back(Make(Transition::Kind::kCleared, device_id, type, d.severity, ts, values));
+  out.push_back(Make(Transition::Kind::kCleared, device_id, type, d.severity, ts, ValuesOf(d)));
 }
 
 void Rule::CloseWindows(DeviceRuleState& d, const std::string& device_id, std::int64_t watermark, RuleState& state,
@@ -761,13 +779,13 @@ void Rule::Elapse(DeviceRuleState& d, const std::string& device_id, std::int64_t
     d.active = true;
     d.severity = d.holding_severity;
     out.push_back(Make(Transition::Kind::kRaised, device_id, def_.alarm_type, d.severity,
-                       d.holding_since + def_.for_ms, d.values));
+                       d.holding_since + def_.for_ms, ValuesOf(d)));
   }
   if (d.active && def_.clear_after_ms > 0 && d.clearing_since != kNever &&
       now - d.clearing_since >= def_.clear_after_ms) {
     d.active = false;
     out.push_back(Make(Transition::Kind::kCleared, device_id, def_.alarm_type, d.severity,
-                       d.clearing_since + def_.clear_after_ms, d.values));
+                       d.clearing_since + def_.clear_after_ms, ValuesOf(d)));
     d.clearing_since = kNever;
     d.holding_since = kNever;
   }

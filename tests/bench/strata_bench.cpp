@@ -1287,8 +1287,10 @@ RuleCostResult RuleCost(int rule_count, int devices, int readings_per_device) {
   readings.reserve(static_cast<std::size_t>(devices) * readings_per_device);
   for (int k = 0; k < readings_per_device; ++k) {
     for (int dev = 0; dev < devices; ++dev) {
-      const double temp = 70.0 + ((k * 7 + dev * 13) % 40);
-      const double vib = ((k * 3 + dev) % 60) / 10.0;
+      // Runs of 40 readings above and below the limits (each device shifted), with noise.
+      const bool hot = ((k + dev) / 40) % 2 == 1;
+      const double temp = (hot ? 92.0 : 70.0) + ((k * 7 + dev * 13) % 5);
+      const double vib = (hot ? 5.0 : 1.0) + ((k * 3 + dev) % 5) / 10.0;
       readings.push_back({"dev-" + std::to_string(dev), 1767225600000 + k * 1000LL,
                           {{"temperature", Value::Double(temp)}, {"vibration", Value::Double(vib)},
                            {"humidity", Value::Double(45.0)}},

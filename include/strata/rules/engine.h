@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -127,7 +128,7 @@ class RuleState {
 
  private:
   friend class Rule;
-  std::map<std::string, DeviceRuleState, std::less<>> devices_;
+  std::unordered_map<std::string, DeviceRuleState> devices_;  // serialised in id order
   std::uint64_t late_ = 0, errors_ = 0, refused_ = 0;
 };
 
@@ -151,6 +152,7 @@ class Rule {
   struct Compiled;
   void Evaluate(DeviceRuleState& d, const std::string& device_id, std::int64_t ts, const Value& attributes,
                 RuleState& state, std::vector<Transition>& out) const;
+  std::vector<std::pair<std::string, Value>> ValuesOf(const DeviceRuleState& d) const;
   void Elapse(DeviceRuleState& d, const std::string& device_id, std::int64_t now, std::vector<Transition>& out) const;
   void CloseWindows(DeviceRuleState& d, const std::string& device_id, std::int64_t watermark, RuleState& state,
                     std::vector<Transition>& out) const;
