@@ -1548,7 +1548,7 @@ int main(int argc, char** argv) {
       ok = ok && d.drain_s > 0 && d.succeeded == d.queued;
     }
     if (want(12)) {
-      const int devices = smoke ? 50 : 1000, per_device = smoke ? 20 : 100;
+      const int devices = smoke ? 50 : 1000, per_device = 100;
       std::cerr << "(12) 100 rules over " << devices * per_device << " readings in process...\n";
       const auto c = RuleCost(100, devices, per_device);
       add({"12. the rules engine in process: 100 rules (two keys, a 30 s duration, a clear) over " +
