@@ -1,5 +1,8 @@
 #include "services/rule_runner.h"
 
+#include <algorithm>
+#include <iterator>
+
 #include <spdlog/spdlog.h>
 
 #include "services/rules_service.h"
@@ -99,49 +102,59 @@ void RuleRunner::Loop() {
 }
 
 void RuleRunner::Reload(const std::string& tenant) {
-  std::map<std::string, LoadedRule> fresh;
-  auto& current = rules_[tenant];
+  // Every page first: a failure halfway keeps the rules it has, untouched.
+  std::vector<v1::Rule> all;
   std::string after;
   while (true) {
     auto page = db_.Rules().ListRules(tenant, 1000, after);
     if (!page.ok()) {
       spdlog::warn("cloud rules: cannot read the rules of tenant {}: {}", tenant, page.status().ToString());
-      return;  // keep running the ones it has
+      return;
     }
     const bool more = page->size() > 1000;
     if (more) page->resize(1000);
-    for (auto& r : *page) {
-      if (!r.enabled() || r.location() != v1::RULE_LOCATION_CLOUD) continue;
-      auto it = current.find(r.rule_id());
-      if (it != current.end() && it->second.proto.updated_at() == r.updated_at()) {
-        fresh.emplace(r.rule_id(), std::move(it->second));
-        continue;
-      }
-      // New or changed: compiled again, and its state is what the database has (none after
-      // a change: the store drops it).
-      auto compiled = CheckRule(r);
-      if (!compiled.ok()) {
-        spdlog::warn("cloud rules: rule {} of tenant {} does not compile: {}", r.rule_id(), tenant,
-                     compiled.status().ToString());
-        continue;
-      }
-      LoadedRule loaded;
-      loaded.rule = std::make_shared<const rules::Rule>(std::move(*compiled));
-      loaded.device_ids.insert(r.device_ids().begin(), r.device_ids().end());
-      if (auto saved = db_.Alarms().LoadRuleState(tenant, r.rule_id()); saved.ok() && !saved->empty()) {
-        auto state = rules::RuleState::Parse(*saved);
-        if (state.ok()) {
-          loaded.state = std::move(*state);
-        } else {
-          spdlog::warn("cloud rules: the saved state of rule {} is unreadable ({}); it starts afresh", r.rule_id(),
-                       state.status().ToString());
-        }
-      }
-      loaded.proto = std::move(r);
-      fresh.emplace(loaded.proto.rule_id(), std::move(loaded));
-    }
+    for (auto& r : *page) all.push_back(std::move(r));
     if (!more || page->empty()) break;
-    after = page->back().rule_id();
+    after = all.back().rule_id();
+  }
+  auto& current = rules_[tenant];
+  std::map<std::string, LoadedRule> fresh;
+  for (auto& r : all) {
+    if (!r.enabled() || r.location() != v1::RULE_LOCATION_CLOUD) continue;
+    auto it = current.find(r.rule_id());
+    if (it != current.end() && it->second.proto.updated_at() == r.updated_at()) {
+      fresh.emplace(r.rule_id(), std::move(it->second));
+      continue;
+    }
+    // New or changed: compiled again, and its state is what the database has (none after a
+    // change: the store drops it).
+    auto compiled = CheckRule(r);
+    if (!compiled.ok()) {
+      spdlog::warn("cloud rules: rule {} of tenant {} does not compile: {}", r.rule_id(), tenant,
+                   compiled.status().ToString());
+      continue;
+    }
+    auto saved = db_.Alarms().LoadRuleState(tenant, r.rule_id());
+    if (!saved.ok()) {
+      // Not read: the rule waits for the next reload rather than start afresh over its state.
+      spdlog::warn("cloud rules: cannot read the state of rule {}: {}", r.rule_id(), saved.status().ToString());
+      if (it != current.end()) fresh.emplace(r.rule_id(), std::move(it->second));
+      continue;
+    }
+    LoadedRule loaded;
+    loaded.rule = std::make_shared<const rules::Rule>(std::move(*compiled));
+    loaded.device_ids.insert(r.device_ids().begin(), r.device_ids().end());
+    if (!saved->empty()) {
+      auto state = rules::RuleState::Parse(*saved);
+      if (state.ok()) {
+        loaded.state = std::move(*state);
+      } else {
+        spdlog::warn("cloud rules: the saved state of rule {} is unreadable ({}); it starts afresh", r.rule_id(),
+                     state.status().ToString());
+      }
+    }
+    loaded.proto = std::move(r);
+    fresh.emplace(loaded.proto.rule_id(), std::move(loaded));
   }
   current = std::move(fresh);
 }
@@ -207,6 +220,10 @@ void RuleRunner::Round(std::vector<Item>& items, bool tick, bool save, bool relo
       auto out = r.rule->Process(r.state, item.reading);
       evaluations_.Inc();
       r.dirty = true;
+      if (item.reading.ts_ms > r.newest_ts) {
+        r.newest_ts = item.reading.ts_ms;
+        r.newest_seen_at = now;
+      }
       if (!out.empty()) {
         take(item.tenant, r, out);
         with_transitions[item.tenant].insert(id);
@@ -216,7 +233,8 @@ void RuleRunner::Round(std::vector<Item>& items, bool tick, bool save, bool relo
   if (tick) {
     for (auto& [tenant, rs] : rules_) {
       for (auto& [id, r] : rs) {
-        auto out = r.rule->Tick(r.state, now);
+        if (r.newest_ts < 0) continue;  // no reading since this process started: no clock yet
+        auto out = r.rule->Tick(r.state, r.newest_ts + std::max<std::int64_t>(0, now - r.newest_seen_at));
         if (out.empty()) continue;
         r.dirty = true;
         take(tenant, r, out);
@@ -230,14 +248,26 @@ void RuleRunner::Round(std::vector<Item>& items, bool tick, bool save, bool relo
     std::vector<storage::RuleStateWrite> states;
     const auto& made = with_transitions[tenant];
     for (auto& [id, r] : rs) {
-      if (r.dirty && (save || made.count(id) > 0)) states.push_back({id, r.state.Serialize()});
+      if (r.dirty && (save || made.count(id) > 0)) states.push_back({id, r.state.Serialize(), r.proto.updated_at()});
     }
     auto& tenant_changes = changes[tenant];
+    auto& waiting = pending_[tenant];
+    if (!waiting.empty()) {
+      tenant_changes.insert(tenant_changes.begin(), std::make_move_iterator(waiting.begin()),
+                            std::make_move_iterator(waiting.end()));
+      waiting.clear();
+    }
     if (states.empty() && tenant_changes.empty()) continue;
     if (auto s = db_.Alarms().ApplyRuleResults(tenant, tenant_changes, states); !s.ok()) {
       failures_.Inc();
-      spdlog::warn("cloud rules: tenant {}: {} alarm change(s) and {} state(s) not written: {}", tenant,
-                   tenant_changes.size(), states.size(), s.ToString());
+      spdlog::warn("cloud rules: tenant {}: {} alarm change(s) and {} state(s) not written (again next round): {}",
+                   tenant, tenant_changes.size(), states.size(), s.ToString());
+      // Bounded: a database that stays away for long loses the oldest changes, counted.
+      constexpr std::size_t kMaxPending = 100000;
+      if (tenant_changes.size() > kMaxPending) {
+        tenant_changes.erase(tenant_changes.begin(), tenant_changes.end() - kMaxPending);
+      }
+      waiting = std::move(tenant_changes);
       continue;  // the states stay dirty and go with the next round
     }
     for (auto& [id, r] : rs) {

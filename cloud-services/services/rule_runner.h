@@ -69,6 +69,12 @@ class RuleRunner {
     std::set<std::string> device_ids;
     rules::RuleState state;
     bool dirty = false;  // changed since it was last saved
+    // The rule's clock is the readings' (event time): the newest reading it took, and when
+    // (by this process's clock) it took it. A tick is at newest + the time since, so a
+    // device whose clock is behind, or a backlog of old readings, does not make time pass
+    // faster for the rule than it does for its readings. No reading since the start: no tick.
+    std::int64_t newest_ts = -1;
+    std::int64_t newest_seen_at = 0;
   };
   struct Device {
     std::string type;
@@ -93,6 +99,9 @@ class RuleRunner {
   // The worker's own (no lock): tenant -> rule_id -> rule.
   std::map<std::string, std::map<std::string, LoadedRule>> rules_;
   std::map<std::pair<std::string, std::string>, Device> devices_;
+  // Alarm changes a round could not write, per tenant: written first in the next round (a
+  // raise again is an occurrence, a clear of a cleared alarm changes nothing).
+  std::map<std::string, std::vector<storage::AlarmChange>> pending_;
   std::set<std::string> tenants_;  // guarded by tenants_mu_ (Submit adds, the worker reads)
   std::mutex tenants_mu_;
 

@@ -33,9 +33,19 @@ constexpr std::string_view kReplaceRule =
 constexpr std::string_view kDeleteRule = "DELETE FROM rules WHERE tenant_id = ?1 AND rule_id = ?2";
 // A rule's state is of its definition: a changed or deleted rule starts from none.
 constexpr std::string_view kDeleteRuleState = "DELETE FROM rule_state WHERE tenant_id = ?1 AND rule_id = ?2";
+// Only for the rule as it still is (?5: its updated_at): a state of a changed or deleted
+// rule, written after the change, would come back with the next definition.
 constexpr std::string_view kSaveRuleState =
-    "INSERT INTO rule_state (tenant_id, rule_id, state, updated_at) VALUES (?1, ?2, ?3, ?4)"
+    "INSERT INTO rule_state (tenant_id, rule_id, state, updated_at)"
+    " SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS BIGINT) WHERE EXISTS"
+    " (SELECT 1 FROM rules WHERE tenant_id = ?1 AND rule_id = ?2 AND updated_at = ?5 AND enabled = 1)"
     " ON CONFLICT (tenant_id, rule_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at";
+// A changed, disabled or deleted rule's active alarms end with it.
+constexpr std::string_view kClearRuleAlarms =
+    "UPDATE alarms SET active = 0, status = CASE WHEN status = ?3 THEN CAST(?4 AS INTEGER) ELSE CAST(?5 AS INTEGER) END,"
+    " end_ts = ?6, clear_ts = ?6, updated_at = ?6 WHERE tenant_id = ?1 AND rule_id = ?2 AND active = 1"
+    " RETURNING alarm_id, severity";
+constexpr std::string_view kSelectDefinition = "SELECT definition FROM rules WHERE tenant_id = ?1 AND rule_id = ?2";
 constexpr std::string_view kLoadRuleState = "SELECT state FROM rule_state WHERE tenant_id = ?1 AND rule_id = ?2";
 
 std::string RuleJson(v1::Rule rule) {
@@ -59,6 +69,36 @@ absl::StatusOr<v1::Rule> RuleFromRow(const SqlRow& row, std::string_view tenant)
   r.set_created_at(row.Int(1));
   r.set_updated_at(row.Int(2));
   return r;
+}
+
+absl::Status Event(SqlTx& tx, const std::string& tenant, const std::string& alarm_id, std::string_view kind,
+                   std::int64_t severity, std::int64_t at, std::string_view source, const std::string& values);
+
+// What a rule evaluates, as JSON: its definition without what does not change its alarms.
+std::string Evaluated(v1::Rule rule) {
+  rule.clear_name();
+  rule.clear_description();
+  return RuleJson(std::move(rule));
+}
+
+// Ends the rule's state and its active alarms (a changed, disabled or deleted rule).
+absl::Status EndRule(SqlTx& tx, const std::string& tenant, const std::string& rule_id, std::int64_t now,
+                     std::string_view why) {
+  if (auto n = tx.Exec(kDeleteRuleState, {tenant, rule_id}); !n.ok()) return n.status();
+  std::vector<std::pair<std::string, std::int64_t>> cleared;
+  auto q = tx.Query(kClearRuleAlarms,
+                    {tenant, rule_id, kActiveAck, kClearedAck, kClearedUnack, now}, [&](const SqlRow& row) {
+                      cleared.emplace_back(row.Text(0), row.Int(1));
+                      return absl::OkStatus();
+                    });
+  if (!q.ok()) return q;
+  for (const auto& [alarm_id, severity] : cleared) {
+    if (auto s = Event(tx, tenant, alarm_id, "CLEARED", severity, now, "rule:" + rule_id + " " + std::string(why), "{}");
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
 }
 
 class Rules final : public RuleStore {
@@ -117,12 +157,25 @@ class Rules final : public RuleStore {
 
   absl::StatusOr<v1::Rule> ReplaceRule(std::string_view tenant, const v1::Rule& rule) override {
     const std::int64_t now = db_.Now();
+    const std::string t(tenant);
     auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
-      auto n = tx.Exec(kReplaceRule, {std::string(tenant), rule.rule_id(), RuleJson(rule),
-                                      std::int64_t{rule.enabled()}, std::int64_t{rule.location()}, now});
+      std::optional<std::string> before;
+      auto q = tx.Query(kSelectDefinition, {t, rule.rule_id()}, [&](const SqlRow& row) {
+        before = row.Text(0);
+        return absl::OkStatus();
+      });
+      if (!q.ok()) return q;
+      if (!before) return absl::NotFoundError("rule '" + rule.rule_id() + "' not found");
+      v1::Rule old;
+      google::protobuf::util::JsonParseOptions lenient;
+      lenient.ignore_unknown_fields = true;
+      (void)google::protobuf::util::JsonStringToMessage(*before, &old, lenient);
+      auto n = tx.Exec(kReplaceRule, {t, rule.rule_id(), RuleJson(rule), std::int64_t{rule.enabled()},
+                                      std::int64_t{rule.location()}, now});
       if (!n.ok()) return n.status();
-      if (*n == 0) return absl::NotFoundError("rule '" + rule.rule_id() + "' not found");
-      return tx.Exec(kDeleteRuleState, {std::string(tenant), rule.rule_id()}).status();
+      const bool disabled = !rule.enabled() && (!old.has_enabled() || old.enabled());
+      if (Evaluated(old) == Evaluated(rule) && !disabled) return absl::OkStatus();
+      return EndRule(tx, t, rule.rule_id(), now, disabled ? "disabled" : "changed");
     });
     if (!s.ok()) return s;
     return GetRule(tenant, rule.rule_id());
@@ -133,7 +186,7 @@ class Rules final : public RuleStore {
       auto n = tx.Exec(kDeleteRule, {std::string(tenant), std::string(rule_id)});
       if (!n.ok()) return n.status();
       if (*n == 0) return absl::NotFoundError("rule '" + std::string(rule_id) + "' not found");
-      return tx.Exec(kDeleteRuleState, {std::string(tenant), std::string(rule_id)}).status();
+      return EndRule(tx, std::string(tenant), std::string(rule_id), db_.Now(), "deleted");
     });
   }
 
@@ -283,7 +336,9 @@ class Alarms final : public AlarmStore {
         if (!s.ok()) return s;
       }
       for (const RuleStateWrite& w : states) {
-        if (auto n = tx.Exec(kSaveRuleState, {t, w.rule_id, w.state, now}); !n.ok()) return n.status();
+        if (auto n = tx.Exec(kSaveRuleState, {t, w.rule_id, w.state, now, w.rule_updated_at}); !n.ok()) {
+          return n.status();
+        }
       }
       return absl::OkStatus();
     });

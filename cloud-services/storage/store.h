@@ -350,6 +350,9 @@ class RuleStore {
   virtual absl::StatusOr<std::vector<v1::Rule>> ListRules(std::string_view tenant, int page_size,
                                                           std::string_view after_rule_id) = 0;
   // Replaces the stored rule of rule.rule_id() (created_at kept, updated_at = now). NOT_FOUND.
+  // When what it evaluates changed, or it was disabled, its state is dropped and its active
+  // alarms are cleared (source "rule:<id> changed"), in the same transaction; a change of
+  // name or description alone keeps both. DeleteRule does the same.
   virtual absl::StatusOr<v1::Rule> ReplaceRule(std::string_view tenant, const v1::Rule& rule) = 0;
   virtual absl::Status DeleteRule(std::string_view tenant, std::string_view rule_id) = 0;
 };
@@ -396,6 +399,8 @@ struct AlarmChange {
 struct RuleStateWrite {
   std::string rule_id;
   std::string state;  // strata::rules::RuleState::Serialize()
+  // The rule's updated_at the state is of: not written if the rule changed or went since.
+  std::int64_t rule_updated_at = 0;
 };
 
 class AlarmStore {

@@ -222,6 +222,25 @@ TEST_P(CloudRulesTest, ALiveRuleRaisesEscalatesAndClearsOneAlarm) {
   EXPECT_EQ(Call("GET", "/v1/alarms", "", 200)["alarms"].size(), 1u) << "one alarm, whatever the number of readings";
 }
 
+TEST_P(CloudRulesTest, ChangingARuleEndsItsActiveAlarmsAndARenameDoesNot) {
+  Call("POST", "/v1/devices", R"({"device_id":"spindle-1","type":"spindle"})", 200);
+  Call("POST", "/v1/rules", kOverheat, 200);
+  ASSERT_TRUE(WaitForRunner("spindle-1"));
+  std::vector<std::pair<std::int64_t, double>> hot;
+  for (std::int64_t ms = 4000; ms <= 40000; ms += 4000) hot.emplace_back(ms, 90.0);
+  WriteTemps(*cloud_, "spindle-1", hot);
+  json alarm;
+  ASSERT_TRUE(WaitForAlarm("spindle-1", alarm));
+  const std::string id = alarm["alarm_id"];
+  Call("PATCH", "/v1/rules/overheat", R"js({"name":"Spindle overheating (renamed)"})js", 200);
+  EXPECT_EQ(Call("GET", "/v1/alarms/" + id, "", 200)["status"], "ALARM_STATUS_ACTIVE_UNACK") << "a rename keeps it";
+  Call("PATCH", "/v1/rules/overheat", R"({"for_ms":"60000"})", 200);
+  json got = Call("GET", "/v1/alarms/" + id, "", 200);
+  EXPECT_EQ(got["status"], "ALARM_STATUS_CLEARED_UNACK") << "what raised it is not the rule any more";
+  EXPECT_EQ(got["history"].back()["source"], "rule:overheat changed");
+  Call("DELETE", "/v1/rules/overheat", "", 200);
+}
+
 TEST_P(CloudRulesTest, KilledInTheMiddleOfADurationItFiresAtTheSameTimestamp) {
   Call("POST", "/v1/devices", R"({"device_id":"spindle-1","type":"spindle"})", 200);
   Call("POST", "/v1/rules", kOverheat, 200);
@@ -237,6 +256,9 @@ TEST_P(CloudRulesTest, KilledInTheMiddleOfADurationItFiresAtTheSameTimestamp) {
       },
       std::chrono::seconds(10)))
       << "the state is saved within a second";
+  // The rule's clock is its readings': 18 s along, nothing has fired, however late the
+  // wall clock is past these readings.
+  EXPECT_TRUE(Call("GET", "/v1/alarms?device_id=spindle-1", "", 200)["alarms"].empty());
   cloud_->process().Stop(SIGKILL);
   cloud_->Restart();
   std::vector<std::pair<std::int64_t, double>> rest;
