@@ -101,6 +101,14 @@ int Run(const Flags& f) {
   metrics.AddCallbackGauge("strata_edge_buffer_oldest_age_seconds", "Age of the oldest buffered reading",
                            [&buf] { return buf.OldestAgeSeconds(); });
 
+  // The EDGE rules of the config revision, with their state and alarms in the buffer's file.
+  auto edge_rules = strata::edge::EdgeRules::Open(buf, metrics, clock);
+  if (!edge_rules.ok()) {
+    spdlog::error("{}", edge_rules.status().ToString());
+    return 2;
+  }
+  auto& rules = **edge_rules;
+
   // The devices this edge serves come from the config revision it runs (from disk at start,
   // so it serves them with no cloud at all), and change when the cloud sends a new one.
   strata::edge::DeviceDirectory directory;
@@ -135,6 +143,7 @@ int Run(const Flags& f) {
        .on_applied =
            [&](const strata::v1::EdgeConfig& c) {
              twins.SetDesired(c);
+             rules.SetConfig(c);
              std::lock_guard lock(managed_mu);
              managed = c.settings();
              if (apply_managed) apply_managed(managed);
@@ -157,6 +166,12 @@ int Run(const Flags& f) {
     spdlog::info("config: no revision yet; serving the {} devices of {} until the cloud sends one", devices.size(),
                  legacy.string());
     directory.Replace(std::move(devices));
+  }
+
+  // What the rules' saved states do not cover (a crash since their last save) is evaluated
+  // again from the buffer before anything new comes in.
+  if (auto s = rules.Replay(); !s.ok()) {
+    spdlog::error("edge rules: cannot evaluate the buffered readings again: {}", s.ToString());
   }
 
   // Commands for this edge's devices, held from when they arrive until the cloud has recorded
@@ -182,10 +197,11 @@ int Run(const Flags& f) {
   // A revision from a cloud of version 3 or lower has no desired documents: the devices keep
   // those they have (a rolling upgrade or a rollback of the cloud must not clear them).
   uopts.on_config = [&cfg](const strata::v1::EdgeConfig& c, std::uint32_t version) {
-    return cfg.Apply(c, version >= 4, version >= 5);
+    return cfg.Apply(c, version >= 4, version >= 5, version >= 6);
   };
   uopts.commands = &commands;
   uopts.twins = &twins;
+  uopts.rules = &rules;
   strata::edge::Uplink uplink(uopts, buf, metrics);
 
   strata::edge::IngestOptions iopts;
@@ -201,6 +217,7 @@ int Run(const Flags& f) {
       reject_unknown ? strata::edge::UnknownDevicePolicy::kReject : strata::edge::UnknownDevicePolicy::kRegister;
   iopts.commands = &commands;
   iopts.twins = &twins;
+  iopts.rules = &rules;
   strata::edge::Ingest ingest(iopts, buf, metrics, clock, &directory);
 
   {
@@ -252,6 +269,7 @@ int Run(const Flags& f) {
                                           {"devices", cfg.Applied().devices},
                                           {"protocol_version", uplink.ProtocolVersion()}}},
                               {"commands", CommandsJson(commands.GetStats())},
+                              {"rules", {{"rules", rules.RuleCount()}, {"alarms_pending", rules.Pending()}}},
                               {"ingest_queue_depth", ingest.QueueDepth()},
                               {"unknown_devices", ingest.UnknownDevices() == strata::edge::UnknownDevicePolicy::kReject
                                                       ? "reject"
@@ -291,6 +309,7 @@ int Run(const Flags& f) {
   commands.Stop();
   twins.Stop();
   ingest.Stop();
+  if (auto s = rules.Save(); !s.ok()) spdlog::warn("edge rules: cannot save their states: {}", s.ToString());
   uplink.Stop();
   (*status_server)->Stop();
   spdlog::info("strata-edge stopped; {} readings buffered", buf.Count());
@@ -340,6 +359,10 @@ int Status(const std::string& http_listen) {
       first = false;
     }
     std::cout << "), " << c["reports_pending"] << " reports not yet recorded by the cloud\n";
+  }
+  if (const auto& r = j["rules"]; r.is_object()) {
+    std::cout << "rules           " << r["rules"] << " edge rules, " << r["alarms_pending"]
+              << " alarm transitions not yet recorded by the cloud\n";
   }
   if (const auto& c = j["cloud"]; c.value("readings_refused", 0) > 0) {
     std::cout << "refused         " << c["readings_refused"] << " readings by the cloud; last: "

@@ -57,11 +57,12 @@ build/cloud-services/strata-cloud --data-dir "$data_dir" \
 pids+=($!)
 wait_http "$api/readyz" "${pids[-1]}" strata-cloud
 
-# Three CLOUD rules over the simulated scenarios, so that alarms appear (docs/rules.md); they
-# stay in the database across runs (creating one again is a 409, and changes nothing).
+# Three rules over the simulated scenarios, so that alarms appear (docs/rules.md): two CLOUD
+# rules and one EDGE rule (PM2.5, evaluated at the gateway and sent up); they stay in the
+# database across runs (creating one again is a 409, and changes nothing).
 for rule in \
   '{"rule_id":"machine-overheat","name":"Machine overheating","alarm_type":"machine_overheat","for_ms":10000,"raise":[{"severity":"MAJOR","condition":"has(reading.machine_temperature) && machine_temperature > 66.0"},{"severity":"CRITICAL","condition":"has(reading.machine_temperature) && machine_temperature > 70.0"}],"clear":"machine_temperature < 64.0"}' \
-  '{"rule_id":"pm25-high","name":"PM2.5 above the limit","alarm_type":"pm25_high","for_ms":30000,"raise":[{"severity":"MINOR","condition":"has(reading.pm2_5) && pm2_5 > 20.0"}],"clear":"pm2_5 < 17.0"}' \
+  '{"rule_id":"pm25-high","name":"PM2.5 above the limit","location":"EDGE","alarm_type":"pm25_high","for_ms":30000,"raise":[{"severity":"MINOR","condition":"has(reading.pm2_5) && pm2_5 > 20.0"}],"clear":"pm2_5 < 17.0"}' \
   '{"rule_id":"spo2-low","name":"SpO2 too low","alarm_type":"spo2_low","clear_after_ms":30000,"raise":[{"severity":"CRITICAL","condition":"has(reading.spo2) && spo2 < 97"}]}'; do
   curl -s -o /dev/null -X POST "$api/v1/rules" -H 'Content-Type: application/json' -d "$rule" || true
 done

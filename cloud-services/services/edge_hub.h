@@ -26,7 +26,7 @@
 namespace strata::services {
 
 // The highest EdgeSync version this cloud speaks; it serves every version from 1 up to it.
-inline constexpr std::uint32_t kEdgeSyncProtocolVersion = 5;
+inline constexpr std::uint32_t kEdgeSyncProtocolVersion = 6;
 
 struct EdgeHubOptions {
   // A stream must say Hello within this long, or it is closed (DEADLINE_EXCEEDED).

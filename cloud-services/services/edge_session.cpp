@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <limits>
 #include <optional>
 #include <span>
 
+#include <google/protobuf/util/json_util.h>
 #include <spdlog/spdlog.h>
 #include <utf8cpp/utf8.h>
 
@@ -81,6 +83,10 @@ EdgeSyncMetrics::EdgeSyncMetrics(MetricsRegistry& metrics)
     twin_reports[outcome] = &metrics.GetCounter("strata_cloud_edge_twin_reports_total",
                                                 "Reported twin documents from edges, by outcome", {{"outcome", outcome}});
   }
+  for (const char* outcome : {"applied", "duplicate", "stale", "invalid"}) {
+    edge_alarms[outcome] = &metrics.GetCounter("strata_cloud_edge_alarms_total",
+                                               "Alarm transitions of edge rules, by outcome", {{"outcome", outcome}});
+  }
   for (auto reason : telemetry::kAllReasons) {
     readings_refused[reason] = &metrics.GetCounter(
         "strata_cloud_edge_readings_refused_total", "Readings from edges refused by the telemetry model (not stored)",
@@ -107,7 +113,9 @@ EdgeSession::~EdgeSession() {
 }
 
 bool EdgeSession::Unexpected() {
-  const char* expected = id_.protocol_version >= 4
+  const char* expected = id_.protocol_version >= 6
+                             ? "expected a batch, a heartbeat, a config_ack, a command_update, a twin_reported or an alarm"
+                         : id_.protocol_version >= 4
                              ? "expected a batch, a heartbeat, a config_ack, a command_update or a twin_reported"
                          : id_.protocol_version >= 3 ? "expected a batch, a heartbeat, a config_ack or a command_update"
                          : id_.protocol_version >= 2 ? "expected a batch, a heartbeat or a config_ack"
@@ -150,6 +158,9 @@ bool EdgeSession::Receive(v1::EdgeMessage message) {
       return Unexpected();
     case v1::EdgeMessage::kTwinReported:
       if (id_.protocol_version >= 4) break;
+      return Unexpected();
+    case v1::EdgeMessage::kAlarm:
+      if (id_.protocol_version >= 6) break;
       return Unexpected();
     default:
       return Unexpected();
@@ -202,6 +213,9 @@ grpc::Status EdgeSession::Serve(EdgeStream& stream) {
   auto joins = [](const Item& next, std::span<const Item> taken) {
     if (next.message.has_command_update() && taken.back().message.has_command_update()) {
       return taken.size() < kMaxUpdatesPerTransaction;
+    }
+    if (next.message.has_alarm() && taken.back().message.has_alarm()) {
+      return taken.size() < kMaxEdgeAlarmsPerTransaction;
     }
     if (!next.message.has_batch() || !taken.back().message.has_batch() || taken.size() >= kMaxBatchesPerTransaction) {
       return false;
@@ -257,6 +271,9 @@ grpc::Status EdgeSession::Serve(EdgeStream& stream) {
         break;
       case v1::EdgeMessage::kCommandUpdate:
         if (auto s = TakeCommandUpdates(items, stream); !s.ok()) return s;
+        break;
+      case v1::EdgeMessage::kAlarm:
+        if (auto s = TakeEdgeAlarms(items, stream); !s.ok()) return s;
         break;
       case v1::EdgeMessage::kTwinReported:
         if (auto s = TakeTwinReported(items.front().message.twin_reported(), stream); !s.ok()) return s;
@@ -336,6 +353,10 @@ grpc::Status EdgeSession::SendConfigIfNew(EdgeStream& stream) {
   auto config = db_.Edges().GetEdgeConfig(id_.tenant, id_.edge_id);
   if (!config.ok()) return read_failed(config.status());
   sent_revision_ = config->revision();
+  // Read after the revision: the rules are as new as it, or newer (a later revision follows).
+  if (id_.protocol_version >= 6) {
+    if (auto s = AddEdgeRules(*config); !s.ok()) return read_failed(s);
+  }
   if (const std::size_t bytes = config->ByteSizeLong(); bytes > kMaxConfigBytes) {
     // Not sent (the edge could not take it; the stream would break on it at every connect):
     // the edge keeps running its revision, and the operator sees why.
@@ -355,8 +376,8 @@ grpc::Status EdgeSession::SendConfigIfNew(EdgeStream& stream) {
   *out.mutable_config() = *std::move(config);
   if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
   metrics_.configs_sent.Inc();
-  spdlog::info("edge {}: sent config revision {} ({} devices)", id_.edge_id, sent_revision_,
-               out.config().devices_size());
+  spdlog::info("edge {}: sent config revision {} ({} devices, {} rules)", id_.edge_id, sent_revision_,
+               out.config().devices_size(), out.config().rules_size());
   return grpc::Status::OK;
 }
 
@@ -527,6 +548,117 @@ grpc::Status EdgeSession::TakeTwinReported(const v1::TwinReported& r, EdgeStream
   v1::CloudMessage out;
   out.mutable_twin_reported_ack()->set_device_id(r.device_id());
   out.mutable_twin_reported_ack()->set_seq(r.seq());
+  if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
+  return grpc::Status::OK;
+}
+
+absl::Status EdgeSession::AddEdgeRules(v1::EdgeConfig& config) {
+  std::set<std::string, std::less<>> devices;
+  for (const auto& d : config.devices()) devices.insert(d.device_id());
+  std::string after;
+  while (true) {
+    auto page = db_.Rules().ListRules(id_.tenant, 1000, after);
+    if (!page.ok()) return page.status();
+    const bool more = page->size() > 1000;
+    if (more) page->resize(1000);
+    for (auto& r : *page) {
+      if (r.location() != v1::RULE_LOCATION_EDGE || !r.enabled()) continue;
+      const bool concerns = r.device_ids().empty() || std::any_of(r.device_ids().begin(), r.device_ids().end(),
+                                                                  [&](const auto& id) { return devices.count(id); });
+      if (concerns) *config.add_rules() = r;
+    }
+    if (!more || page->empty()) return absl::OkStatus();
+    after = page->back().rule_id();
+  }
+}
+
+absl::StatusOr<storage::AlarmChange> EdgeSession::EdgeAlarmChange(const v1::EdgeAlarm& a) {
+  absl::Status valid = ValidateId("alarm.rule_id", a.rule_id());
+  if (valid.ok()) valid = ValidateId("alarm.device_id", a.device_id());
+  if (valid.ok()) valid = ValidateId("alarm.alarm_type", a.alarm_type());
+  const bool clear = a.kind() == "CLEARED";
+  if (valid.ok() && !clear && a.kind() != "RAISED" && a.kind() != "SEVERITY_CHANGED") {
+    valid = absl::InvalidArgumentError("alarm.kind: RAISED, SEVERITY_CHANGED or CLEARED");
+  }
+  if (valid.ok() && (!v1::AlarmSeverity_IsValid(a.severity()) || a.severity() == v1::ALARM_SEVERITY_UNSPECIFIED)) {
+    valid = absl::InvalidArgumentError("alarm.severity: one of CRITICAL, MAJOR, MINOR, WARNING, INDETERMINATE");
+  }
+  if (valid.ok()) valid = telemetry::CheckTimestamp(a.ts()).ToStatus("alarm.ts");
+  storage::AlarmChange c;
+  if (valid.ok() && !a.values_json().empty()) {
+    if (a.values_json().size() > kMaxEdgeAlarmValuesBytes) {
+      valid = absl::InvalidArgumentError("alarm.values_json is larger than " +
+                                         std::to_string(kMaxEdgeAlarmValuesBytes) + " bytes");
+    } else if (auto doc = telemetry::ParseBoundedJson(a.values_json()); !doc.ok() || !doc->is_object() ||
+               !google::protobuf::util::JsonStringToMessage(a.values_json(), &c.raise.values).ok()) {
+      valid = absl::InvalidArgumentError("alarm.values_json is not a JSON object");
+    }
+  }
+  if (!valid.ok()) return absl::InvalidArgumentError("invalid: " + std::string(valid.message()));
+  // Only this edge's devices, and only for the rule as it still is.
+  auto device = db_.Devices().GetDevice(id_.tenant, a.device_id());
+  if (!device.ok() && device.status().code() != absl::StatusCode::kNotFound) return device.status();
+  if (!device.ok() || device->edge_id() != id_.edge_id) {
+    return absl::InvalidArgumentError("invalid: device '" + a.device_id() + "' is not behind this edge");
+  }
+  auto rule = db_.Rules().GetRule(id_.tenant, a.rule_id());
+  if (!rule.ok() && rule.status().code() != absl::StatusCode::kNotFound) return rule.status();
+  if (!rule.ok() || rule->location() != v1::RULE_LOCATION_EDGE || !rule->enabled() ||
+      rule->updated_at() != a.rule_updated_at() || rule->alarm_type() != a.alarm_type()) {
+    return absl::FailedPreconditionError("stale: rule '" + a.rule_id() + "' changed or went since");
+  }
+  c.clear = clear;
+  c.raise.device_id = a.device_id();
+  c.raise.type = a.alarm_type();
+  c.raise.severity = a.severity();
+  c.raise.rule_id = a.rule_id();
+  c.raise.ts = a.ts();
+  c.raise.source = "edge:" + id_.edge_id;
+  return c;
+}
+
+grpc::Status EdgeSession::TakeEdgeAlarms(const std::vector<Item>& items, EdgeStream& stream) {
+  std::vector<storage::AlarmStore::EdgeAlarmChange> changes;
+  std::vector<const char*> outcomes;
+  changes.reserve(items.size());
+  for (const Item& item : items) {
+    const auto& a = item.message.alarm();
+    auto c = EdgeAlarmChange(a);
+    if (c.ok()) {
+      changes.emplace_back(a.seq(), *std::move(c));
+      outcomes.push_back("applied");
+      continue;
+    }
+    const absl::Status& s = c.status();
+    if (s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kFailedPrecondition) {
+      // Passed over (the edge must not send it forever): counted, logged once per session.
+      changes.emplace_back(a.seq(), std::nullopt);
+      const bool stale = s.code() == absl::StatusCode::kFailedPrecondition;
+      outcomes.push_back(stale ? "stale" : "invalid");
+      if (!stale && !told_bad_alarm_) {
+        told_bad_alarm_ = true;
+        spdlog::warn("edge {}: ignored alarm seq {}: {}", id_.edge_id, a.seq(),
+                     utf8::replace_invalid(std::string(s.message()).substr(0, 512)));
+      }
+      continue;
+    }
+    if (s.code() == absl::StatusCode::kUnavailable) return ToGrpc(s);
+    return ReadFailed("rules and devices", s);
+  }
+  auto marks = db_.Alarms().ApplyEdgeAlarms(id_.tenant, id_.edge_id, changes);
+  if (!marks.ok()) {
+    if (marks.status().code() == absl::StatusCode::kUnavailable) return ToGrpc(marks.status());
+    spdlog::error("edge {}: alarms {}..{} not applied: {}", id_.edge_id, changes.front().first, changes.back().first,
+                  marks.status().ToString());
+    return grpc::Status(grpc::StatusCode::INTERNAL, "the cloud could not apply alarms; see its log");
+  }
+  // What was at or below the mark before this transaction was a repeat (the edge resent it).
+  for (std::size_t i = 0; i < changes.size(); ++i) {
+    const bool repeat = changes[i].first <= marks->before;
+    metrics_.edge_alarms.at(repeat ? "duplicate" : outcomes[i])->Inc();
+  }
+  v1::CloudMessage out;
+  out.mutable_alarm_ack()->set_seq(marks->after);
   if (!stream.Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "edge went away");
   return grpc::Status::OK;
 }

@@ -62,6 +62,9 @@ inline constexpr std::size_t kMaxUpdatesPerTransaction = 256;
 // Largest result (JSON text) and error of a command update the cloud records.
 inline constexpr std::size_t kMaxCommandResultBytes = 64 * 1024;
 inline constexpr std::size_t kMaxCommandErrorBytes = 1024;
+// Most edge alarm transitions applied in one transaction, and the largest values_json taken.
+inline constexpr std::size_t kMaxEdgeAlarmsPerTransaction = 256;
+inline constexpr std::size_t kMaxEdgeAlarmValuesBytes = 8 * 1024;
 
 using EdgeStream = grpc::ServerReaderWriterInterface<v1::CloudMessage, v1::EdgeMessage>;
 
@@ -91,6 +94,9 @@ struct EdgeSyncMetrics {
   // Reported twin documents from edges, by outcome: stored, stale (this seq or a later one
   // was stored), unknown (no such device behind the edge), invalid (not stored).
   std::map<std::string, Counter*, std::less<>> twin_reports;
+  // Alarm transitions of edge rules, by outcome: applied, duplicate (at or below the edge's
+  // mark), stale (of a rule that changed or went since), invalid (not applied).
+  std::map<std::string, Counter*, std::less<>> edge_alarms;
   std::map<telemetry::Reason, Counter*> readings_refused;
 };
 
@@ -173,6 +179,13 @@ class EdgeSession {
   // Records a group of command updates in one transaction and acks each.
   grpc::Status TakeCommandUpdates(const std::vector<Item>& items, EdgeStream& stream);
   grpc::Status TakeTwinReported(const v1::TwinReported& reported, EdgeStream& stream);
+  // Applies a group of the edge rules' alarm transitions in one transaction and acks the mark.
+  grpc::Status TakeEdgeAlarms(const std::vector<Item>& items, EdgeStream& stream);
+  // The alarm change an edge's transition makes, or why it makes none ("invalid: ...",
+  // "stale: ...").
+  absl::StatusOr<storage::AlarmChange> EdgeAlarmChange(const v1::EdgeAlarm& alarm);
+  // The tenant's enabled EDGE rules that may concern the edge's devices (version 6).
+  absl::Status AddEdgeRules(v1::EdgeConfig& config);
   // A read of the edge's state failed: UNAVAILABLE as it is (the edge reconnects), anything
   // else logged and INTERNAL.
   grpc::Status ReadFailed(const char* what, const absl::Status& s);
@@ -204,6 +217,7 @@ class EdgeSession {
   std::set<std::string> sent_cancels_;
   bool told_bad_update_ = false;
   bool told_bad_twin_ = false;
+  bool told_bad_alarm_ = false;
   std::atomic<bool> poke_pending_{false};
 };
 

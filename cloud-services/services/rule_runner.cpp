@@ -220,10 +220,7 @@ void RuleRunner::Round(std::vector<Item>& items, bool tick, bool save, bool relo
       auto out = r.rule->Process(r.state, item.reading);
       evaluations_.Inc();
       r.dirty = true;
-      if (item.reading.ts_ms > r.newest_ts) {
-        r.newest_ts = item.reading.ts_ms;
-        r.newest_seen_at = now;
-      }
+      r.clock.Saw(item.reading.ts_ms, now);
       if (!out.empty()) {
         take(item.tenant, r, out);
         with_transitions[item.tenant].insert(id);
@@ -233,8 +230,9 @@ void RuleRunner::Round(std::vector<Item>& items, bool tick, bool save, bool relo
   if (tick) {
     for (auto& [tenant, rs] : rules_) {
       for (auto& [id, r] : rs) {
-        if (r.newest_ts < 0) continue;  // no reading since this process started: no clock yet
-        auto out = r.rule->Tick(r.state, r.newest_ts + std::max<std::int64_t>(0, now - r.newest_seen_at));
+        const auto rule_now = r.clock.Now(now);
+        if (!rule_now) continue;  // no reading since this process started: no clock yet
+        auto out = r.rule->Tick(r.state, *rule_now);
         if (out.empty()) continue;
         r.dirty = true;
         take(tenant, r, out);

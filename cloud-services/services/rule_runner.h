@@ -69,12 +69,8 @@ class RuleRunner {
     std::set<std::string> device_ids;
     rules::RuleState state;
     bool dirty = false;  // changed since it was last saved
-    // The rule's clock is the readings' (event time): the newest reading it took, and when
-    // (by this process's clock) it took it. A tick is at newest + the time since, so a
-    // device whose clock is behind, or a backlog of old readings, does not make time pass
-    // faster for the rule than it does for its readings. No reading since the start: no tick.
-    std::int64_t newest_ts = -1;
-    std::int64_t newest_seen_at = 0;
+    // No reading since the start: no tick.
+    rules::RuleClock clock;
   };
   struct Device {
     std::string type;

@@ -19,30 +19,6 @@ constexpr std::size_t kMaxRuleDescriptionBytes = 4096;
 
 grpc::Status Invalid(const std::string& message) { return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message); }
 
-std::optional<rules::Severity> FromProto(v1::AlarmSeverity s) {
-  switch (s) {
-    case v1::ALARM_SEVERITY_CRITICAL: return rules::Severity::kCritical;
-    case v1::ALARM_SEVERITY_MAJOR: return rules::Severity::kMajor;
-    case v1::ALARM_SEVERITY_MINOR: return rules::Severity::kMinor;
-    case v1::ALARM_SEVERITY_WARNING: return rules::Severity::kWarning;
-    case v1::ALARM_SEVERITY_INDETERMINATE: return rules::Severity::kIndeterminate;
-    default: return std::nullopt;
-  }
-}
-
-std::optional<rules::Aggregate> FromProto(v1::WindowFunction f) {
-  switch (f) {
-    case v1::WINDOW_FUNCTION_AVG: return rules::Aggregate::kAvg;
-    case v1::WINDOW_FUNCTION_MIN: return rules::Aggregate::kMin;
-    case v1::WINDOW_FUNCTION_MAX: return rules::Aggregate::kMax;
-    case v1::WINDOW_FUNCTION_SUM: return rules::Aggregate::kSum;
-    case v1::WINDOW_FUNCTION_COUNT: return rules::Aggregate::kCount;
-    case v1::WINDOW_FUNCTION_FIRST: return rules::Aggregate::kFirst;
-    case v1::WINDOW_FUNCTION_LAST: return rules::Aggregate::kLast;
-    default: return std::nullopt;
-  }
-}
-
 // The update_mask paths UpdateRule takes, and how each copies from the request's rule.
 void CopyField(const std::string& path, const v1::Rule& from, v1::Rule& to) {
   if (path == "name") to.set_name(from.name());
@@ -92,16 +68,6 @@ const std::set<std::string>& UpdatablePaths() {
 
 }  // namespace
 
-rules::Value ToRuleValue(const v1::Value& v) {
-  switch (v.kind_case()) {
-    case v1::Value::kDoubleValue: return rules::Value::Double(v.double_value());
-    case v1::Value::kIntValue: return rules::Value::Int(v.int_value());
-    case v1::Value::kBoolValue: return rules::Value::Bool(v.bool_value());
-    case v1::Value::kStringValue: return rules::Value::String(v.string_value());
-    default: return rules::Value::Null();
-  }
-}
-
 google::protobuf::Value ToStructValue(const rules::Value& v) {
   google::protobuf::Value out;
   switch (v.kind()) {
@@ -120,60 +86,12 @@ google::protobuf::Value ToStructValue(const rules::Value& v) {
   return out;
 }
 
-rules::Value AttributesOf(const v1::Device& d) {
-  rules::MapEntries entries;
-  for (const auto& [k, v] : d.attributes()) entries.emplace_back(rules::Value::String(k), rules::Value::String(v));
-  return rules::Value::MapOf(std::move(entries));
-}
+rules::Value AttributesOf(const v1::Device& d) { return rules::AttributesOf(d.attributes()); }
 
 google::protobuf::Struct ToStruct(const std::vector<std::pair<std::string, rules::Value>>& values) {
   google::protobuf::Struct out;
   for (const auto& [k, v] : values) (*out.mutable_fields())[k] = ToStructValue(v);
   return out;
-}
-
-v1::AlarmSeverity ToProto(rules::Severity s) {
-  switch (s) {
-    case rules::Severity::kCritical: return v1::ALARM_SEVERITY_CRITICAL;
-    case rules::Severity::kMajor: return v1::ALARM_SEVERITY_MAJOR;
-    case rules::Severity::kMinor: return v1::ALARM_SEVERITY_MINOR;
-    case rules::Severity::kWarning: return v1::ALARM_SEVERITY_WARNING;
-    case rules::Severity::kIndeterminate: return v1::ALARM_SEVERITY_INDETERMINATE;
-  }
-  return v1::ALARM_SEVERITY_INDETERMINATE;
-}
-
-absl::StatusOr<rules::RuleDefinition> ToDefinition(const v1::Rule& rule) {
-  rules::RuleDefinition d;
-  d.id = rule.rule_id();
-  d.alarm_type = rule.alarm_type();
-  for (int i = 0; i < rule.raise_size(); ++i) {
-    auto sev = FromProto(rule.raise(i).severity());
-    if (!sev) {
-      return absl::InvalidArgumentError("raise[" + std::to_string(i) +
-                                        "].severity: one of CRITICAL, MAJOR, MINOR, WARNING, INDETERMINATE");
-    }
-    d.raise.push_back({*sev, rule.raise(i).condition()});
-  }
-  d.clear = rule.clear();
-  d.for_ms = rule.for_ms();
-  d.times = rule.times();
-  d.within_ms = rule.within_ms();
-  d.clear_after_ms = rule.clear_after_ms();
-  d.no_data_ms = rule.no_data_ms();
-  d.window.size_ms = rule.window().size_ms();
-  d.window.hop_ms = rule.window().hop_ms();
-  d.window.lateness_ms = rule.window().lateness_ms();
-  for (int i = 0; i < rule.window().outputs_size(); ++i) {
-    const auto& o = rule.window().outputs(i);
-    auto fn = FromProto(o.function());
-    if (!fn) {
-      return absl::InvalidArgumentError("window.outputs[" + std::to_string(i) +
-                                        "].function: one of AVG, MIN, MAX, SUM, COUNT, FIRST, LAST");
-    }
-    d.window.outputs.push_back({o.name(), *fn, o.key()});
-  }
-  return d;
 }
 
 absl::StatusOr<rules::Rule> CheckRule(const v1::Rule& rule) {
@@ -193,9 +111,7 @@ absl::StatusOr<rules::Rule> CheckRule(const v1::Rule& rule) {
     if (auto s = CheckLength("device_type", rule.device_type(), kMaxIdBytes); !s.ok()) return s;
   }
   if (auto s = ValidateId("alarm_type", rule.alarm_type()); !s.ok()) return s;
-  auto def = ToDefinition(rule);
-  if (!def.ok()) return def.status();
-  return rules::Rule::Compile(std::move(*def));
+  return rules::CompileRule(rule);
 }
 
 RulesService::RulesService(storage::Database& db, MetricsRegistry& metrics, Clock clock)

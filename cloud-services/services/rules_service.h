@@ -7,6 +7,7 @@
 #include <strata/clock.h>
 #include <strata/metrics.h>
 #include <strata/rules/engine.h>
+#include <strata/rules/proto.h>
 
 #include "storage/store.h"
 #include "strata/v1/rules.grpc.pb.h"
@@ -18,14 +19,12 @@ inline constexpr std::int64_t kMaxDryRunSpanMs = 31LL * 24 * 3600 * 1000;
 inline constexpr std::int64_t kMaxDryRunReadings = 1000000;
 inline constexpr std::size_t kMaxDryRunTransitions = 10000;
 
-// The engine's definition of an API rule; INVALID_ARGUMENT for what the API allows but the
-// engine would not take (an unspecified severity or window function).
-absl::StatusOr<rules::RuleDefinition> ToDefinition(const v1::Rule& rule);
 // Checks a whole rule as the API takes it (ids, lengths, scope, and the engine's Compile).
 absl::StatusOr<rules::Rule> CheckRule(const v1::Rule& rule);
 
-v1::AlarmSeverity ToProto(rules::Severity s);
-rules::Value ToRuleValue(const v1::Value& v);
+using rules::ToDefinition;
+using rules::ToProto;
+using rules::ToRuleValue;
 // A device's attributes as a rule's `attr`.
 rules::Value AttributesOf(const v1::Device& d);
 // What a transition read, as JSON (non-finite numbers as their names).

@@ -46,6 +46,9 @@ constexpr std::string_view kClearRuleAlarms =
     " end_ts = ?6, clear_ts = ?6, updated_at = ?6 WHERE tenant_id = ?1 AND rule_id = ?2 AND active = 1"
     " RETURNING alarm_id, severity";
 constexpr std::string_view kSelectDefinition = "SELECT definition FROM rules WHERE tenant_id = ?1 AND rule_id = ?2";
+constexpr std::string_view kLockEdgeAlarmSeq =
+    "UPDATE edges SET alarm_seq = alarm_seq WHERE tenant_id = ?1 AND edge_id = ?2 RETURNING alarm_seq";
+constexpr std::string_view kSetEdgeAlarmSeq = "UPDATE edges SET alarm_seq = ?3 WHERE tenant_id = ?1 AND edge_id = ?2";
 constexpr std::string_view kLoadRuleState = "SELECT state FROM rule_state WHERE tenant_id = ?1 AND rule_id = ?2";
 
 std::string RuleJson(v1::Rule rule) {
@@ -342,6 +345,48 @@ class Alarms final : public AlarmStore {
       }
       return absl::OkStatus();
     });
+  }
+
+  absl::StatusOr<EdgeAlarmMarks> ApplyEdgeAlarms(std::string_view tenant, std::string_view edge_id,
+                                                 std::span<const EdgeAlarmChange> changes) override {
+    const std::string t(tenant), e(edge_id);
+    std::uint64_t mark = 0, before = 0;
+    auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
+      const std::int64_t now = db_.Now();
+      bool found = false;
+      // Locks the edge's row: a second session of the edge waits here, then sees the mark.
+      auto q = tx.Query(kLockEdgeAlarmSeq, {t, e}, [&](const SqlRow& row) {
+        found = true;
+        mark = static_cast<std::uint64_t>(row.Int(0));
+        return absl::OkStatus();
+      });
+      if (!q.ok()) return q;
+      if (!found) return absl::NotFoundError("edge '" + e + "' not found");
+      before = mark;
+      std::uint64_t last = mark;
+      for (const auto& [seq, change] : changes) {
+        if (seq <= last) continue;
+        last = seq;
+        if (!change) continue;
+        const AlarmChange& c = *change;
+        std::string alarm_id;
+        absl::Status applied;
+        if (c.clear) {
+          applied = ClearActiveIn(tx, t, c.raise.device_id, c.raise.type, c.raise.ts, c.raise.source, now, alarm_id);
+        } else {
+          AlarmRaiseResult ignored;
+          applied = RaiseIn(tx, t, c.raise, now, ignored, alarm_id);
+        }
+        if (!applied.ok()) return applied;
+      }
+      if (last != mark) {
+        if (auto n = tx.Exec(kSetEdgeAlarmSeq, {t, e, static_cast<std::int64_t>(last)}); !n.ok()) return n.status();
+        mark = last;
+      }
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+    return EdgeAlarmMarks{before, mark};
   }
 
   absl::StatusOr<std::string> LoadRuleState(std::string_view tenant, std::string_view rule_id) override {

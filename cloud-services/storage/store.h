@@ -432,6 +432,18 @@ class AlarmStore {
   // alarms agree.
   virtual absl::Status ApplyRuleResults(std::string_view tenant, std::span<const AlarmChange> changes,
                                         std::span<const RuleStateWrite> states) = 0;
+  // An edge's rules' alarm changes, each with the seq the edge gave it (no change: a seq the
+  // caller refused, passed over): those above the edge's alarm mark are applied in order and
+  // the mark moves to the last, in one transaction (the edge's row is locked first, so two
+  // sessions of one edge apply each seq once). Returns the mark before and after. NOT_FOUND
+  // for an unknown edge.
+  using EdgeAlarmChange = std::pair<std::uint64_t, std::optional<AlarmChange>>;
+  struct EdgeAlarmMarks {
+    std::uint64_t before = 0;
+    std::uint64_t after = 0;
+  };
+  virtual absl::StatusOr<EdgeAlarmMarks> ApplyEdgeAlarms(std::string_view tenant, std::string_view edge_id,
+                                                         std::span<const EdgeAlarmChange> changes) = 0;
   // A rule's saved state; empty when it has none (new, changed or never saved).
   virtual absl::StatusOr<std::string> LoadRuleState(std::string_view tenant, std::string_view rule_id) = 0;
 };

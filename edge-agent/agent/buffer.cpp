@@ -23,7 +23,33 @@ CREATE TABLE IF NOT EXISTS readings (
   data        BLOB NOT NULL
 );
 )sql";
-constexpr Migration kMigrations[] = {{1, "readings", kCreateBuffer}};
+// The edge rules' tables (edge_rules.h), in the buffer's file so that they commit with the
+// readings: each rule's state as of the readings up to rules_seq, and the alarm transitions
+// they made, numbered (seq) for the uplink. A transition made again by readings replayed
+// after a crash is the same row (alarm_outbox_once), so it is sent once; an acknowledged one
+// stays while replayed readings could make it again (reading_seq above rules_seq).
+constexpr std::string_view kCreateRules = R"sql(
+INSERT OR IGNORE INTO buffer_meta (key, value) VALUES ('rules_seq', 0);
+CREATE TABLE rule_state (
+  rule_id    TEXT PRIMARY KEY,
+  updated_at INTEGER NOT NULL,
+  state      TEXT NOT NULL
+);
+CREATE TABLE alarm_outbox (
+  seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+  rule_id         TEXT NOT NULL,
+  rule_updated_at INTEGER NOT NULL,
+  device_id       TEXT NOT NULL,
+  kind            TEXT NOT NULL,
+  severity        INTEGER NOT NULL,
+  ts              INTEGER NOT NULL,
+  reading_seq     INTEGER NOT NULL,
+  acked           INTEGER NOT NULL DEFAULT 0,
+  data            BLOB NOT NULL
+);
+CREATE UNIQUE INDEX alarm_outbox_once ON alarm_outbox (rule_id, rule_updated_at, device_id, kind, severity, ts);
+)sql";
+constexpr Migration kMigrations[] = {{1, "readings", kCreateBuffer}, {2, "rules", kCreateRules}};
 
 constexpr std::string_view kInsertReading = "INSERT INTO readings (seq, received_at, data) VALUES (?1, ?2, ?3)";
 constexpr std::string_view kReadAfter = "SELECT seq, data FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2";
@@ -124,9 +150,9 @@ absl::StatusOr<std::size_t> Buffer::DropOldestLocked(std::uint64_t need_bytes) {
   return dropped;
 }
 
-absl::StatusOr<AppendResult> Buffer::Append(const std::vector<EdgeItem>& items) {
+absl::StatusOr<AppendResult> Buffer::Append(const std::vector<EdgeItem>& items, const SideWrite* side) {
   AppendResult result;
-  if (items.empty()) return result;
+  if (items.empty() && side == nullptr) return result;
   const std::int64_t now = clock_();
   std::vector<std::string> blobs;
   blobs.reserve(items.size());
@@ -144,7 +170,7 @@ absl::StatusOr<AppendResult> Buffer::Append(const std::vector<EdgeItem>& items) 
   std::lock_guard lock(mu_);
   // The counts describe what is committed: on any failure the transaction rolls back and
   // they are read again from the file.
-  auto status = AppendLocked(blobs, incoming, now, result);
+  auto status = AppendLocked(blobs, incoming, now, side, result);
   if (!status.ok()) {
     if (auto reload = LoadState(); !reload.ok()) spdlog::error("buffer: cannot reload its state: {}", reload.ToString());
     return status;
@@ -157,7 +183,7 @@ absl::StatusOr<AppendResult> Buffer::Append(const std::vector<EdgeItem>& items) 
 }
 
 absl::Status Buffer::AppendLocked(const std::vector<std::string>& blobs, std::uint64_t incoming, std::int64_t now,
-                                  AppendResult& result) {
+                                  const SideWrite* side, AppendResult& result) {
   STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
   std::size_t take = blobs.size();
   if (bytes_ + incoming > options_.max_bytes) {
@@ -185,6 +211,7 @@ absl::Status Buffer::AppendLocked(const std::vector<std::string>& blobs, std::ui
   insert_.Reset();
   STRATA_ASSIGN_OR_RETURN(auto save, db_->Prepare(kSaveLastSeq));
   STRATA_RETURN_IF_ERROR(save.Bind(1, AsInt64(seq)).Run());
+  if (side != nullptr && *side) STRATA_RETURN_IF_ERROR((*side)(*db_, seq));
   STRATA_RETURN_IF_ERROR(tx.Commit());
   if (count_ == 0 && take > 0) oldest_received_ = now;
   last_seq_ = seq;
@@ -239,7 +266,21 @@ absl::StatusOr<std::size_t> Buffer::DeleteLocked(std::string_view sql, std::int6
 
 absl::StatusOr<std::size_t> Buffer::AckUpTo(std::uint64_t seq) {
   std::lock_guard lock(mu_);
-  return DeleteLocked(kDeleteUpTo, AsInt64(seq));
+  acked_ = std::max(acked_, seq);
+  return DeleteLocked(kDeleteUpTo, AsInt64(std::min(acked_, hold_)));
+}
+
+absl::Status Buffer::SetHold(std::uint64_t seq) {
+  std::lock_guard lock(mu_);
+  hold_ = seq;
+  return DeleteLocked(kDeleteUpTo, AsInt64(std::min(acked_, hold_))).status();
+}
+
+absl::Status Buffer::Transact(const SideWrite& write) {
+  std::lock_guard lock(mu_);
+  STRATA_ASSIGN_OR_RETURN(auto tx, sqlite::Transaction::Begin(*db_));
+  STRATA_RETURN_IF_ERROR(write(*db_, last_seq_));
+  return tx.Commit();
 }
 
 absl::StatusOr<std::size_t> Buffer::EnforceAge() {

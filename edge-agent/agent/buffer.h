@@ -12,6 +12,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -64,8 +65,21 @@ class Buffer {
   };
   Limits GetLimits() const;
 
-  // Appends in one transaction, assigning consecutive sequence numbers.
-  absl::StatusOr<AppendResult> Append(const std::vector<EdgeItem>& items);
+  // What else is written in a buffer transaction, on its connection (the edge rules keep
+  // their state and alarms in the buffer's file, so that they commit with the readings):
+  // given the buffer's last seq once the transaction's readings are in.
+  using SideWrite = std::function<absl::Status(sqlite::Connection& db, std::uint64_t last_seq)>;
+
+  // Appends in one transaction, assigning consecutive sequence numbers; `side` (if set) is
+  // written in the same transaction.
+  absl::StatusOr<AppendResult> Append(const std::vector<EdgeItem>& items, const SideWrite* side = nullptr);
+  // Runs `write` in a transaction of its own.
+  absl::Status Transact(const SideWrite& write);
+
+  // Readings above `seq` are kept after the cloud acknowledged them, until the hold moves
+  // past them (the edge rules replay them after a crash: their saved state covers readings
+  // up to `seq`). No hold (the default): acknowledged readings go at once.
+  absl::Status SetHold(std::uint64_t seq);
 
   // Up to `max` readings with seq > after, in seq order.
   absl::StatusOr<std::vector<v1::EdgeReading>> ReadAfter(std::uint64_t after, std::size_t max);
@@ -99,7 +113,7 @@ class Buffer {
          BufferOptions options, MetricsRegistry& metrics, Clock clock);
   absl::Status LoadState();
   absl::Status AppendLocked(const std::vector<std::string>& blobs, std::uint64_t incoming, std::int64_t now,
-                            AppendResult& result);
+                            const SideWrite* side, AppendResult& result);
   absl::StatusOr<std::size_t> DropOldestLocked(std::uint64_t need_bytes);
   // Runs a `DELETE ... WHERE <column> <op> ?1 RETURNING LENGTH(data)` and updates the counts.
   absl::StatusOr<std::size_t> DeleteLocked(std::string_view sql, std::int64_t bound);
@@ -115,6 +129,8 @@ class Buffer {
   std::condition_variable data_cv_;
   bool interrupted_ = false;  // guarded by mu_
   std::uint64_t last_seq_ = 0;
+  std::uint64_t acked_ = 0;                 // the cloud's acknowledgements reached here
+  std::uint64_t hold_ = UINT64_MAX;         // SetHold
   std::uint64_t count_ = 0;
   std::uint64_t bytes_ = 0;
   std::int64_t oldest_received_ = 0;

@@ -1,5 +1,7 @@
 #include "agent/config_store.h"
 
+#include "agent/edge_rules.h"
+
 #include <unistd.h>
 
 #include <filesystem>
@@ -69,6 +71,7 @@ absl::Status ValidateEdgeConfig(const v1::EdgeConfig& config) {
     return absl::InvalidArgumentError("revision is above 2^63-1");
   }
   if (auto s = ValidateEdgeSettings(config.settings()); !s.ok()) return s;
+  if (auto s = ValidateEdgeRules(config); !s.ok()) return s;
   std::set<std::string_view> seen;
   for (int i = 0; i < config.devices_size(); ++i) {
     const auto& d = config.devices(i);
@@ -175,13 +178,15 @@ absl::StatusOr<std::int64_t> ConfigStore::StageAndSwitch(const v1::EdgeConfig& c
 }
 
 absl::StatusOr<v1::ConfigAck> ConfigStore::Apply(const v1::EdgeConfig& received, bool carries_desired,
-                                                 bool carries_settings) {
+                                                 bool carries_settings, bool carries_rules) {
   std::lock_guard apply_lock(apply_mu_);
   // What an older cloud does not send is kept from the running revision, not cleared.
   v1::EdgeConfig completed;
-  if (!carries_desired || !carries_settings) {
+  const bool whole = carries_desired && carries_settings && carries_rules;
+  if (!whole) {
     completed = received;
     if (!carries_settings) *completed.mutable_settings() = running_.settings();
+    if (!carries_rules) *completed.mutable_rules() = running_.rules();
     if (!carries_desired) {
       std::map<std::string, const v1::EdgeDevice*> had;
       for (const auto& d : running_.devices()) had[d.device_id()] = &d;
@@ -193,7 +198,7 @@ absl::StatusOr<v1::ConfigAck> ConfigStore::Apply(const v1::EdgeConfig& received,
       }
     }
   }
-  const v1::EdgeConfig& config = carries_desired && carries_settings ? received : completed;
+  const v1::EdgeConfig& config = whole ? received : completed;
   v1::ConfigAck ack;
   ack.set_revision(config.revision());
   const AppliedConfig running = Applied();

@@ -57,9 +57,9 @@ class ConfigStore {
   // sends nothing, and the cloud sends the revision again on the next connection.
   // `carries_desired` false (a cloud below EdgeSync version 4): each device keeps the desired
   // document it has in the running revision; `carries_settings` false (below 5): the managed
-  // settings of the running revision are kept.
+  // settings of the running revision are kept; `carries_rules` false (below 6): its rules.
   absl::StatusOr<v1::ConfigAck> Apply(const v1::EdgeConfig& config, bool carries_desired = true,
-                                      bool carries_settings = true);
+                                      bool carries_settings = true, bool carries_rules = true);
   AppliedConfig Applied() const;
 
  private:
@@ -82,8 +82,8 @@ class ConfigStore {
 };
 
 // OK when the revision can be applied: a revision of 1 to 2^63-1, and devices with valid,
-// distinct ids and desired documents that are JSON objects of at most 64 KiB, and settings in
-// the ranges of the agent's flags.
+// distinct ids and desired documents that are JSON objects of at most 64 KiB, settings in
+// the ranges of the agent's flags, and EDGE rules this edge's engine compiles.
 absl::Status ValidateEdgeConfig(const v1::EdgeConfig& config);
 
 }  // namespace strata::edge

@@ -153,6 +153,7 @@ void Ingest::PipelineLoop() {
     batch.clear();
     if (!queue_.PopBatch(batch, options_.max_commit_messages, std::chrono::milliseconds(200), options_.commit_linger)) break;
     if (!batch.empty()) Process(batch);
+    if (options_.rules) options_.rules->Tick();
     if (auto expired = buffer_.EnforceAge(); expired.ok() && *expired > 0) {
       spdlog::warn("buffer: dropped {} readings older than the maximum age", *expired);
     }
@@ -208,9 +209,13 @@ void Ingest::Process(std::vector<RawMessage>& messages) {
   // A failed commit is retried until it succeeds: these messages are already acknowledged to
   // the broker, so giving up would lose them.
   auto backoff = std::chrono::milliseconds(50);
+  const auto rules = options_.rules && !items.empty() ? options_.rules->Evaluate(items) : nullptr;
   while (true) {
-    auto appended = buffer_.Append(items);
-    if (appended.ok()) break;
+    auto appended = buffer_.Append(items, rules.get());
+    if (appended.ok()) {
+      if (rules) options_.rules->Committed();
+      break;
+    }
     buffer_errors_.Inc();
     spdlog::error("buffer commit failed, retrying: {}", appended.status().ToString());
     std::this_thread::sleep_for(backoff);

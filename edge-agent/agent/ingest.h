@@ -25,6 +25,7 @@
 #include "agent/commands.h"
 #include "agent/twins.h"
 #include "agent/decoder.h"
+#include "agent/edge_rules.h"
 #include "agent/mqtt_client.h"
 
 namespace strata::edge {
@@ -56,6 +57,9 @@ struct IngestOptions {
   // ({topic_prefix}/+/reported) and hands them to the twins, tells them of every new broker
   // connection, and PublishRetained() carries their desired documents.
   Twins* twins = nullptr;
+  // Set: the edge rules evaluate every group of readings, and their transitions commit with
+  // it; the pipeline ticks them.
+  EdgeRules* rules = nullptr;
 };
 
 // The devices the edge accepts under UnknownDevicePolicy::kReject: those of the config

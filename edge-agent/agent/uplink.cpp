@@ -119,6 +119,7 @@ void Uplink::Session() {
   const std::uint32_t offered = !options_.on_config   ? 1
                                 : !options_.commands ? 2
                                 : !options_.twins    ? 3
+                                : !options_.rules    ? 5
                                                      : kEdgeProtocolVersion;
   out.mutable_hello()->set_protocol_version(offered);
   v1::CloudMessage in;
@@ -146,7 +147,9 @@ void Uplink::Session() {
                                  "applied revision)"
                  : version < 3 ? "commands are not received and device twins are not synced"
                  : version < 4 ? "device twins are not synced (reported properties wait at the edge)"
-                               : "managed settings are not received (the agent keeps the ones it runs)");
+                 : version < 5 ? "managed settings are not received (the agent keeps the ones it runs)"
+                               : "edge rules are not received and their alarms wait at the edge (the agent runs the "
+                                 "rules it has)");
   }
   protocol_version_ = version;
   if (const std::uint64_t last = buffer_.LastSeq(); mark > last) {
@@ -198,6 +201,8 @@ void Uplink::Session() {
   std::int64_t reports_sent = 0;  // writer only: the outbox's reports sent on this stream
   Twins* const twins = version >= 4 ? options_.twins : nullptr;
   std::int64_t twins_sent = 0;    // writer only: the twins' reported documents sent on this stream
+  EdgeRules* const rules = version >= 6 ? options_.rules : nullptr;
+  std::int64_t alarms_sent = 0;   // writer only: the rules' alarm transitions sent on this stream
   auto wake_writer = [&] {
     {
       std::lock_guard lock(wmu);
@@ -207,14 +212,17 @@ void Uplink::Session() {
   };
   if (commands) commands->SetReportListener(wake_writer);
   if (twins) twins->SetReportListener(wake_writer);
+  if (rules) rules->SetReportListener(wake_writer);
   struct ClearListener {
     CommandOutbox* c;
     Twins* t;
+    EdgeRules* r;
     ~ClearListener() {
       if (c) c->SetReportListener(nullptr);
       if (t) t->SetReportListener(nullptr);
+      if (r) r->SetReportListener(nullptr);
     }
-  } clear_listener{commands, twins};
+  } clear_listener{commands, twins, rules};
   // The one reader of the stream: it dispatches every kind of message the cloud sends; the
   // handlers run here, and only this loop's writer (below) writes to the stream.
   auto on_ack = [&](const v1::BatchAck& ack) {
@@ -300,6 +308,13 @@ void Uplink::Session() {
           }
           twins->Acked(msg.twin_reported_ack());
           break;
+        case v1::CloudMessage::kAlarmAck:
+          if (!rules) {
+            ignored_messages_.Inc();
+            break;
+          }
+          rules->Acked(msg.alarm_ack());
+          break;
         case v1::CloudMessage::kWelcome:
         case v1::CloudMessage::KIND_NOT_SET:
           // A second Welcome, or a kind this edge does not know (a newer cloud): nothing to
@@ -375,7 +390,8 @@ void Uplink::Session() {
       std::unique_lock lock(wmu);
       wcv.wait_for(lock, std::chrono::milliseconds(200), [&] {
         return broken || stop_.stopped() || inflight < options_.window || !config_acks.empty() ||
-               reports_due(commands, reports_sent) || reports_due(twins, twins_sent);
+               reports_due(commands, reports_sent) || reports_due(twins, twins_sent) ||
+               reports_due(rules, alarms_sent);
       });
       if (broken) break;
       // The outbox's reports go first too (they are small, and bounded per round), and so do
@@ -388,6 +404,11 @@ void Uplink::Session() {
       if (reports_due(twins, twins_sent)) {
         lock.unlock();
         if (!send_reports(*twins, twins_sent, &v1::EdgeMessage::mutable_twin_reported)) break;
+        continue;
+      }
+      if (reports_due(rules, alarms_sent)) {
+        lock.unlock();
+        if (!send_reports(*rules, alarms_sent, &v1::EdgeMessage::mutable_alarm)) break;
         continue;
       }
       if (!config_acks.empty()) {

@@ -30,6 +30,7 @@
 
 #include "agent/buffer.h"
 #include "agent/commands.h"
+#include "agent/edge_rules.h"
 #include "agent/twins.h"
 #include "strata/v1/edgesync.pb.h"
 
@@ -57,10 +58,13 @@ struct UplinkOptions {
   // Sends the devices' reported documents and takes the cloud's acks (version 4, with
   // on_config and commands set too). Unset: the edge speaks version 3 at most.
   Twins* twins = nullptr;
+  // Sends the edge rules' alarm transitions and takes the cloud's acks (version 6, with the
+  // above set too). Unset: the edge speaks version 5 at most.
+  EdgeRules* rules = nullptr;
 };
 
 // The highest EdgeSync version this edge speaks (with on_config, commands and twins set).
-inline constexpr std::uint32_t kEdgeProtocolVersion = 5;
+inline constexpr std::uint32_t kEdgeProtocolVersion = 6;
 // The largest message the uplink takes from the cloud: above the cloud's largest config
 // revision (services::kMaxConfigBytes, 16 MiB).
 inline constexpr int kUplinkMaxReceiveBytes = 32 * 1024 * 1024;

@@ -252,8 +252,8 @@ TEST_P(CloudGrpcTest, VersionTwoCarriesConfigRevisionsDownAndTheirAcksUp) {
     EXPECT_TRUE(old.Close().ok());
   }
   // A later version than the cloud's is answered with the cloud's.
-  EdgeStream edge(cloud_->Channel(), "gw-cfg", 7);
-  EXPECT_EQ(edge.version_used, 5u);
+  EdgeStream edge(cloud_->Channel(), "gw-cfg", 9);
+  EXPECT_EQ(edge.version_used, 6u);
   auto first = edge.Next();
   ASSERT_TRUE(first.has_value());
   ASSERT_TRUE(first->has_config()) << first->DebugString();
@@ -290,6 +290,70 @@ TEST_P(CloudGrpcTest, VersionTwoCarriesConfigRevisionsDownAndTheirAcksUp) {
   EXPECT_EQ(j["applied_revision"], std::to_string(next->config().revision()));
   EXPECT_EQ(j["config_error"], "");
   EXPECT_NE(j["applied_at"], "0");
+  EXPECT_TRUE(edge.Close().ok());
+}
+
+TEST_P(CloudGrpcTest, EdgeAlarmsAreCheckedAppliedOnceAndAlwaysAcked) {
+  for (const auto& [device, edge] : {std::pair{"al-1", "gw-alarm"}, std::pair{"al-else", "gw-else"}}) {
+    v1::CreateDeviceRequest create;
+    create.mutable_device()->set_device_id(device);
+    create.mutable_device()->set_edge_id(edge);
+    v1::Device created;
+    ASSERT_TRUE(registry_->CreateDevice(Ctx().get(), create, &created).ok());
+  }
+  auto rule = cloud_->Http("POST", "/v1/rules", R"({"rule_id":"hot","location":"EDGE","alarm_type":"hot",
+      "raise":[{"severity":"MAJOR","condition":"t > 1.0"}]})");
+  ASSERT_EQ(rule.status, 200) << rule.body;
+  const std::int64_t updated_at = std::stoll(cloud_->Json(rule)["updated_at"].get<std::string>());
+  EdgeStream edge(cloud_->Channel(), "gw-alarm", 6);
+  ASSERT_EQ(edge.version_used, 6u);
+  // The revision carries the EDGE rule.
+  auto first = edge.Next();
+  ASSERT_TRUE(first && first->has_config());
+  ASSERT_EQ(first->config().rules_size(), 1);
+  EXPECT_EQ(first->config().rules(0).rule_id(), "hot");
+  // Every alarm is acked with the edge's mark, whatever became of it.
+  auto send = [&](std::uint64_t seq, const std::string& kind, const std::string& device, std::int64_t rule_at,
+                  const std::string& values, std::uint64_t want_mark) {
+    v1::EdgeMessage m;
+    auto* a = m.mutable_alarm();
+    a->set_seq(seq);
+    a->set_rule_id("hot");
+    a->set_device_id(device);
+    a->set_alarm_type("hot");
+    a->set_kind(kind);
+    a->set_severity(v1::ALARM_SEVERITY_MAJOR);
+    a->set_ts(1767225600000 + static_cast<std::int64_t>(seq));
+    a->set_values_json(values);
+    a->set_rule_updated_at(rule_at);
+    EXPECT_TRUE(edge.Write(m));
+    for (auto next = edge.Next(); next; next = edge.Next()) {
+      if (!next->has_alarm_ack()) continue;
+      EXPECT_EQ(next->alarm_ack().seq(), want_mark) << "seq " << seq;
+      return;
+    }
+    ADD_FAILURE() << "no ack for seq " << seq;
+  };
+  send(1, "RAISED", "al-1", updated_at, R"({"t":2})", 1);
+  send(1, "RAISED", "al-1", updated_at, R"({"t":2})", 1);          // again: a duplicate
+  send(2, "BOGUS", "al-1", updated_at, "{}", 2);                   // no such kind
+  send(3, "RAISED", "al-else", updated_at, "{}", 3);               // a device of another edge
+  send(4, "RAISED", "al-1", updated_at - 1, "{}", 4);              // of the rule as it was: stale
+  send(5, "RAISED", "al-1", updated_at, "[1]", 5);                 // values not an object
+  send(6, "CLEARED", "al-1", updated_at, "{}", 6);
+  const std::string metrics = cloud_->Http("GET", "/metrics").body;
+  auto outcome = [&](const std::string& o) {
+    return MetricSample(metrics, "strata_cloud_edge_alarms_total{outcome=\"" + o + "\"}");
+  };
+  EXPECT_EQ(outcome("applied"), 2);
+  EXPECT_EQ(outcome("duplicate"), 1);
+  EXPECT_EQ(outcome("invalid"), 3);
+  EXPECT_EQ(outcome("stale"), 1);
+  auto alarms = cloud_->Json(cloud_->Http("GET", "/v1/alarms?device_id=al-1"))["alarms"];
+  ASSERT_EQ(alarms.size(), 1u) << alarms.dump();
+  EXPECT_EQ(alarms[0]["status"], "ALARM_STATUS_CLEARED_UNACK");
+  EXPECT_EQ(alarms[0]["start_ts"], "1767225600001");
+  EXPECT_EQ(alarms[0]["end_ts"], "1767225600006");
   EXPECT_TRUE(edge.Close().ok());
 }
 

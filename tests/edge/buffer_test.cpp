@@ -56,6 +56,40 @@ TEST_F(BufferTest, AppendsReadsAndAcks) {
   EXPECT_EQ(b->ReadAfter(0, 100)->front().seq(), 6u);
 }
 
+TEST_F(BufferTest, AHoldKeepsAcknowledgedReadingsUntilItMoves) {
+  auto b = Open();
+  ASSERT_TRUE(b->Append(Items(10)).ok());
+  ASSERT_TRUE(b->SetHold(4).ok());
+  EXPECT_EQ(*b->AckUpTo(10), 4u) << "only up to the hold";
+  EXPECT_EQ(b->ReadAfter(0, 100)->front().seq(), 5u);
+  ASSERT_TRUE(b->SetHold(8).ok());
+  EXPECT_EQ(b->Count(), 2u) << "the acknowledgement takes effect as the hold moves";
+  ASSERT_TRUE(b->SetHold(UINT64_MAX).ok());
+  EXPECT_EQ(b->Count(), 0u);
+}
+
+TEST_F(BufferTest, ASideWriteCommitsWithTheReadingsOrNotAtAll) {
+  auto b = Open();
+  ASSERT_TRUE(b->Transact([](sqlite::Connection& db, std::uint64_t) {
+                 return db.Exec("CREATE TABLE side (last_seq INTEGER)");
+               }).ok());
+  Buffer::SideWrite ok = [](sqlite::Connection& db, std::uint64_t last) {
+    return sqlite::Exec(db, "INSERT INTO side VALUES (?1)", static_cast<std::int64_t>(last));
+  };
+  ASSERT_TRUE(b->Append(Items(3), &ok).ok());
+  Buffer::SideWrite fail = [](sqlite::Connection&, std::uint64_t) { return absl::InternalError("no"); };
+  EXPECT_FALSE(b->Append(Items(2), &fail).ok());
+  EXPECT_EQ(b->Count(), 3u) << "the readings rolled back with the side write";
+  EXPECT_EQ(b->LastSeq(), 3u);
+  std::int64_t side = 0;
+  ASSERT_TRUE(b->Transact([&](sqlite::Connection& db, std::uint64_t) -> absl::Status {
+                 auto n = sqlite::QueryInt(db, "SELECT MAX(last_seq) FROM side");
+                 if (n.ok()) side = *n;
+                 return n.status();
+               }).ok());
+  EXPECT_EQ(side, 3);
+}
+
 TEST_F(BufferTest, SurvivesReopenAndNeverReusesSeqs) {
   {
     auto b = Open();

@@ -15,6 +15,7 @@
 //   for (const Transition& t : rule->Tick(state, now_ms)) ...
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -159,6 +160,28 @@ class Rule {
 
   RuleDefinition def_;
   std::shared_ptr<const Compiled> compiled_;
+};
+
+// The time a rule's Tick is given, by its readings' clock (event time): the newest reading
+// it took plus the time since it took it (by the caller's clock). So a device whose clock is
+// behind, or a backlog of old readings, does not make time pass faster for the rule than it
+// does for its readings; the edge and the cloud tick alike. No reading yet: no time.
+class RuleClock {
+ public:
+  void Saw(std::int64_t ts_ms, std::int64_t local_now_ms) {
+    if (ts_ms > newest_ts_) {
+      newest_ts_ = ts_ms;
+      seen_at_ = local_now_ms;
+    }
+  }
+  std::optional<std::int64_t> Now(std::int64_t local_now_ms) const {
+    if (newest_ts_ < 0) return std::nullopt;
+    return newest_ts_ + std::max<std::int64_t>(0, local_now_ms - seen_at_);
+  }
+
+ private:
+  std::int64_t newest_ts_ = -1;
+  std::int64_t seen_at_ = 0;
 };
 
 }  // namespace strata::rules
