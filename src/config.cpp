@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <cstdlib>
 #include <istream>
 #include <memory>
 #include <vector>
@@ -82,7 +83,13 @@ std::string EnvName(const std::string& flag) {
 
 void UseYamlConfig(CLI::App& app) {
   app.config_formatter(std::make_shared<YamlConfig>());
-  app.set_config("--config", "", "YAML file of flag values (keys are long flag names)")->envname("STRATA_CONFIG");
+  // CLI11 2.1 (Debian 12) does not read a config option's environment variable: STRATA_CONFIG
+  // becomes the option's default file instead (required then, so a name that is wrong is an
+  // error, not silently no file); --config on the command line still wins.
+  const char* from_env = std::getenv("STRATA_CONFIG");
+  const bool named = from_env != nullptr && *from_env != '\0';
+  app.set_config("--config", named ? from_env : "", "YAML file of flag values (keys are long flag names; or STRATA_CONFIG)",
+                 named);
 }
 
 HostPort ParseHostPort(const std::string& s) {

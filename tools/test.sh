@@ -34,6 +34,17 @@ if [ "${STRATA_SKIP_CONTRACT:-0}" != 1 ]; then
   bash tools/contract.sh --build-dir build
 fi
 
+# The Kubernetes manifests, without a cluster: rendered by kubectl kustomize, every object
+# against the Kubernetes schemas, probes and flags against strata-cloud's source
+# (tools/k8s-check.sh). kubectl is not a Debian package: without it this step says so and is
+# skipped.
+echo "== Kubernetes manifests (kubectl kustomize, kubernetes-models)"
+if command -v kubectl >/dev/null 2>&1; then
+  bash tools/k8s-check.sh
+else
+  echo "k8s-check: SKIPPED: kubectl is not installed"
+fi
+
 if [ "${STRATA_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== build and test under AddressSanitizer + UndefinedBehaviorSanitizer"
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}

@@ -132,6 +132,32 @@ TEST(ConfigTest, YamlFileEnvironmentAndCommandLinePrecedence) {
   ::unsetenv("STRATA_LOG_LEVEL");
 }
 
+TEST(ConfigTest, TheConfigFileMayBeNamedByStrataConfig) {
+  // docs/operations.md: STRATA_CONFIG names the file when --config is not given.
+  testing::TempDir dir;
+  const std::string file = dir.path() + "/c.yaml", other = dir.path() + "/d.yaml";
+  std::ofstream(file) << "log-level: debug\n";
+  std::ofstream(other) << "log-level: error\n";
+  auto parse = [&](std::vector<std::string> args) {
+    CLI::App app;
+    UseYamlConfig(app);
+    std::string level = "info";
+    app.add_option("--log-level", level)->envname(EnvName("log-level"));
+    args.insert(args.begin(), "prog");
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    app.parse(static_cast<int>(argv.size()), argv.data());
+    return level;
+  };
+  ::setenv("STRATA_CONFIG", file.c_str(), 1);
+  EXPECT_EQ(parse({}), "debug");
+  EXPECT_EQ(parse({"--config", other}), "error") << "--config wins over the environment";
+  ::setenv("STRATA_CONFIG", (dir.path() + "/missing.yaml").c_str(), 1);
+  EXPECT_THROW(parse({}), CLI::ParseError) << "a file the environment names must exist";
+  ::unsetenv("STRATA_CONFIG");
+  EXPECT_EQ(parse({}), "info");
+}
+
 TEST(ConfigTest, MalformedYamlIsAClearError) {
   testing::TempDir dir;
   const std::string file = dir.path() + "/bad.yaml";
