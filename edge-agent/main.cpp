@@ -171,7 +171,10 @@ int Run(const Flags& f) {
   // What the rules' saved states do not cover (a crash since their last save) is evaluated
   // again from the buffer before anything new comes in.
   if (auto s = rules.Replay(); !s.ok()) {
-    spdlog::error("edge rules: cannot evaluate the buffered readings again: {}", s.ToString());
+    // Going on would save states that skipped those readings: their alarms would be lost.
+    spdlog::error("edge rules: cannot evaluate the buffered readings their saved states do not cover: {}",
+                  s.ToString());
+    return 2;
   }
 
   // Commands for this edge's devices, held from when they arrive until the cloud has recorded

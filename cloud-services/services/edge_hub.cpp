@@ -178,6 +178,7 @@ grpc::Status EdgeHub::Connect(grpc::ServerContext* context,
 
   v1::CloudMessage out;
   out.mutable_welcome()->set_high_water_mark(touched->high_water_mark);
+  if (version >= 6) out.mutable_welcome()->set_alarm_mark(touched->alarm_mark);
   out.mutable_welcome()->set_protocol_version(version);
   if (!stream->Write(out)) {
     Unregister(edge_id, live);

@@ -183,7 +183,12 @@ class EdgeSession {
   grpc::Status TakeEdgeAlarms(const std::vector<Item>& items, EdgeStream& stream);
   // The alarm change an edge's transition makes, or why it makes none ("invalid: ...",
   // "stale: ...").
-  absl::StatusOr<storage::AlarmChange> EdgeAlarmChange(const v1::EdgeAlarm& alarm);
+  // The devices and rules it reads are kept in `seen` for the rest of the group.
+  struct AlarmLookups {
+    std::map<std::string, absl::StatusOr<v1::Device>> devices;
+    std::map<std::string, absl::StatusOr<v1::Rule>> rules;
+  };
+  absl::StatusOr<storage::AlarmChange> EdgeAlarmChange(const v1::EdgeAlarm& alarm, AlarmLookups& seen);
   // The tenant's enabled EDGE rules that may concern the edge's devices (version 6).
   absl::Status AddEdgeRules(v1::EdgeConfig& config);
   // A read of the edge's state failed: UNAVAILABLE as it is (the edge reconnects), anything

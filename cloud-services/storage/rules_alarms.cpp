@@ -71,6 +71,7 @@ absl::StatusOr<v1::Rule> RuleFromRow(const SqlRow& row, std::string_view tenant)
   r.set_tenant_id(std::string(tenant));
   r.set_created_at(row.Int(1));
   r.set_updated_at(row.Int(2));
+  if (r.evaluated_since() == 0) r.set_evaluated_since(r.updated_at());  // stored before the field
   return r;
 }
 
@@ -81,6 +82,7 @@ absl::Status Event(SqlTx& tx, const std::string& tenant, const std::string& alar
 std::string Evaluated(v1::Rule rule) {
   rule.clear_name();
   rule.clear_description();
+  rule.clear_evaluated_since();
   return RuleJson(std::move(rule));
 }
 
@@ -111,7 +113,9 @@ class Rules final : public RuleStore {
   absl::StatusOr<v1::Rule> CreateRule(std::string_view tenant, const v1::Rule& rule) override {
     const std::int64_t now = db_.Now();
     auto s = db_.InTransaction([&](SqlTx& tx) -> absl::Status {
-      auto n = tx.Exec(kInsertRule, {std::string(tenant), rule.rule_id(), RuleJson(rule),
+      v1::Rule stored = rule;
+      stored.set_evaluated_since(now);
+      auto n = tx.Exec(kInsertRule, {std::string(tenant), rule.rule_id(), RuleJson(stored),
                                      std::int64_t{rule.enabled()}, std::int64_t{rule.location()}, now});
       if (!n.ok()) return n.status();
       if (*n == 0) return absl::AlreadyExistsError("rule '" + rule.rule_id() + "' already exists");
@@ -122,6 +126,7 @@ class Rules final : public RuleStore {
     out.set_tenant_id(std::string(tenant));
     out.set_created_at(now);
     out.set_updated_at(now);
+    out.set_evaluated_since(now);
     return out;
   }
 
@@ -173,11 +178,15 @@ class Rules final : public RuleStore {
       google::protobuf::util::JsonParseOptions lenient;
       lenient.ignore_unknown_fields = true;
       (void)google::protobuf::util::JsonStringToMessage(*before, &old, lenient);
-      auto n = tx.Exec(kReplaceRule, {t, rule.rule_id(), RuleJson(rule), std::int64_t{rule.enabled()},
+      const bool disabled = !rule.enabled() && (!old.has_enabled() || old.enabled());
+      const bool same = Evaluated(old) == Evaluated(rule) && !disabled;
+      v1::Rule stored = rule;
+      // A rule stored before evaluated_since was: its evaluated version is unknown, so now.
+      stored.set_evaluated_since(same && old.evaluated_since() > 0 ? old.evaluated_since() : now);
+      auto n = tx.Exec(kReplaceRule, {t, rule.rule_id(), RuleJson(stored), std::int64_t{rule.enabled()},
                                       std::int64_t{rule.location()}, now});
       if (!n.ok()) return n.status();
-      const bool disabled = !rule.enabled() && (!old.has_enabled() || old.enabled());
-      if (Evaluated(old) == Evaluated(rule) && !disabled) return absl::OkStatus();
+      if (same) return absl::OkStatus();
       return EndRule(tx, t, rule.rule_id(), now, disabled ? "disabled" : "changed");
     });
     if (!s.ok()) return s;

@@ -92,7 +92,7 @@ inline constexpr std::string_view kTouchEdge =
     " VALUES (?1, ?2, ?2, ?3, ?3, ?3, 1, 1)"
     " ON CONFLICT (tenant_id, edge_id) DO UPDATE SET last_seen_at = excluded.last_seen_at,"
     " session_epoch = edges.session_epoch + 1, connected_epoch = edges.session_epoch + 1"
-    " RETURNING high_water_mark, session_epoch";
+    " RETURNING high_water_mark, session_epoch, alarm_seq";
 inline constexpr std::string_view kEnsureEdge =
     "INSERT INTO edges (tenant_id, edge_id, name, created_at, updated_at)"
     " VALUES (?1, ?2, ?2, ?3, ?3) ON CONFLICT (tenant_id, edge_id) DO NOTHING";

@@ -80,6 +80,8 @@ struct EdgeSession {
   // Raised by every TouchEdge (the first session is 1; 0 is an edge that never said Hello);
   // a write with another epoch is refused (ABORTED).
   std::uint64_t epoch = 0;
+  // The highest alarm seq of the edge's rules the cloud applied (ApplyEdgeAlarms).
+  std::uint64_t alarm_mark = 0;
 };
 
 struct ConfigState {

@@ -8,7 +8,9 @@ namespace strata::edge {
 namespace {
 
 constexpr std::int64_t kTickMs = 1000;
-constexpr std::int64_t kSaveMs = 1000;
+// How often the states are saved; a crash evaluates the readings since again at start.
+constexpr std::int64_t kSaveMs = 5000;
+constexpr std::size_t kMaxTicked = 10000;
 constexpr std::size_t kReplayChunk = 5000;
 
 constexpr std::string_view kInsertOutbox =
@@ -124,8 +126,8 @@ void EdgeRules::SetConfig(const v1::EdgeConfig& config) {
   std::map<std::string, Loaded> fresh;
   for (const auto& r : config.rules()) {
     auto it = rules_.find(r.rule_id());
-    if (it != rules_.end() && it->second.proto.updated_at() == r.updated_at()) {
-      it->second.proto = r;  // the same definition
+    if (it != rules_.end() && it->second.proto.evaluated_since() == r.evaluated_since()) {
+      it->second.proto = r;  // what it evaluates is the same (a new name, say): its state stays
       fresh.emplace(r.rule_id(), std::move(it->second));
       continue;
     }
@@ -140,7 +142,7 @@ void EdgeRules::SetConfig(const v1::EdgeConfig& config) {
     l.device_ids.insert(r.device_ids().begin(), r.device_ids().end());
     l.dirty = true;  // a new or changed rule's state replaces whatever was saved for it
     if (auto s = saved_.find(r.rule_id()); s != saved_.end()) {
-      if (s->second.first == r.updated_at()) {
+      if (s->second.first == r.evaluated_since()) {
         if (auto state = rules::RuleState::Parse(s->second.second); state.ok()) {
           l.state = *std::move(state);
           l.dirty = false;
@@ -160,11 +162,11 @@ void EdgeRules::SetConfig(const v1::EdgeConfig& config) {
   rules_ = std::move(fresh);
   devices_.clear();
   for (const auto& d : config.devices()) devices_[d.device_id()] = {d.type(), rules::AttributesOf(d.attributes())};
-  if (!had_rules && !rules_.empty()) {
+  if (started_ && !had_rules && !rules_.empty()) {
     // Readings before now were never for these rules: nothing before them to replay; what
     // comes from now on is held until a save covers it.
     evaluated_seq_ = std::max(evaluated_seq_, buffer_.LastSeq());
-    if (auto s = buffer_.SetHold(rules_seq_ > evaluated_seq_ ? rules_seq_ : evaluated_seq_); !s.ok()) {
+    if (auto s = buffer_.SetHold(evaluated_seq_); !s.ok()) {
       spdlog::warn("edge rules: cannot hold the buffer's readings: {}", s.ToString());
     }
   }
@@ -181,7 +183,7 @@ void EdgeRules::TakeLocked(const Loaded& r, const std::vector<rules::Transition>
     m.alarm.set_severity(rules::ToProto(t.severity));
     m.alarm.set_ts(t.ts_ms);
     m.alarm.set_values_json(rules::ValuesJson(t.values));
-    m.alarm.set_rule_updated_at(r.proto.updated_at());
+    m.alarm.set_rule_updated_at(r.proto.evaluated_since());
     out.push_back(std::move(m));
     transitions_.Inc();
   }
@@ -263,6 +265,7 @@ absl::Status EdgeRules::Replay() {
   std::uint64_t after;
   {
     std::lock_guard lock(mu_);
+    started_ = true;
     if (rules_.empty()) {
       // No rule to replay for: nothing needs holding.
       return buffer_.SetHold(UINT64_MAX);
@@ -306,43 +309,35 @@ absl::Status EdgeRules::Replay() {
 
 void EdgeRules::Tick() {
   const std::int64_t now = clock_();
-  if (now - last_tick_ >= kTickMs) {
+  const bool tick = now - last_tick_ >= kTickMs;
+  const bool save = now - last_save_ >= kSaveMs;
+  if (!tick && !save) return;
+  std::lock_guard lock(mu_);
+  if (tick) {
     last_tick_ = now;
-    std::vector<Made> made;
-    {
-      std::lock_guard lock(mu_);
-      for (auto& [id, r] : rules_) {
-        const auto rule_now = r.clock.Now(now);
-        if (!rule_now) continue;  // no reading since the start: no clock yet
-        auto out = r.rule->Tick(r.state, *rule_now);
-        if (out.empty()) continue;
-        r.dirty = true;
-        TakeLocked(r, out, made);
-      }
-    }
-    if (!made.empty()) {
-      std::int64_t max_seq = 0;
-      // Retried until written: the states already moved past these transitions.
-      auto backoff = std::chrono::milliseconds(50);
-      while (true) {
-        auto s = buffer_.Transact([&](sqlite::Connection& db, std::uint64_t last_seq) {
-          return WriteOutbox(db, last_seq, made, max_seq);
-        });
-        if (s.ok()) break;
-        save_failures_.Inc();
-        spdlog::error("edge rules: cannot write {} transition(s), retrying: {}", made.size(), s.ToString());
-        std::this_thread::sleep_for(backoff);
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
-      }
-      Written(max_seq);
+    for (auto& [id, r] : rules_) {
+      const auto rule_now = r.clock.Now(now);
+      if (!rule_now) continue;  // no reading since the start: no clock yet
+      auto out = r.rule->Tick(r.state, *rule_now);
+      if (out.empty()) continue;
+      r.dirty = true;
+      TakeLocked(r, out, ticked_);
     }
   }
-  if (now - last_save_ >= kSaveMs) {
-    last_save_ = now;
-    if (auto s = Save(); !s.ok()) {
-      save_failures_.Inc();
-      spdlog::warn("edge rules: cannot save their states (again in a second): {}", s.ToString());
+  // What time alone decided is written with the states that decided it, in one transaction:
+  // no replay could make it again, so it must not be lost.
+  if (!save && ticked_.empty()) return;
+  last_save_ = now;
+  if (auto s = SaveLocked(); !s.ok()) {
+    save_failures_.Inc();
+    spdlog::warn("edge rules: cannot save their states{} (again in a second): {}",
+                 ticked_.empty() ? "" : " and " + std::to_string(ticked_.size()) + " transition(s)", s.ToString());
+    if (ticked_.size() > kMaxTicked) {
+      // Bounded: a disk that stays broken loses the oldest, counted.
+      save_failures_.Inc(ticked_.size() - kMaxTicked);
+      ticked_.erase(ticked_.begin(), ticked_.end() - kMaxTicked);
     }
+    last_save_ = now - kSaveMs + kTickMs;
   }
 }
 
@@ -352,14 +347,16 @@ absl::Status EdgeRules::Save() {
 }
 
 absl::Status EdgeRules::SaveLocked() {
-  if (rules_.empty() && saved_.empty()) return absl::OkStatus();
+  if (rules_.empty() && saved_.empty() && ticked_.empty()) return absl::OkStatus();
   const std::uint64_t covers = evaluated_seq_;
+  std::int64_t max_seq = 0;
   STRATA_RETURN_IF_ERROR(buffer_.Transact([&](sqlite::Connection& db, std::uint64_t) -> absl::Status {
+    STRATA_RETURN_IF_ERROR(WriteOutbox(db, covers, ticked_, max_seq));
     STRATA_ASSIGN_OR_RETURN(auto save, db.Prepare(kSaveState));
     for (auto& [id, r] : rules_) {
       if (!r.dirty) continue;
       save.Reset();
-      STRATA_RETURN_IF_ERROR(save.Bind(1, id).Bind(2, r.proto.updated_at()).Bind(3, r.state.Serialize()).Run());
+      STRATA_RETURN_IF_ERROR(save.Bind(1, id).Bind(2, r.proto.evaluated_since()).Bind(3, r.state.Serialize()).Run());
     }
     STRATA_ASSIGN_OR_RETURN(auto del, db.Prepare(kDeleteState));
     for (const auto& [id, what] : saved_) {
@@ -374,7 +371,9 @@ absl::Status EdgeRules::SaveLocked() {
   }));
   for (auto& [id, r] : rules_) r.dirty = false;
   std::erase_if(saved_, [](const auto& kv) { return kv.second.first == -1; });
+  ticked_.clear();
   rules_seq_ = covers;
+  Written(max_seq);
   // With no rule left, nothing needs holding.
   return buffer_.SetHold(rules_.empty() ? UINT64_MAX : covers);
 }
@@ -398,6 +397,27 @@ absl::StatusOr<std::vector<std::pair<std::int64_t, v1::EdgeAlarm>>> EdgeRules::R
   });
   if (!s.ok()) return s;
   return out;
+}
+
+absl::Status EdgeRules::RebaseAbove(std::uint64_t mark) {
+  if (mark <= static_cast<std::uint64_t>(last_seq_.load())) return absl::OkStatus();
+  if (mark > static_cast<std::uint64_t>(INT64_MAX / 2)) return absl::OutOfRangeError("alarm mark out of range");
+  const auto shift = static_cast<std::int64_t>(mark);
+  std::int64_t max_seq = 0;
+  STRATA_RETURN_IF_ERROR(buffer_.Transact([&](sqlite::Connection& db, std::uint64_t) -> absl::Status {
+    // Every pending seq is at most last_seq_ < mark: adding mark cannot collide.
+    STRATA_RETURN_IF_ERROR(sqlite::Exec(db, "UPDATE alarm_outbox SET seq = seq + ?1", shift));
+    STRATA_ASSIGN_OR_RETURN(max_seq, sqlite::QueryInt(db, kMaxOutboxSeq));
+    max_seq = std::max(max_seq, shift);
+    STRATA_ASSIGN_OR_RETURN(auto has, sqlite::QueryInt(db, "SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'alarm_outbox'"));
+    return has > 0 ? sqlite::Exec(db, "UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'alarm_outbox'", max_seq)
+                   : sqlite::Exec(db, "INSERT INTO sqlite_sequence (name, seq) VALUES ('alarm_outbox', ?1)", max_seq);
+  }));
+  spdlog::warn("edge rules: the cloud has applied alarms up to seq {}, above this edge's {}: its alarm outbox was lost "
+               "or replaced; pending alarms are renumbered above it",
+               mark, last_seq_.load());
+  last_seq_ = max_seq;
+  return absl::OkStatus();
 }
 
 void EdgeRules::SetReportListener(std::function<void()> listener) {

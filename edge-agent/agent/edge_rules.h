@@ -53,8 +53,9 @@ class EdgeRules {
   static absl::StatusOr<std::unique_ptr<EdgeRules>> Open(Buffer& buffer, MetricsRegistry& metrics, Clock clock);
 
   // The revision the agent runs (at start, and after every applied revision): its rules and
-  // devices. A rule whose definition is unchanged (same updated_at) keeps its state; a new or
-  // changed one starts afresh (the cloud ended the changed one's alarms).
+  // devices. A rule whose definition is unchanged (same evaluated_since: a new name keeps it)
+  // keeps its state; a new or changed one starts afresh (the cloud ended the changed one's
+  // alarms).
   void SetConfig(const v1::EdgeConfig& config);
   // After the first SetConfig: the readings the saved states do not cover (above rules_seq),
   // evaluated again. Call before ingest starts.
@@ -65,8 +66,8 @@ class EdgeRules {
   std::unique_ptr<Buffer::SideWrite> Evaluate(const std::vector<EdgeItem>& items);
   // The write went through: its transitions are for the uplink to send.
   void Committed();
-  // Pipeline thread, often: ticks the rules each second (what time alone decides) and saves
-  // their states every second.
+  // Pipeline thread, often: ticks the rules each second (what time alone decides; written
+  // at once, with the states) and saves their states every 5 s.
   void Tick();
   // Saves the states now (at stop).
   absl::Status Save();
@@ -78,6 +79,10 @@ class EdgeRules {
   std::int64_t LastReportSeq() const { return last_seq_.load(); }
   void SetReportListener(std::function<void()> listener);
   void Acked(const v1::EdgeAlarmAck& ack);
+  // The cloud has applied alarm seqs up to `mark` (Welcome): when this outbox numbers below
+  // it (its file was lost or replaced), its pending transitions are renumbered above it and
+  // so are the next, so that none is taken for one the cloud has.
+  absl::Status RebaseAbove(std::uint64_t mark);
 
   std::size_t RuleCount() const;
   std::uint64_t Pending() const { return pending_.load(); }
@@ -118,6 +123,8 @@ class EdgeRules {
   std::map<std::string, std::pair<std::int64_t, std::string>> saved_;  // guarded by mu_: rule -> (updated_at, state) read at open
   std::uint64_t rules_seq_ = 0;                  // guarded by mu_: what the saved states cover
   std::uint64_t evaluated_seq_ = 0;              // guarded by mu_: the last seq evaluated
+  bool started_ = false;                         // guarded by mu_: Replay ran (start-up is over)
+  std::vector<Made> ticked_;                     // guarded by mu_: what ticks decided, not yet written
   std::int64_t last_tick_ = 0, last_save_ = 0;   // pipeline thread
   std::int64_t committed_max_ = 0;               // pipeline thread: outbox seq after the last side write
   std::uint64_t committed_seq_ = 0;              // pipeline thread: buffer seq of the last side write

@@ -182,6 +182,16 @@ void Uplink::Session() {
     stream->Finish();
     return;
   }
+  if (version >= 6 && options_.rules) {
+    if (auto s = options_.rules->RebaseAbove(in.welcome().alarm_mark()); !s.ok()) {
+      // Sending now would have the cloud take new alarms for ones it has: try again later.
+      spdlog::error("uplink: cannot renumber the alarm outbox above the cloud's alarm mark {}: {}",
+                    in.welcome().alarm_mark(), s.ToString());
+      ctx.TryCancel();
+      stream->Finish();
+      return;
+    }
+  }
   if (auto n = buffer_.AckUpTo(mark); n.ok() && *n > 0) {
     spdlog::info("uplink: cloud already has {} buffered readings (mark {})", *n, mark);
     acked_total_.Inc(*n);

@@ -304,7 +304,7 @@ TEST_P(CloudGrpcTest, EdgeAlarmsAreCheckedAppliedOnceAndAlwaysAcked) {
   auto rule = cloud_->Http("POST", "/v1/rules", R"({"rule_id":"hot","location":"EDGE","alarm_type":"hot",
       "raise":[{"severity":"MAJOR","condition":"t > 1.0"}]})");
   ASSERT_EQ(rule.status, 200) << rule.body;
-  const std::int64_t updated_at = std::stoll(cloud_->Json(rule)["updated_at"].get<std::string>());
+  const std::int64_t updated_at = std::stoll(cloud_->Json(rule)["evaluated_since"].get<std::string>());
   EdgeStream edge(cloud_->Channel(), "gw-alarm", 6);
   ASSERT_EQ(edge.version_used, 6u);
   // The revision carries the EDGE rule.

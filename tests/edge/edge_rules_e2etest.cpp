@@ -40,6 +40,13 @@ json Overheat(const std::string& id, const std::string& location, const std::str
           {"for_ms", "30000"}};
 }
 
+// Readings of `value` every 2 s from from_ms to to_ms.
+std::vector<std::pair<std::int64_t, double>> Series(std::int64_t from_ms, std::int64_t to_ms, double value) {
+  std::vector<std::pair<std::int64_t, double>> out;
+  for (std::int64_t ms = from_ms; ms <= to_ms; ms += 2000) out.emplace_back(ms, value);
+  return out;
+}
+
 class EdgeRulesE2ETest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -74,6 +81,17 @@ class EdgeRulesE2ETest : public ::testing::Test {
   json Alarms(const std::string& type) {
     return Call("GET", "/v1/alarms?device_id=spindle-1&type=" + type, "", 200)["alarms"];
   }
+  // An edge with the EDGE rule "overheat" that has raised its alarm in the cloud (90 from 0 s
+  // to 40 s: MAJOR at 30 s); the alarm's id, or empty.
+  std::string RaiseOverheatAtTheEdge() {
+    StartEdge(cloud_->GrpcAddress());
+    Call("POST", "/v1/rules", Overheat("overheat", "EDGE", "spindle_overheat").dump(), 200);
+    if (!WaitForEdgeRules(1)) return "";
+    Publish(Series(0, 40000, 90.0));
+    json alarms;
+    if (!WaitForAlarms("spindle_overheat", alarms)) return "";
+    return alarms[0]["alarm_id"];
+  }
   // Until there is an alarm of `type`; `alarms` are the device's of that type, newest first.
   bool WaitForAlarms(const std::string& type, json& alarms) {
     return WaitFor(
@@ -98,12 +116,6 @@ class EdgeRulesE2ETest : public ::testing::Test {
   std::unique_ptr<CloudProcess> cloud_;
   std::unique_ptr<EdgeProcess> edge_;
 };
-
-std::vector<std::pair<std::int64_t, double>> Series(std::int64_t from_ms, std::int64_t to_ms, double value) {
-  std::vector<std::pair<std::int64_t, double>> out;
-  for (std::int64_t ms = from_ms; ms <= to_ms; ms += 2000) out.emplace_back(ms, value);
-  return out;
-}
 
 TEST_F(EdgeRulesE2ETest, RaisedAndClearedWithTheCloudAwayTheAlarmReachesTheCloudOnce) {
   StartEdge(cloud_->GrpcAddress());
@@ -208,13 +220,8 @@ TEST_F(EdgeRulesE2ETest, TheSameStreamThroughAnEdgeAndACloudRuleMakesTheSameTran
 }
 
 TEST_F(EdgeRulesE2ETest, ACloudAckDuringAPartitionAndAnEdgeClearMeanwhileConverge) {
-  StartEdge(cloud_->GrpcAddress());
-  Call("POST", "/v1/rules", Overheat("overheat", "EDGE", "spindle_overheat").dump(), 200);
-  ASSERT_TRUE(WaitForEdgeRules(1));
-  Publish(Series(0, 40000, 90.0));
-  json alarms;
-  ASSERT_TRUE(WaitForAlarms("spindle_overheat", alarms));
-  const std::string id = alarms[0]["alarm_id"];
+  const std::string id = RaiseOverheatAtTheEdge();
+  ASSERT_FALSE(id.empty());
   // The partition: the edge cannot reach the cloud, which is up and takes the ack.
   edge_->process().Stop(SIGTERM);
   StartEdge("127.0.0.1:1");
@@ -230,6 +237,49 @@ TEST_F(EdgeRulesE2ETest, ACloudAckDuringAPartitionAndAnEdgeClearMeanwhileConverg
   json got = Call("GET", "/v1/alarms/" + id, "", 200);
   EXPECT_EQ(got["end_ts"], std::to_string(kT0 + 42000));
   EXPECT_EQ(Alarms("spindle_overheat").size(), 1u);
+}
+
+TEST_F(EdgeRulesE2ETest, ARenamedRuleKeepsItsStateAndItsAlarmStillClears) {
+  const std::string id = RaiseOverheatAtTheEdge();
+  ASSERT_FALSE(id.empty());
+  const std::string since = Call("GET", "/v1/rules/overheat", "", 200)["evaluated_since"];
+  // A new name changes nothing the rule evaluates: its alarm and the edge's state stay.
+  EXPECT_EQ(Call("PATCH", "/v1/rules/overheat", R"({"name":"Spindle hot"})", 200)["evaluated_since"], since);
+  const double revision = edge_->Get("strata_edge_config_revision");
+  ASSERT_TRUE(WaitFor([&] { return edge_->Get("strata_edge_config_revision") > revision; },
+                      std::chrono::seconds(15)))
+      << "the renamed rule reaches the edge";
+  EXPECT_EQ(Call("GET", "/v1/alarms/" + id, "", 200)["status"], "ALARM_STATUS_ACTIVE_UNACK");
+  Publish({{42000, 70.0}});
+  ASSERT_TRUE(WaitFor(
+      [&] { return Call("GET", "/v1/alarms/" + id, "", 200)["status"] == "ALARM_STATUS_CLEARED_UNACK"; },
+      std::chrono::seconds(20)))
+      << "the edge's clear is taken: the rule it ran is the rule as it is";
+}
+
+TEST_F(EdgeRulesE2ETest, AnEdgeThatLostItsBufferNumbersItsAlarmsAboveTheCloudsMark) {
+  StartEdge(cloud_->GrpcAddress());
+  Call("POST", "/v1/rules", Overheat("overheat", "EDGE", "spindle_overheat").dump(), 200);
+  ASSERT_TRUE(WaitForEdgeRules(1));
+  auto readings = Series(0, 40000, 90.0);
+  readings.emplace_back(42000, 70.0);
+  Publish(readings);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto a = Alarms("spindle_overheat");
+        return a.size() == 1 && a[0]["status"] == "ALARM_STATUS_CLEARED_UNACK";
+      },
+      std::chrono::seconds(20)));
+  // The gateway's buffer (and the alarm outbox in it) is lost; its config stays.
+  edge_->process().Stop(SIGTERM);
+  std::remove((dir_.path() + "/edge/buffer.db").c_str());
+  std::remove((dir_.path() + "/edge/buffer.db-wal").c_str());
+  std::remove((dir_.path() + "/edge/buffer.db-shm").c_str());
+  edge_->Start();
+  Publish(Series(100000, 140000, 90.0));
+  ASSERT_TRUE(WaitFor([&] { return Alarms("spindle_overheat").size() == 2; }, std::chrono::seconds(20)))
+      << "the new alarm is not taken for one the cloud has: " << Alarms("spindle_overheat").dump();
+  EXPECT_EQ(Alarms("spindle_overheat")[0]["start_ts"], std::to_string(kT0 + 130000));
 }
 
 }  // namespace

@@ -66,7 +66,8 @@ class Edges final : public EdgeStore {
       pqxx::nontransaction tx(lease.conn());
       auto row = tx.exec_params1(kTouchEdge, Str(tenant), Str(edge_id), now_ms);
       return EdgeSession{static_cast<std::uint64_t>(row[0].as<std::int64_t>()),
-                         static_cast<std::uint64_t>(row[1].as<std::int64_t>())};
+                         static_cast<std::uint64_t>(row[1].as<std::int64_t>()),
+                         static_cast<std::uint64_t>(row[2].as<std::int64_t>())};
     });
   }
 

@@ -55,7 +55,8 @@ class Edges final : public EdgeStore {
       STRATA_ASSIGN_OR_RETURN(auto s, db.Prepare(sql::kTouchEdge));
       STRATA_ASSIGN_OR_RETURN(bool row, s.Bind(1, tenant).Bind(2, edge_id).Bind(3, now_ms).Step());
       if (!row) return absl::InternalError("TouchEdge returned no row");
-      EdgeSession session{static_cast<std::uint64_t>(s.Int(0)), static_cast<std::uint64_t>(s.Int(1))};
+      EdgeSession session{static_cast<std::uint64_t>(s.Int(0)), static_cast<std::uint64_t>(s.Int(1)),
+                          static_cast<std::uint64_t>(s.Int(2))};
       STRATA_RETURN_IF_ERROR(s.Run());
       STRATA_RETURN_IF_ERROR(tx.Commit());
       return session;
