@@ -13,11 +13,22 @@ constexpr std::int64_t kSaveMs = 5000;
 constexpr std::size_t kMaxTicked = 10000;
 constexpr std::size_t kReplayChunk = 5000;
 
+// A transition made again (a replay) is not inserted again; nor does it take a seq (an
+// INSERT OR IGNORE would, and seqs are consecutive: pending = last seq - acked mark).
 constexpr std::string_view kInsertOutbox =
-    "INSERT OR IGNORE INTO alarm_outbox (rule_id, rule_updated_at, device_id, kind, severity, ts, reading_seq, data)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+    "INSERT INTO alarm_outbox (rule_id, rule_updated_at, device_id, kind, severity, ts, reading_seq, data)"
+    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS (SELECT 1 FROM alarm_outbox WHERE rule_id = ?1"
+    " AND rule_updated_at = ?2 AND device_id = ?3 AND kind = ?4 AND severity = ?5 AND ts = ?6)";
 constexpr std::string_view kMaxOutboxSeq = "SELECT COALESCE(MAX(seq), 0) FROM alarm_outbox";
-constexpr std::string_view kPendingOutbox = "SELECT COUNT(*) FROM alarm_outbox WHERE acked = 0";
+// The cloud acks in seq order: everything up to the first unacknowledged seq is acked.
+constexpr std::string_view kAckedMark =
+    "SELECT COALESCE((SELECT MIN(seq) FROM alarm_outbox WHERE acked = 0) - 1,"
+    " (SELECT COALESCE(MAX(seq), 0) FROM alarm_outbox))";
+// Bounded: beyond this many unacknowledged transitions (a cloud away for very long, or one
+// below version 6, and rules that flap), the oldest go, counted.
+constexpr std::int64_t kMaxPendingAlarms = 100000;
+constexpr std::string_view kCountUnackedUpTo = "SELECT COUNT(*) FROM alarm_outbox WHERE acked = 0 AND seq <= ?1";
+constexpr std::string_view kDropUnackedUpTo = "DELETE FROM alarm_outbox WHERE acked = 0 AND seq <= ?1";
 constexpr std::string_view kReadOutbox =
     "SELECT seq, data FROM alarm_outbox WHERE seq > ?1 AND acked = 0 ORDER BY seq LIMIT ?2";
 constexpr std::string_view kAckOutbox = "UPDATE alarm_outbox SET acked = 1 WHERE seq <= ?1 AND acked = 0";
@@ -73,7 +84,7 @@ absl::Status ValidateEdgeRules(const v1::EdgeConfig& config) {
 
 absl::StatusOr<std::unique_ptr<EdgeRules>> EdgeRules::Open(Buffer& buffer, MetricsRegistry& metrics, Clock clock) {
   std::unique_ptr<EdgeRules> r(new EdgeRules(buffer, metrics, std::move(clock)));
-  std::int64_t max_seq = 0, pending = 0;
+  std::int64_t max_seq = 0, acked = 0;
   STRATA_RETURN_IF_ERROR(buffer.Transact([&](sqlite::Connection& db, std::uint64_t) -> absl::Status {
     r->saved_.clear();
     STRATA_ASSIGN_OR_RETURN(auto seq, db.Prepare(kLoadRulesSeq));
@@ -85,12 +96,13 @@ absl::StatusOr<std::unique_ptr<EdgeRules>> EdgeRules::Open(Buffer& buffer, Metri
       return absl::OkStatus();
     }));
     STRATA_ASSIGN_OR_RETURN(max_seq, sqlite::QueryInt(db, kMaxOutboxSeq));
-    STRATA_ASSIGN_OR_RETURN(pending, sqlite::QueryInt(db, kPendingOutbox));
+    STRATA_ASSIGN_OR_RETURN(acked, sqlite::QueryInt(db, kAckedMark));
     return absl::OkStatus();
   }));
   r->evaluated_seq_ = r->rules_seq_;
   r->last_seq_ = max_seq;
-  r->pending_ = static_cast<std::uint64_t>(pending);
+  r->acked_mark_ = acked;
+  r->pending_ = static_cast<std::uint64_t>(std::max<std::int64_t>(0, max_seq - acked));
   // Until the rules are known, nothing above the saved states is let go.
   STRATA_RETURN_IF_ERROR(buffer.SetHold(r->rules_seq_));
   return r;
@@ -108,7 +120,9 @@ EdgeRules::EdgeRules(Buffer& buffer, MetricsRegistry& metrics, Clock clock)
       save_failures_(metrics.GetCounter("strata_edge_rule_store_failures_total",
                                         "Edge rule states or transitions that could not be written (retried)")),
       refused_readings_(metrics.GetCounter("strata_edge_rule_readings_unknown_device_total",
-                                           "Readings of devices outside the config revision: no rule evaluates them")) {
+                                           "Readings of devices outside the config revision: no rule evaluates them")),
+      dropped_(metrics.GetCounter("strata_edge_rule_alarms_dropped_total",
+                                  "Alarm transitions dropped unsent: more than 100,000 waited for the cloud")) {
   metrics.AddCallbackGauge("strata_edge_rule_alarms_pending", "Alarm transitions of edge rules the cloud has not acknowledged",
                            [this] { return static_cast<double>(pending_.load()); });
   metrics.AddCallbackGauge("strata_edge_rules", "EDGE rules of the config revision this edge runs",
@@ -211,6 +225,7 @@ void EdgeRules::EvaluateLocked(rules::Reading& reading, std::vector<Made>& out) 
 
 absl::Status EdgeRules::WriteOutbox(sqlite::Connection& db, std::uint64_t last_seq, const std::vector<Made>& made,
                                     std::int64_t& max_seq) {
+  max_seq = 0;
   if (made.empty()) return absl::OkStatus();
   STRATA_ASSIGN_OR_RETURN(auto insert, db.Prepare(kInsertOutbox));
   for (const Made& m : made) {
@@ -227,6 +242,13 @@ absl::Status EdgeRules::WriteOutbox(sqlite::Connection& db, std::uint64_t last_s
                                .Run());
   }
   STRATA_ASSIGN_OR_RETURN(max_seq, sqlite::QueryInt(db, kMaxOutboxSeq));
+  if (const std::int64_t floor = max_seq - kMaxPendingAlarms; floor > acked_mark_.load()) {
+    STRATA_ASSIGN_OR_RETURN(auto n, sqlite::QueryInt(db, kCountUnackedUpTo, floor));
+    STRATA_RETURN_IF_ERROR(sqlite::Exec(db, kDropUnackedUpTo, floor));
+    // Counted as the transaction commits (a rollback drops nothing): see Written.
+    dropping_ = n;
+    dropped_floor_ = floor;
+  }
   return absl::OkStatus();
 }
 
@@ -252,11 +274,19 @@ void EdgeRules::Committed() {
 }
 
 void EdgeRules::Written(std::int64_t max_seq) {
+  if (const std::int64_t n = dropping_.exchange(0); n > 0) {
+    dropped_.Inc(static_cast<std::uint64_t>(n));
+    acked_mark_ = std::max(acked_mark_.load(), dropped_floor_.load());
+    if (!told_dropped_.exchange(true)) {
+      spdlog::error("edge rules: more than {} alarm transitions wait for the cloud; the oldest are dropped "
+                    "(strata_edge_rule_alarms_dropped_total)",
+                    kMaxPendingAlarms);
+    }
+  }
   const std::int64_t before = last_seq_.load();
   if (max_seq <= before) return;  // nothing new (made again by a replay, or none at all)
   last_seq_ = max_seq;
-  // Seqs are consecutive (AUTOINCREMENT; an ignored insert takes none).
-  pending_ += static_cast<std::uint64_t>(max_seq - before);
+  pending_ = static_cast<std::uint64_t>(std::max<std::int64_t>(0, max_seq - acked_mark_.load()));
   std::lock_guard lock(listener_mu_);
   if (listener_) listener_();
 }
@@ -417,6 +447,7 @@ absl::Status EdgeRules::RebaseAbove(std::uint64_t mark) {
                "or replaced; pending alarms are renumbered above it",
                mark, last_seq_.load());
   last_seq_ = max_seq;
+  acked_mark_ = acked_mark_.load() + shift;
   return absl::OkStatus();
 }
 
@@ -427,21 +458,19 @@ void EdgeRules::SetReportListener(std::function<void()> listener) {
 
 void EdgeRules::Acked(const v1::EdgeAlarmAck& ack) {
   const auto seq = static_cast<std::int64_t>(std::min<std::uint64_t>(ack.seq(), INT64_MAX));
-  std::int64_t pending = 0;
   auto s = buffer_.Transact([&](sqlite::Connection& db, std::uint64_t) -> absl::Status {
     STRATA_ASSIGN_OR_RETURN(auto mark, db.Prepare(kAckOutbox));
     STRATA_RETURN_IF_ERROR(mark.Bind(1, seq).Run());
     STRATA_ASSIGN_OR_RETURN(auto forget, db.Prepare(kForgetOutbox));
-    STRATA_RETURN_IF_ERROR(forget.Run());
-    STRATA_ASSIGN_OR_RETURN(pending, sqlite::QueryInt(db, kPendingOutbox));
-    return absl::OkStatus();
+    return forget.Run();
   });
   if (!s.ok()) {
     // Sent again on the next stream; the cloud applies each seq once.
     spdlog::warn("edge rules: cannot record the cloud's ack of alarms up to {}: {}", seq, s.ToString());
     return;
   }
-  pending_ = static_cast<std::uint64_t>(pending);
+  acked_mark_ = std::max(acked_mark_.load(), seq);
+  pending_ = static_cast<std::uint64_t>(std::max<std::int64_t>(0, last_seq_.load() - acked_mark_.load()));
 }
 
 }  // namespace strata::edge

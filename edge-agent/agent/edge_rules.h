@@ -109,8 +109,10 @@ class EdgeRules {
   void EvaluateLocked(rules::Reading& reading, std::vector<Made>& out);
   void TakeLocked(const Loaded& r, const std::vector<rules::Transition>& ts, std::vector<Made>& out);
   // Writes `made` into the outbox (on the buffer's connection, in its transaction).
-  static absl::Status WriteOutbox(sqlite::Connection& db, std::uint64_t last_seq, const std::vector<Made>& made,
-                                  std::int64_t& max_seq);
+  // Bounded at kMaxPendingAlarms unacknowledged rows: beyond, the oldest go (counted once the
+  // write commits, in Written).
+  absl::Status WriteOutbox(sqlite::Connection& db, std::uint64_t last_seq, const std::vector<Made>& made,
+                           std::int64_t& max_seq);
   absl::Status SaveLocked();
   // Transitions up to outbox seq `max_seq` were written: the uplink is told.
   void Written(std::int64_t max_seq);
@@ -130,6 +132,10 @@ class EdgeRules {
   std::uint64_t committed_seq_ = 0;              // pipeline thread: buffer seq of the last side write
   std::atomic<std::int64_t> last_seq_{0};
   std::atomic<std::uint64_t> pending_{0};
+  std::atomic<std::int64_t> acked_mark_{0};    // the cloud acked every seq up to here
+  std::atomic<std::int64_t> dropping_{0};      // dropped by a write not yet known to be committed
+  std::atomic<std::int64_t> dropped_floor_{0};
+  std::atomic<bool> told_dropped_{false};
   std::mutex listener_mu_;
   std::function<void()> listener_;  // guarded by listener_mu_
 
@@ -138,6 +144,7 @@ class EdgeRules {
   Counter& replayed_;
   Counter& save_failures_;
   Counter& refused_readings_;
+  Counter& dropped_;
 };
 
 }  // namespace strata::edge
