@@ -357,6 +357,16 @@ grpc::Status EdgeSession::SendConfigIfNew(EdgeStream& stream) {
   // Read after the revision: the rules are as new as it, or newer (a later revision follows).
   if (id_.protocol_version >= 6) {
     if (auto s = AddEdgeRules(*config); !s.ok()) return read_failed(s);
+  } else {
+    // An older edge does not run EDGE rules: said with each revision sent, so that one who
+    // wrote one for its devices knows why no alarm comes.
+    v1::EdgeConfig probe;
+    *probe.mutable_devices() = config->devices();
+    if (AddEdgeRules(probe).ok() && probe.rules_size() > 0) {
+      spdlog::warn("edge {}: speaks EdgeSync version {}, below 6: the {} EDGE rule(s) for its devices do not run "
+                   "there (upgrade strata-edge)",
+                   id_.edge_id, id_.protocol_version, probe.rules_size());
+    }
   }
   if (const std::size_t bytes = config->ByteSizeLong(); bytes > kMaxConfigBytes) {
     // Not sent (the edge could not take it; the stream would break on it at every connect):
