@@ -83,6 +83,9 @@ std::string EnvName(const std::string& flag) {
 
 void UseYamlConfig(CLI::App& app) {
   app.config_formatter(std::make_shared<YamlConfig>());
+  // A key that is no flag is an error naming it (CLI11 ignores it by default: a typo in a
+  // gateway's config would go unnoticed).
+  app.allow_config_extras(CLI::config_extras_mode::error);
   // CLI11 2.1 (Debian 12) does not read a config option's environment variable: STRATA_CONFIG
   // becomes the option's default file instead (required then, so a name that is wrong is an
   // error, not silently no file); --config on the command line still wins.

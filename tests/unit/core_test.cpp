@@ -158,6 +158,25 @@ TEST(ConfigTest, TheConfigFileMayBeNamedByStrataConfig) {
   EXPECT_EQ(parse({}), "info");
 }
 
+TEST(ConfigTest, AMisspeltKeyIsAnErrorNamingIt) {
+  // A typo in a gateway's /etc/strata/edge.yaml must not be silently ignored.
+  testing::TempDir dir;
+  const std::string file = dir.path() + "/typo.yaml";
+  std::ofstream(file) << "log-levle: debug\n";
+  CLI::App app;
+  UseYamlConfig(app);
+  std::string level = "info";
+  app.add_option("--log-level", level);
+  std::string args[] = {"prog", "--config", file};
+  char* argv[] = {args[0].data(), args[1].data(), args[2].data()};
+  try {
+    app.parse(3, argv);
+    ADD_FAILURE() << "accepted a key that is no flag";
+  } catch (const CLI::ParseError& e) {
+    EXPECT_NE(std::string(e.what()).find("log-levle"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ConfigTest, MalformedYamlIsAClearError) {
   testing::TempDir dir;
   const std::string file = dir.path() + "/bad.yaml";
