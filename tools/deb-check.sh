@@ -220,7 +220,8 @@ cat >"$jail/root/run-check.sh" <<'EOF'
 # here ends with it). As root; the agent runs as strata-edge with the unit's umask.
 set -eu
 phase=$1
-fail() { echo "run-check ($phase): FAIL: $*" >&2; [ -f /tmp/agent.log ] && tail -n 20 /tmp/agent.log >&2; exit 1; }
+logs=$(mktemp -d)  # the root's own temporary folder: the agent's, the broker's and the refusal's output
+fail() { echo "run-check ($phase): FAIL: $*" >&2; [ -f "$logs/agent.log" ] && tail -n 20 $logs/agent.log >&2; exit 1; }
 as_agent() { setpriv --reuid=strata-edge --regid=strata-edge --clear-groups --no-new-privs "$@"; }
 wait_for() {  # SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds, or fail
   secs=$1 what=$2; shift 2
@@ -235,26 +236,26 @@ status_has() { strata-edge status 2>&1 | grep -Eq "$1"; }
 if [ "$phase" = install ]; then
   # The packaged config, untouched, must be refused with a message that names the cause.
   rc=0
-  as_agent timeout 20 /usr/bin/strata-edge --config /etc/strata/edge.yaml >/tmp/refused.log 2>&1 || rc=$?
+  as_agent timeout 20 /usr/bin/strata-edge --config /etc/strata/edge.yaml >$logs/refused.log 2>&1 || rc=$?
   [ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "the agent started (exit $rc) with edge-id unset"
-  grep -q -- "--edge-id must not be empty" /tmp/refused.log || fail "unclear refusal: $(cat /tmp/refused.log)"
+  grep -q -- "--edge-id must not be empty" $logs/refused.log || fail "unclear refusal: $(cat $logs/refused.log)"
   # What the field engineer does.
   sed -i 's/^#edge-id: .*/edge-id: deb-check-gw/' /etc/strata/edge.yaml
 fi
 grep -q '^edge-id: deb-check-gw$' /etc/strata/edge.yaml || fail "edge.yaml lost its edge-id"
 
 install -d -o mosquitto -g mosquitto /run/mosquitto
-mosquitto -c /etc/mosquitto/mosquitto.conf >/tmp/mosquitto.out 2>&1 &
+mosquitto -c /etc/mosquitto/mosquitto.conf >$logs/mosquitto.out 2>&1 &
 broker=$!
 wait_for 20 "mosquitto on 127.0.0.1:1883" mosquitto_sub -h 127.0.0.1 -p 1883 -t probe -E -W 2
 # (It says what it loads on stderr, before it opens its log file.)
-grep -q 'Loading config file /etc/mosquitto/conf.d/strata-edge.conf' /tmp/mosquitto.out ||
+grep -q 'Loading config file /etc/mosquitto/conf.d/strata-edge.conf' $logs/mosquitto.out ||
   fail "mosquitto did not load strata-edge.conf"
 grep -q 'Opening ipv4 listen socket on port 1883' /var/log/mosquitto/mosquitto.log || fail "no listener on 1883"
 
 # Not through as_agent: a function run with & is a subshell, and $! would be its pid.
 setpriv --reuid=strata-edge --regid=strata-edge --clear-groups --no-new-privs \
-  sh -c 'umask 0027; exec /usr/bin/strata-edge --config /etc/strata/edge.yaml' >/tmp/agent.log 2>&1 &
+  sh -c 'umask 0027; exec /usr/bin/strata-edge --config /etc/strata/edge.yaml' >$logs/agent.log 2>&1 &
 agent=$!
 wait_for 30 "strata-edge status to answer" strata-edge status
 wait_for 30 "the agent's MQTT connection" status_has '^mqtt .*  connected'
@@ -272,7 +273,7 @@ strata-edge status | sed 's/^/    /'
 kill -TERM "$agent"
 rc=0; wait "$agent" || rc=$?
 [ "$rc" = 0 ] || fail "the agent exited $rc on SIGTERM"
-grep -q 'strata-edge stopped; 1 readings buffered' /tmp/agent.log || fail "no clean stop in the log"
+grep -q 'strata-edge stopped; 1 readings buffered' $logs/agent.log || fail "no clean stop in the log"
 kill -TERM "$broker"; wait "$broker" || true
 
 for f in buffer.db config.db commands.db twins.db; do
